@@ -1,0 +1,22 @@
+//! Pixel Streaming protocol types, with no I/O.
+//!
+//! - [`message`]: the JSON signalling messages ([`Message`]) and
+//!   [`incoming`]: parsing a frame into a typed view plus its original object.
+//! - [`datachannel`]: the binary data-channel messages, both directions.
+//! - [`close`]: WebSocket close codes used across the toolkit.
+//!
+//! Behind features, code that every WebRTC peer of the toolkit shares:
+//! `client` (an async signalling client) and `rtc` (WebRTC settings).
+
+pub mod close;
+pub mod datachannel;
+pub mod incoming;
+pub mod message;
+
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "rtc")]
+pub mod rtc;
+
+pub use incoming::{Incoming, ParseError};
+pub use message::{IceCandidate, Message, PROTOCOL_VERSION};

@@ -1,0 +1,96 @@
+//! Server configuration: what the server needs to run, already resolved from
+//! flags, `config.json` and defaults (see `cli` for where the values come from).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+/// How much of each signalling message the server logs (`--console_messages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsoleMessages {
+    /// Nothing per message.
+    #[default]
+    Off,
+    /// One line per message: direction, peer and type.
+    Basic,
+    /// One line per message with its whole JSON.
+    Verbose,
+    /// Like verbose, pretty-printed over several lines.
+    Formatted,
+}
+
+/// Everything `run` needs. `Default` gives a server on loopback with Wilbur's
+/// ports except the player port (80 needs privileges; we use 8080).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address every listener binds to.
+    pub bind: IpAddr,
+    pub streamer_port: u16,
+    pub player_port: u16,
+    pub sfu_port: u16,
+    /// Subscribers allowed per streamer; 0 = unlimited.
+    pub max_players: usize,
+    /// The `peerConnectionOptions` object sent in every `config`.
+    pub peer_options: Map<String, Value>,
+    /// Send `playerCount` after `config` to players (SEED). Off for strict clients.
+    pub send_player_count: bool,
+    /// WebSocket ping interval for every connection; `None` = off.
+    pub ping_interval: Option<Duration>,
+    /// Largest accepted frame/message in bytes; larger closes with 1009.
+    pub max_message_size: usize,
+    /// Messages each connection may send per second (sustained) …
+    pub rate_limit_per_sec: u32,
+    /// … and in a burst; more closes the connection with 1008.
+    pub rate_limit_burst: u32,
+    /// Frames queued towards one connection before it is closed as not reading.
+    pub send_queue_len: usize,
+    /// Serve static files from `http_root` on the player port.
+    pub serve: bool,
+    pub http_root: Option<PathBuf>,
+    /// File under `http_root` served at `/`.
+    pub homepage: String,
+    /// Enable the REST API under `/api`.
+    pub rest_api: bool,
+    pub console_messages: ConsoleMessages,
+    /// The effective configuration as JSON (secrets redacted), for `GET /api/config`.
+    pub public_config: Value,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            streamer_port: 8888,
+            player_port: 8080,
+            sfu_port: 8889,
+            max_players: 0,
+            peer_options: Map::new(),
+            send_player_count: true,
+            ping_interval: Some(Duration::from_secs(30)),
+            max_message_size: 1 << 20,
+            rate_limit_per_sec: 200,
+            rate_limit_burst: 1000,
+            send_queue_len: 1024,
+            serve: true,
+            http_root: None,
+            homepage: "player.html".to_string(),
+            rest_api: true,
+            console_messages: ConsoleMessages::Off,
+            public_config: Value::Object(Map::new()),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// A config for tests and embedding: every listener on 127.0.0.1, port 0.
+    pub fn ephemeral() -> Self {
+        ServerConfig {
+            streamer_port: 0,
+            player_port: 0,
+            sfu_port: 0,
+            ..ServerConfig::default()
+        }
+    }
+}

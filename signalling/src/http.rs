@@ -1,0 +1,405 @@
+//! Plain HTTP on the player port: Wilbur's REST API, liveness, and static files.
+//!
+//! The transport hands every non-WebSocket request on the player port to [`routes`]. The filter
+//! never rejects: anything it does not serve gets a 404, so the transport needs no fallback.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+use crate::config::ServerConfig;
+use crate::snapshot::Snapshot;
+
+/// Shown at `/` when serving is on but no `--http_root` is set.
+///
+/// A stand-in until the embedded player page lands; replace this one constant to change it.
+pub const PLACEHOLDER_PAGE: &str = "<!DOCTYPE html>
+<html lang=\"en\">
+<head><meta charset=\"utf-8\"><title>Pixel Streaming signalling server</title></head>
+<body>
+<h1>Pixel Streaming signalling server</h1>
+<p>The server is running. No player page is configured: start it with
+<code>--http_root DIR</code> (and <code>--homepage FILE</code>) to serve one.</p>
+<p>REST API: <a href=\"/api/status\">/api/status</a>,
+<a href=\"/api/streamers\">/api/streamers</a>, <a href=\"/api/players\">/api/players</a>.</p>
+</body>
+</html>
+";
+
+/// What the HTTP routes read: a registry snapshot on demand, the config, and the start time.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Takes a fresh snapshot of the registry; called once per REST request.
+    pub snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync>,
+    pub config: Arc<ServerConfig>,
+    /// When the server started, for `uptime` in `/api/status`.
+    pub started: Instant,
+}
+
+/// Every HTTP route of the player port, ending in a 404 for anything else.
+pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
+    let state = Arc::new(state);
+    let health = warp::get()
+        .and(warp::path!("healthz"))
+        .map(|| text(StatusCode::OK, "ok"));
+    let mut filter = health.boxed();
+    if state.config.rest_api {
+        filter = filter.or(api(state.clone())).unify().boxed();
+    }
+    if state.config.serve {
+        filter = filter.or(static_files(&state.config)).unify().boxed();
+    }
+    filter
+        .or(warp::any().map(|| text(StatusCode::NOT_FOUND, "Not Found")))
+        .unify()
+        .boxed()
+}
+
+/// Wilbur's REST API (`/api/...`), GET only.
+fn api(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
+    let s = state.clone();
+    let status = warp::path!("api" / "status").map(move || status(&s));
+    let s = state.clone();
+    let streamers =
+        warp::path!("api" / "streamers").map(move || json_ok(&(s.snapshot)().streamers));
+    let s = state.clone();
+    let streamer = warp::path!("api" / "streamers" / String).map(move |raw: String| {
+        let id = percent_decode(&raw);
+        let snapshot = (s.snapshot)();
+        match snapshot.streamers.iter().find(|st| st.streamer_id == id) {
+            Some(found) => json_ok(found),
+            None => not_found_json(&format!("No streamer id matches {id}.")),
+        }
+    });
+    let s = state.clone();
+    let players = warp::path!("api" / "players").map(move || json_ok(&(s.snapshot)().players));
+    let s = state.clone();
+    let player = warp::path!("api" / "players" / String).map(move |raw: String| {
+        let id = percent_decode(&raw);
+        let snapshot = (s.snapshot)();
+        match snapshot.players.iter().find(|p| p.player_id == id) {
+            Some(found) => json_ok(found),
+            None => not_found_json(&format!("No player ID matches {id}.")),
+        }
+    });
+    let s = state;
+    let config = warp::path!("api" / "config").map(move || json_ok(&s.config.public_config));
+    warp::get()
+        .and(
+            status
+                .or(streamers)
+                .unify()
+                .or(streamer)
+                .unify()
+                .or(players)
+                .unify()
+                .or(player)
+                .unify()
+                .or(config)
+                .unify(),
+        )
+        .boxed()
+}
+
+/// `GET /api/status`: `uptime` is in milliseconds, as in Wilbur.
+fn status(state: &HttpState) -> Response {
+    let snapshot = (state.snapshot)();
+    let uptime_ms = u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    json_ok(&json!({
+        "uptime": uptime_ms,
+        "streamer_count": snapshot.streamers.len(),
+        "player_count": snapshot.players.len(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Static files from `http_root` with the homepage at `/`, or the placeholder page at `/`.
+fn static_files(config: &ServerConfig) -> BoxedFilter<(Response,)> {
+    let get_or_head = warp::get().or(warp::head()).unify();
+    let Some(root) = &config.http_root else {
+        return get_or_head
+            .and(warp::path::end())
+            .map(|| warp::reply::html(PLACEHOLDER_PAGE).into_response())
+            .boxed();
+    };
+    let homepage = root.join(&config.homepage);
+    let missing = format!("Unable to locate file {}", config.homepage);
+    let home = warp::path::end()
+        .and(warp::fs::file(homepage))
+        .map(Reply::into_response)
+        .or(warp::path::end().map(move || text(StatusCode::NOT_FOUND, &missing)))
+        .unify();
+    let dir = warp::fs::dir(root.clone()).map(Reply::into_response);
+    get_or_head.and(home.or(dir).unify()).boxed()
+}
+
+fn json_ok<T: serde::Serialize>(body: &T) -> Response {
+    warp::reply::json(body).into_response()
+}
+
+/// Wilbur's 404 body for the REST API: `{"message": "..."}`.
+fn not_found_json(message: &str) -> Response {
+    warp::reply::with_status(
+        warp::reply::json(&json!({ "message": message })),
+        StatusCode::NOT_FOUND,
+    )
+    .into_response()
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    warp::reply::with_status(body.to_string(), status).into_response()
+}
+
+/// Decodes `%XX` escapes in a path segment, so `/api/streamers/My%20Game` finds `My Game`
+/// (Express decodes route parameters the same way). Invalid escapes are kept as written.
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match (bytes[i], bytes.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) if hex.iter().all(u8::is_ascii_hexdigit) => std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+            _ => None,
+        };
+        match decoded {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{EndpointKind, PlayerInfo, StreamerInfo, SubscriberKind};
+    use serde_json::Value;
+
+    fn player(id: &str, to: Option<&str>) -> PlayerInfo {
+        PlayerInfo {
+            player_id: id.to_string(),
+            kind: SubscriberKind::Player,
+            subscribed_to: to.map(str::to_string),
+            remote_address: "127.0.0.1:5000".to_string(),
+        }
+    }
+
+    fn sample() -> Snapshot {
+        let p0 = player("Player0", Some("DefaultStreamer"));
+        Snapshot {
+            streamers: vec![StreamerInfo {
+                streamer_id: "DefaultStreamer".to_string(),
+                kind: EndpointKind::Streamer,
+                streaming: true,
+                remote_address: "127.0.0.1:4000".to_string(),
+                subscribers: vec![p0.clone()],
+            }],
+            players: vec![p0, player("Player1", None)],
+        }
+    }
+
+    fn state(config: ServerConfig) -> HttpState {
+        HttpState {
+            snapshot: Arc::new(sample),
+            config: Arc::new(config),
+            started: Instant::now(),
+        }
+    }
+
+    async fn get(filter: &BoxedFilter<(Response,)>, path: &str) -> (StatusCode, String) {
+        let res = warp::test::request().path(path).reply(filter).await;
+        let body = String::from_utf8_lossy(res.body()).into_owned();
+        (res.status(), body)
+    }
+
+    async fn get_json(filter: &BoxedFilter<(Response,)>, path: &str) -> (StatusCode, Value) {
+        let (status, body) = get(filter, path).await;
+        match serde_json::from_str(&body) {
+            Ok(v) => (status, v),
+            Err(e) => panic!("{path} returned non-JSON {body:?}: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn status_has_wilbur_shape() {
+        let f = routes(state(ServerConfig::default()));
+        let (status, v) = get_json(&f, "/api/status").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(v["uptime"].is_u64(), "{v}");
+        assert_eq!(v["streamer_count"], 1);
+        assert_eq!(v["player_count"], 2);
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[tokio::test]
+    async fn streamers_list_and_one() {
+        let f = routes(state(ServerConfig::default()));
+        let (status, v) = get_json(&f, "/api/streamers").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v[0]["streamerId"], "DefaultStreamer");
+        assert_eq!(v[0]["type"], "Streamer");
+        assert_eq!(v[0]["streaming"], true);
+        assert_eq!(v[0]["subscribers"][0]["playerId"], "Player0");
+
+        let (status, v) = get_json(&f, "/api/streamers/DefaultStreamer").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["remoteAddress"], "127.0.0.1:4000");
+
+        let (status, v) = get_json(&f, "/api/streamers/Nope%20Here").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            v,
+            serde_json::json!({"message": "No streamer id matches Nope Here."})
+        );
+    }
+
+    #[tokio::test]
+    async fn players_list_and_one() {
+        let f = routes(state(ServerConfig::default()));
+        let (status, v) = get_json(&f, "/api/players").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v.as_array().map(Vec::len), Some(2));
+        assert_eq!(v[0]["subscribedTo"], "DefaultStreamer");
+        assert!(v[1].get("subscribedTo").is_none(), "{v}");
+
+        let (status, v) = get_json(&f, "/api/players/Player1").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["type"], "Player");
+
+        let (status, v) = get_json(&f, "/api/players/Player9").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            v,
+            serde_json::json!({"message": "No player ID matches Player9."})
+        );
+    }
+
+    #[tokio::test]
+    async fn config_returns_public_config() {
+        let config = ServerConfig {
+            public_config: serde_json::json!({"config": {"playerPort": 1}}),
+            ..ServerConfig::default()
+        };
+        let f = routes(state(config));
+        let (status, v) = get_json(&f, "/api/config").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v, serde_json::json!({"config": {"playerPort": 1}}));
+    }
+
+    #[tokio::test]
+    async fn rest_api_off_is_404_but_health_stays() {
+        let config = ServerConfig {
+            rest_api: false,
+            ..ServerConfig::default()
+        };
+        let f = routes(state(config));
+        assert_eq!(get(&f, "/api/status").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            get(&f, "/healthz").await,
+            (StatusCode::OK, "ok".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn healthz_and_unknown_paths() {
+        let f = routes(state(ServerConfig::default()));
+        assert_eq!(
+            get(&f, "/healthz").await,
+            (StatusCode::OK, "ok".to_string())
+        );
+        assert_eq!(get(&f, "/nope").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(get(&f, "/api/nope").await.0, StatusCode::NOT_FOUND);
+        let res = warp::test::request()
+            .method("POST")
+            .path("/api/status")
+            .reply(&f)
+            .await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn placeholder_page_without_http_root() {
+        let f = routes(state(ServerConfig::default()));
+        let (status, body) = get(&f, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, PLACEHOLDER_PAGE);
+
+        let off = routes(state(ServerConfig {
+            serve: false,
+            ..ServerConfig::default()
+        }));
+        assert_eq!(get(&off, "/").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn static_files_with_homepage() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("home.html"), "<p>home</p>").expect("write");
+        std::fs::create_dir(dir.path().join("js")).expect("mkdir");
+        std::fs::write(dir.path().join("js/app.js"), "let x = 1;").expect("write");
+        let config = ServerConfig {
+            http_root: Some(dir.path().to_path_buf()),
+            homepage: "home.html".to_string(),
+            ..ServerConfig::default()
+        };
+        let f = routes(state(config));
+        assert_eq!(
+            get(&f, "/").await,
+            (StatusCode::OK, "<p>home</p>".to_string())
+        );
+        let res = warp::test::request().path("/js/app.js").reply(&f).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.body().as_ref(), b"let x = 1;");
+        assert!(res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("javascript")));
+        assert_eq!(get(&f, "/missing.css").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(get(&f, "/../etc/passwd").await.0, StatusCode::NOT_FOUND);
+        // The REST API still answers next to the files.
+        assert_eq!(
+            get(&f, "/api/streamers/DefaultStreamer").await.0,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_homepage_is_404_like_wilbur() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = ServerConfig {
+            http_root: Some(dir.path().to_path_buf()),
+            ..ServerConfig::default()
+        };
+        let f = routes(state(config));
+        assert_eq!(
+            get(&f, "/").await,
+            (
+                StatusCode::NOT_FOUND,
+                "Unable to locate file player.html".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%+1"), "%+1");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+    }
+}

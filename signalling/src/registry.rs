@@ -1,0 +1,321 @@
+//! The registry of connections: who is connected, under which ids, and who is
+//! subscribed to whom. Plain data with the invariants kept by its methods; the
+//! router decides *when* to change it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::snapshot::{EndpointKind, PlayerInfo, Snapshot, StreamerInfo, SubscriberKind};
+
+/// A connection's handle, unique for the life of the process. Increasing, so
+/// ordering by it is ordering by connect time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Streamer,
+    Player,
+    Sfu,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Streamer => "streamer",
+            Role::Player => "player",
+            Role::Sfu => "sfu",
+        }
+    }
+
+    /// Streamers and SFUs are addressed by a streamer id and have subscribers.
+    pub fn is_streamer_side(self) -> bool {
+        matches!(self, Role::Streamer | Role::Sfu)
+    }
+
+    /// Players and SFUs get a player id and subscribe to a streamer.
+    pub fn is_player_side(self) -> bool {
+        matches!(self, Role::Player | Role::Sfu)
+    }
+}
+
+/// One connection's registry entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub role: Role,
+    pub remote_address: String,
+    /// Streamer side: the current id (temporary until `endpointId`).
+    pub streamer_id: Option<String>,
+    /// Streamer side: has sent `endpointId`.
+    pub identified: bool,
+    /// SFU: between `startStreaming` and `stopStreaming`.
+    pub sfu_streaming: bool,
+    /// Streamer side: subscribers in subscribe order.
+    pub subscribers: BTreeSet<ConnId>,
+    /// Player side: the player id.
+    pub player_id: Option<String>,
+    /// Player side: the streamer-side connection it is subscribed to.
+    pub subscribed_to: Option<ConnId>,
+}
+
+impl Entry {
+    /// Listed to players: an identified streamer, or a streaming SFU.
+    pub fn listed(&self) -> bool {
+        match self.role {
+            Role::Streamer => self.identified,
+            Role::Sfu => self.identified && self.sfu_streaming,
+            Role::Player => false,
+        }
+    }
+}
+
+/// All connections and the id indexes over them.
+#[derive(Debug, Default)]
+pub struct Registry {
+    entries: BTreeMap<ConnId, Entry>,
+    streamer_ids: HashMap<String, ConnId>,
+    player_ids: HashMap<String, ConnId>,
+    next_conn: u64,
+    next_player: u64,
+    next_temp_streamer: u64,
+}
+
+impl Registry {
+    pub fn get(&self, conn: ConnId) -> Option<&Entry> {
+        self.entries.get(&conn)
+    }
+
+    pub fn get_mut(&mut self, conn: ConnId) -> Option<&mut Entry> {
+        self.entries.get_mut(&conn)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Register a new connection. Player-side connections get a player id at
+    /// once; streamer-side ones a temporary, unlisted streamer id.
+    pub fn add(&mut self, role: Role, remote_address: String) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let player_id = role.is_player_side().then(|| {
+            let id = format!("Player{}", self.next_player);
+            self.next_player += 1;
+            self.player_ids.insert(id.clone(), conn);
+            id
+        });
+        let streamer_id = role.is_streamer_side().then(|| {
+            let id = self.unique_streamer_id("UnknownStreamer", conn, true);
+            self.streamer_ids.insert(id.clone(), conn);
+            id
+        });
+        self.entries.insert(
+            conn,
+            Entry {
+                role,
+                remote_address,
+                streamer_id,
+                identified: false,
+                sfu_streaming: false,
+                subscribers: BTreeSet::new(),
+                player_id,
+                subscribed_to: None,
+            },
+        );
+        conn
+    }
+
+    /// Forget a connection and its ids. Subscriptions must already be undone
+    /// (the router does that first, to tell the other ends).
+    pub fn remove(&mut self, conn: ConnId) -> Option<Entry> {
+        let entry = self.entries.remove(&conn)?;
+        if let Some(id) = &entry.streamer_id {
+            if self.streamer_ids.get(id) == Some(&conn) {
+                self.streamer_ids.remove(id);
+            }
+        }
+        if let Some(id) = &entry.player_id {
+            self.player_ids.remove(id);
+        }
+        Some(entry)
+    }
+
+    /// The id `requested` or, when another connection holds it, the first of
+    /// `requested1`, `requested2`, … that is free. An id this connection
+    /// already holds is kept (FIX: Wilbur renames it).
+    fn unique_streamer_id(&mut self, requested: &str, conn: ConnId, temporary: bool) -> String {
+        let free = |id: &str, ids: &HashMap<String, ConnId>| match ids.get(id) {
+            None => true,
+            Some(holder) => *holder == conn,
+        };
+        if temporary {
+            // Temporary ids count up so that they are stable per connection.
+            loop {
+                let id = if self.next_temp_streamer == 0 {
+                    requested.to_string()
+                } else {
+                    format!("{requested}{}", self.next_temp_streamer)
+                };
+                self.next_temp_streamer += 1;
+                if free(&id, &self.streamer_ids) {
+                    return id;
+                }
+            }
+        }
+        if free(requested, &self.streamer_ids) {
+            return requested.to_string();
+        }
+        (1u64..)
+            .map(|n| format!("{requested}{n}"))
+            .find(|id| free(id, &self.streamer_ids))
+            .unwrap_or_else(|| requested.to_string())
+    }
+
+    /// Give a streamer-side connection the id it asked for (or a free variant
+    /// of it, or keep its temporary id when it asked for none) and list it.
+    /// Returns (old id, committed id).
+    pub fn commit_streamer_id(&mut self, conn: ConnId, requested: Option<&str>) -> Option<(String, String)> {
+        let old = self.entries.get(&conn)?.streamer_id.clone()?;
+        let committed = match requested.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(requested) => self.unique_streamer_id(requested, conn, false),
+            None => old.clone(),
+        };
+        if committed != old {
+            self.streamer_ids.remove(&old);
+            self.streamer_ids.insert(committed.clone(), conn);
+        }
+        let entry = self.entries.get_mut(&conn)?;
+        entry.streamer_id = Some(committed.clone());
+        entry.identified = true;
+        Some((old, committed))
+    }
+
+    pub fn streamer_by_id(&self, id: &str) -> Option<ConnId> {
+        self.streamer_ids.get(id).copied()
+    }
+
+    pub fn player_by_id(&self, id: &str) -> Option<ConnId> {
+        self.player_ids.get(id).copied()
+    }
+
+    /// Player-side connections that are real players (not SFUs).
+    pub fn player_count(&self) -> usize {
+        self.entries.values().filter(|e| e.role == Role::Player).count()
+    }
+
+    /// Identified streamer-side entries in connect order, filtered.
+    pub fn streamer_ids_where(&self, keep: impl Fn(&Entry) -> bool) -> Vec<String> {
+        self.entries
+            .values()
+            .filter(|e| e.role.is_streamer_side() && e.identified && keep(e))
+            .filter_map(|e| e.streamer_id.clone())
+            .collect()
+    }
+
+    /// The first listed streamer in connect order (legacy auto-subscribe).
+    pub fn first_listed_streamer(&self) -> Option<ConnId> {
+        self.entries.iter().find(|(_, e)| e.listed()).map(|(c, _)| *c)
+    }
+
+    /// Subscribe `player` to `streamer`. Both must exist; any old subscription
+    /// must already be undone.
+    pub fn subscribe(&mut self, player: ConnId, streamer: ConnId) {
+        if let Some(e) = self.entries.get_mut(&streamer) {
+            e.subscribers.insert(player);
+        }
+        if let Some(e) = self.entries.get_mut(&player) {
+            e.subscribed_to = Some(streamer);
+        }
+    }
+
+    /// Undo `player`'s subscription; returns the streamer it had.
+    pub fn unsubscribe(&mut self, player: ConnId) -> Option<ConnId> {
+        let streamer = self.entries.get_mut(&player)?.subscribed_to.take()?;
+        if let Some(e) = self.entries.get_mut(&streamer) {
+            e.subscribers.remove(&player);
+        }
+        Some(streamer)
+    }
+
+    fn player_info(&self, conn: ConnId, e: &Entry) -> Option<PlayerInfo> {
+        let _ = conn;
+        Some(PlayerInfo {
+            player_id: e.player_id.clone()?,
+            kind: if e.role == Role::Sfu { SubscriberKind::Sfu } else { SubscriberKind::Player },
+            subscribed_to: e
+                .subscribed_to
+                .and_then(|s| self.entries.get(&s))
+                .and_then(|s| s.streamer_id.clone()),
+            remote_address: e.remote_address.clone(),
+        })
+    }
+
+    /// The registry as the REST API shows it.
+    pub fn snapshot(&self) -> Snapshot {
+        let streamers = self
+            .entries
+            .values()
+            .filter(|e| e.role.is_streamer_side() && e.identified)
+            .filter_map(|e| {
+                Some(StreamerInfo {
+                    streamer_id: e.streamer_id.clone()?,
+                    kind: if e.role == Role::Sfu { EndpointKind::Sfu } else { EndpointKind::Streamer },
+                    streaming: e.listed(),
+                    remote_address: e.remote_address.clone(),
+                    subscribers: e
+                        .subscribers
+                        .iter()
+                        .filter_map(|c| self.entries.get(c).and_then(|p| self.player_info(*c, p)))
+                        .collect(),
+                })
+            })
+            .collect();
+        let players = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.role.is_player_side())
+            .filter_map(|(c, e)| self.player_info(*c, e))
+            .collect();
+        Snapshot { streamers, players }
+    }
+
+    /// Check the invariants that tie the indexes and subscriptions together.
+    /// Used by tests (and fuzzing) after every step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (conn, e) in &self.entries {
+            if let Some(s) = e.subscribed_to {
+                let streamer = self.entries.get(&s).ok_or(format!("{conn:?} subscribed to missing {s:?}"))?;
+                if !streamer.subscribers.contains(conn) {
+                    return Err(format!("{conn:?} subscribed to {s:?} which does not list it"));
+                }
+            }
+            for p in &e.subscribers {
+                let player = self.entries.get(p).ok_or(format!("{conn:?} lists missing subscriber {p:?}"))?;
+                if player.subscribed_to != Some(*conn) {
+                    return Err(format!("{conn:?} lists {p:?} which is subscribed elsewhere"));
+                }
+            }
+            if let Some(id) = &e.streamer_id {
+                if self.streamer_ids.get(id) != Some(conn) {
+                    return Err(format!("streamer id {id} of {conn:?} not indexed"));
+                }
+            }
+            if let Some(id) = &e.player_id {
+                if self.player_ids.get(id) != Some(conn) {
+                    return Err(format!("player id {id} of {conn:?} not indexed"));
+                }
+            }
+        }
+        if self.streamer_ids.len() != self.entries.values().filter(|e| e.streamer_id.is_some()).count() {
+            return Err("streamer id index has stale entries".into());
+        }
+        if self.player_ids.len() != self.entries.values().filter(|e| e.player_id.is_some()).count() {
+            return Err("player id index has stale entries".into());
+        }
+        Ok(())
+    }
+}
