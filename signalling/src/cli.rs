@@ -57,7 +57,7 @@ pub struct Cli {
     #[arg(long = "serve", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub serve: Option<bool>,
 
-    /// Directory served by --serve. Without it, `/` shows a built-in placeholder page.
+    /// Directory served by --serve. Without it, `/` shows the built-in player page.
     /// [default: none]
     #[arg(long = "http_root", value_name = "PATH")]
     pub http_root: Option<PathBuf>,
@@ -226,35 +226,19 @@ impl From<ConsoleMessagesArg> for ConsoleMessages {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("cannot read config file {path}: {error}")]
-    ConfigRead {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    ConfigRead { path: PathBuf, error: std::io::Error },
     #[error("config file {path} is not valid JSON: {error}")]
-    ConfigJson {
-        path: PathBuf,
-        error: serde_json::Error,
-    },
+    ConfigJson { path: PathBuf, error: serde_json::Error },
     #[error("config file {path} must contain a JSON object at the top level")]
     ConfigNotObject { path: PathBuf },
     #[error("config file {path}: key \"{key}\": {reason}")]
-    ConfigValue {
-        path: PathBuf,
-        key: String,
-        reason: String,
-    },
-    #[error("--peer_options is not valid JSON: {0}")]
-    PeerOptionsJson(serde_json::Error),
+    ConfigValue { path: PathBuf, key: String, reason: String },
+    #[error("{flag} is not valid JSON: {error}")]
+    PeerOptionsJson { flag: &'static str, error: serde_json::Error },
     #[error("cannot read --peer_options_file {path}: {error}")]
-    PeerOptionsFileRead {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    PeerOptionsFileRead { path: PathBuf, error: std::io::Error },
     #[error("--peer_options_file {path} is not valid JSON: {error}")]
-    PeerOptionsFileJson {
-        path: PathBuf,
-        error: serde_json::Error,
-    },
+    PeerOptionsFileJson { path: PathBuf, error: serde_json::Error },
     #[error("{flag} must be a JSON object (like {{\"iceServers\":[...]}}), got {got}")]
     PeerOptionsNotObject { flag: &'static str, got: String },
     #[error(
@@ -322,22 +306,10 @@ fn resolve_with_default_file(cli: Cli, default_file: &Path) -> Result<Resolved, 
             Some(secs) => Some(Duration::from_secs(secs)),
             None => defaults.ping_interval,
         },
-        max_message_size: nonzero(
-            merged.max_message_size,
-            defaults.max_message_size,
-            "max_message_size",
-        )?,
+        max_message_size: nonzero(merged.max_message_size, defaults.max_message_size, "max_message_size")?,
         rate_limit_per_sec: nonzero(merged.rate_limit, defaults.rate_limit_per_sec, "rate_limit")?,
-        rate_limit_burst: nonzero(
-            merged.rate_limit_burst,
-            defaults.rate_limit_burst,
-            "rate_limit_burst",
-        )?,
-        send_queue_len: nonzero(
-            merged.send_queue_len,
-            defaults.send_queue_len,
-            "send_queue_len",
-        )?,
+        rate_limit_burst: nonzero(merged.rate_limit_burst, defaults.rate_limit_burst, "rate_limit_burst")?,
+        send_queue_len: nonzero(merged.send_queue_len, defaults.send_queue_len, "send_queue_len")?,
         serve: merged.serve.unwrap_or(defaults.serve),
         http_root: merged.http_root.clone().or(defaults.http_root),
         homepage: merged.homepage.clone().unwrap_or(defaults.homepage),
@@ -345,16 +317,14 @@ fn resolve_with_default_file(cli: Cli, default_file: &Path) -> Result<Resolved, 
         console_messages: console_messages.unwrap_or(defaults.console_messages),
         public_config: Value::Null,
     };
+    if let (true, Some(root)) = (config.serve, &config.http_root) {
+        if !root.is_dir() {
+            warnings.push(format!("http_root {} is not a directory; static files will answer 404", root.display()));
+        }
+    }
     let log_level = log_level(merged.log_level_console.as_deref().unwrap_or("info"))?;
-    let config = ServerConfig {
-        public_config: public_config(&config),
-        ..config
-    };
-    Ok(Resolved {
-        config,
-        log_level,
-        warnings,
-    })
+    let config = ServerConfig { public_config: public_config(&config), ..config };
+    Ok(Resolved { config, log_level, warnings })
 }
 
 /// Where `peerConnectionOptions` comes from, before it is read and parsed.
@@ -367,8 +337,11 @@ enum PeerOptionsSource {
         flag: &'static str,
         value: Value,
     },
-    /// JSON text from `--peer_options` or a config.json string.
-    Text(String),
+    /// JSON text from `--peer_options` or a config.json string; `flag` names where it came from.
+    Text {
+        flag: &'static str,
+        text: String,
+    },
     File(PathBuf),
 }
 
@@ -377,27 +350,20 @@ impl PeerOptionsSource {
         let (flag, value) = match self {
             PeerOptionsSource::None => return Ok(Map::new()),
             PeerOptionsSource::Value { flag, value } => (flag, value),
-            PeerOptionsSource::Text(text) => (
-                "--peer_options",
-                serde_json::from_str(&text).map_err(CliError::PeerOptionsJson)?,
-            ),
+            PeerOptionsSource::Text { flag, text } => {
+                (flag, serde_json::from_str(&text).map_err(|error| CliError::PeerOptionsJson { flag, error })?)
+            }
             PeerOptionsSource::File(path) => {
-                let text =
-                    fs::read_to_string(&path).map_err(|error| CliError::PeerOptionsFileRead {
-                        path: path.clone(),
-                        error,
-                    })?;
-                let value = serde_json::from_str(&text)
-                    .map_err(|error| CliError::PeerOptionsFileJson { path, error })?;
+                let text = fs::read_to_string(&path)
+                    .map_err(|error| CliError::PeerOptionsFileRead { path: path.clone(), error })?;
+                let value =
+                    serde_json::from_str(&text).map_err(|error| CliError::PeerOptionsFileJson { path, error })?;
                 ("--peer_options_file", value)
             }
         };
         match value {
             Value::Object(map) => Ok(map),
-            other => Err(CliError::PeerOptionsNotObject {
-                flag,
-                got: truncate(&other.to_string(), 60),
-            }),
+            other => Err(CliError::PeerOptionsNotObject { flag, got: truncate(&other.to_string(), 60) }),
         }
     }
 }
@@ -440,7 +406,7 @@ impl Settings {
         // The file variant wins within one layer, as in Wilbur.
         let peer_options = match (&cli.peer_options_file, &cli.peer_options) {
             (Some(path), _) => Some(PeerOptionsSource::File(path.clone())),
-            (None, Some(text)) => Some(PeerOptionsSource::Text(text.clone())),
+            (None, Some(text)) => Some(PeerOptionsSource::Text { flag: "--peer_options", text: text.clone() }),
             (None, None) => None,
         };
         Settings {
@@ -513,18 +479,11 @@ impl Settings {
 /// write them: ports as numbers or strings (`"8888"`), `peer_options` as an object, a JSON
 /// string, or `""` for none.
 fn read_config_file(path: &Path) -> Result<Settings, CliError> {
-    let text = fs::read_to_string(path).map_err(|error| CliError::ConfigRead {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let value: Value = serde_json::from_str(&text).map_err(|error| CliError::ConfigJson {
-        path: path.to_path_buf(),
-        error,
-    })?;
+    let text = fs::read_to_string(path).map_err(|error| CliError::ConfigRead { path: path.to_path_buf(), error })?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|error| CliError::ConfigJson { path: path.to_path_buf(), error })?;
     let Value::Object(map) = value else {
-        return Err(CliError::ConfigNotObject {
-            path: path.to_path_buf(),
-        });
+        return Err(CliError::ConfigNotObject { path: path.to_path_buf() });
     };
     let mut s = Settings::default();
     let mut peer_text: Option<PeerOptionsSource> = None;
@@ -545,11 +504,10 @@ fn read_config_file(path: &Path) -> Result<Settings, CliError> {
             "console_messages" => {
                 s.console_messages = match f.string()? {
                     None => None,
-                    Some(text) => {
-                        Some(ConsoleMessagesArg::from_str(&text, true).map_err(|_| {
-                            f.error("expected \"basic\", \"verbose\" or \"formatted\"")
-                        })?)
-                    }
+                    Some(text) => Some(
+                        ConsoleMessagesArg::from_str(&text, true)
+                            .map_err(|_| f.error("expected \"basic\", \"verbose\" or \"formatted\""))?,
+                    ),
                 }
             }
             "no_player_count" => s.no_player_count = f.boolean()?,
@@ -562,16 +520,15 @@ fn read_config_file(path: &Path) -> Result<Settings, CliError> {
                 peer_text = match v {
                     Value::Null => None,
                     Value::String(text) if text.trim().is_empty() => None,
-                    Value::String(text) => Some(PeerOptionsSource::Text(text.clone())),
-                    other => Some(PeerOptionsSource::Value {
-                        flag: "peer_options in the config file",
-                        value: other.clone(),
-                    }),
+                    Value::String(text) => {
+                        Some(PeerOptionsSource::Text { flag: "peer_options in the config file", text: text.clone() })
+                    }
+                    other => {
+                        Some(PeerOptionsSource::Value { flag: "peer_options in the config file", value: other.clone() })
+                    }
                 }
             }
-            "peer_options_file" => {
-                peer_file = f.string()?.map(|p| PeerOptionsSource::File(p.into()))
-            }
+            "peer_options_file" => peer_file = f.string()?.map(|p| PeerOptionsSource::File(p.into())),
             "https" => s.https = f.boolean()?,
             "https_port" => s.https_port = f.parsed("a port number")?,
             "player_token" => s.player_token = f.secret(),
@@ -601,10 +558,7 @@ fn read_config_file(path: &Path) -> Result<Settings, CliError> {
             | "reverse_proxy_num_proxies" => {}
             // Keys that only make sense on the command line.
             "config_file" | "no_config" => {}
-            other => s.warnings.push(format!(
-                "config file {}: unknown key \"{other}\" ignored",
-                path.display()
-            )),
+            other => s.warnings.push(format!("config file {}: unknown key \"{other}\" ignored", path.display())),
         }
     }
     s.peer_options = peer_file.or(peer_text);
@@ -671,9 +625,7 @@ impl FileValue<'_> {
             Value::String(s) => s.trim().to_string(),
             _ => return Err(self.error(&format!("expected {what}"))),
         };
-        text.parse()
-            .map(Some)
-            .map_err(|_| self.error(&format!("expected {what}")))
+        text.parse().map(Some).map_err(|_| self.error(&format!("expected {what}")))
     }
 }
 
@@ -695,14 +647,10 @@ fn check_unsupported(s: &Settings, cli: &Cli, warnings: &mut Vec<String>) -> Res
         return Err(CliError::Unsupported("turn_secret_file"));
     }
     if s.cors == Some(true) {
-        warnings
-            .push("--cors is not supported yet and is ignored: no CORS headers are sent".into());
+        warnings.push("--cors is not supported yet and is ignored: no CORS headers are sent".into());
     }
     if s.reverse_proxy == Some(true) {
-        warnings.push(
-            "--reverse-proxy is not supported yet and is ignored: X-Forwarded-For is not trusted"
-                .into(),
-        );
+        warnings.push("--reverse-proxy is not supported yet and is ignored: X-Forwarded-For is not trusted".into());
     }
     // Only warned when given on the command line: Wilbur's stock config.json sets all of these.
     let ignored_flags: [(&str, bool); 8] = [
@@ -712,10 +660,7 @@ fn check_unsupported(s: &Settings, cli: &Cli, warnings: &mut Vec<String>) -> Res
         ("log_folder", cli.log_folder.is_some()),
         ("log_level_file", cli.log_level_file.is_some()),
         ("turn_ttl", cli.turn_ttl.is_some()),
-        (
-            "player_keepalive_timeout",
-            cli.player_keepalive_timeout.is_some(),
-        ),
+        ("player_keepalive_timeout", cli.player_keepalive_timeout.is_some()),
         ("save", cli.save),
     ];
     for (flag, given) in ignored_flags {
@@ -727,11 +672,7 @@ fn check_unsupported(s: &Settings, cli: &Cli, warnings: &mut Vec<String>) -> Res
 }
 
 /// `value` or the default, refusing 0 where 0 would make the server unusable.
-fn nonzero<T: Default + PartialEq>(
-    value: Option<T>,
-    default: T,
-    flag: &'static str,
-) -> Result<T, CliError> {
+fn nonzero<T: Default + PartialEq>(value: Option<T>, default: T, flag: &'static str) -> Result<T, CliError> {
     match value {
         Some(v) if v == T::default() => Err(CliError::Zero { flag }),
         Some(v) => Ok(v),
@@ -754,7 +695,10 @@ fn log_level(level: &str) -> Result<String, CliError> {
 
 /// The effective configuration in Wilbur's `GET /api/config` shape
 /// (`{config, protocolConfig}`), with secret-looking values redacted.
-fn public_config(c: &ServerConfig) -> Value {
+///
+/// Public so code that builds a [`ServerConfig`] by hand (tests, the harness) can fill
+/// `public_config` the same way [`resolve`] does.
+pub fn public_config(c: &ServerConfig) -> Value {
     let mut peer_options = Value::Object(c.peer_options.clone());
     redact(&mut peer_options);
     let console_messages = match c.console_messages {
@@ -796,16 +740,9 @@ fn redact(value: &mut Value) {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 let k = key.to_ascii_lowercase();
-                let secret = [
-                    "credential",
-                    "password",
-                    "secret",
-                    "token",
-                    "username",
-                    "key",
-                ]
-                .iter()
-                .any(|needle| k.contains(needle));
+                let secret = ["credential", "password", "secret", "token", "username", "key"]
+                    .iter()
+                    .any(|needle| k.contains(needle));
                 if secret && !v.is_null() {
                     *v = json!(REDACTED);
                 } else {
@@ -858,10 +795,7 @@ mod tests {
         let c = &r.config;
         assert_eq!(c.bind, d.bind);
         assert_eq!(c.bind.to_string(), "127.0.0.1");
-        assert_eq!(
-            (c.streamer_port, c.player_port, c.sfu_port),
-            (8888, 8080, 8889)
-        );
+        assert_eq!((c.streamer_port, c.player_port, c.sfu_port), (8888, 8080, 8889));
         assert_eq!(c.max_players, 0);
         assert!(c.peer_options.is_empty());
         assert!(c.send_player_count);
@@ -877,10 +811,7 @@ mod tests {
         assert_eq!(r.log_level, "info");
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         assert_eq!(c.public_config["config"]["playerPort"], json!(8080));
-        assert_eq!(
-            c.public_config["protocolConfig"]["protocolVersion"],
-            json!(proto::PROTOCOL_VERSION)
-        );
+        assert_eq!(c.public_config["protocolConfig"]["protocolVersion"], json!(proto::PROTOCOL_VERSION));
     }
 
     #[test]
@@ -908,31 +839,19 @@ mod tests {
         .expect("flags resolve");
         let c = &r.config;
         assert_eq!(c.bind.to_string(), "0.0.0.0");
-        assert_eq!(
-            (c.streamer_port, c.player_port, c.sfu_port, c.max_players),
-            (1, 2, 3, 4)
-        );
+        assert_eq!((c.streamer_port, c.player_port, c.sfu_port, c.max_players), (1, 2, 3, 4));
         assert!(!c.serve && !c.rest_api && !c.send_player_count);
         assert_eq!(c.http_root.as_deref(), Some(Path::new("/srv/www")));
         assert_eq!(c.homepage, "index.html");
         assert_eq!(c.ping_interval, None);
-        assert_eq!(
-            (
-                c.max_message_size,
-                c.rate_limit_per_sec,
-                c.rate_limit_burst,
-                c.send_queue_len
-            ),
-            (5, 6, 7, 8)
-        );
+        assert_eq!((c.max_message_size, c.rate_limit_per_sec, c.rate_limit_burst, c.send_queue_len), (5, 6, 7, 8));
         assert_eq!(r.log_level, "warn");
         assert_eq!(c.console_messages, ConsoleMessages::Basic);
     }
 
     #[test]
     fn bare_switches_turn_on_like_wilbur() {
-        let r = resolve_args(&["--serve", "--rest_api", "--console_messages=formatted"])
-            .expect("switches resolve");
+        let r = resolve_args(&["--serve", "--rest_api", "--console_messages=formatted"]).expect("switches resolve");
         assert!(r.config.serve && r.config.rest_api);
         assert_eq!(r.config.console_messages, ConsoleMessages::Formatted);
     }
@@ -949,8 +868,7 @@ mod tests {
                 "log_level_console": "debug", "console_messages": "verbose",
                 "peer_options": {"iceServers": [{"urls": ["stun:example.org"]}]}}"#,
         );
-        let r = resolve_args(&["--config_file", &path, "--player_port=9000", "--serve"])
-            .expect("file + flags resolve");
+        let r = resolve_args(&["--config_file", &path, "--player_port=9000", "--serve"]).expect("file + flags resolve");
         let c = &r.config;
         assert_eq!(c.streamer_port, 7000, "from the file");
         assert_eq!(c.player_port, 9000, "the flag beats the file");
@@ -960,10 +878,7 @@ mod tests {
         assert_eq!(c.homepage, "home.html");
         assert_eq!(r.log_level, "debug");
         assert_eq!(c.console_messages, ConsoleMessages::Verbose);
-        assert_eq!(
-            c.peer_options["iceServers"][0]["urls"][0],
-            json!("stun:example.org")
-        );
+        assert_eq!(c.peer_options["iceServers"][0]["urls"][0], json!("stun:example.org"));
     }
 
     #[test]
@@ -985,7 +900,9 @@ mod tests {
         assert_eq!(r.config.player_port, 80);
         assert!(!r.config.rest_api);
         assert!(r.config.peer_options.is_empty());
-        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        // Only the missing `www` directory is worth a warning.
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.warnings[0].contains("http_root www"), "{:?}", r.warnings);
     }
 
     #[test]
@@ -1000,8 +917,7 @@ mod tests {
     fn no_config_ignores_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = write(&dir, "config.json", r#"{"sfu_port": 1234}"#);
-        let c =
-            resolve_with_default_file(cli(&["--no_config"]), Path::new(&path)).expect("resolves");
+        let c = resolve_with_default_file(cli(&["--no_config"]), Path::new(&path)).expect("resolves");
         assert_eq!(c.config.sfu_port, 8889);
         let c = resolve_args(&["--no_config", "--config_file", &path]).expect("resolves");
         assert_eq!(c.config.sfu_port, 8889);
@@ -1009,8 +925,7 @@ mod tests {
 
     #[test]
     fn missing_explicit_config_file_is_an_error() {
-        let err = resolve_args(&["--config_file", "/nonexistent/dir/config.json"])
-            .expect_err("missing explicit file");
+        let err = resolve_args(&["--config_file", "/nonexistent/dir/config.json"]).expect_err("missing explicit file");
         assert!(matches!(err, CliError::ConfigRead { .. }), "{err}");
         assert!(err.to_string().contains("/nonexistent/dir/config.json"));
     }
@@ -1042,6 +957,17 @@ mod tests {
     }
 
     #[test]
+    fn peer_options_as_a_string_in_the_config_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(&dir, "config.json", r#"{"peer_options": "{\"iceServers\":[]}"}"#);
+        let r = resolve_args(&["--config_file", &path]).expect("resolves");
+        assert_eq!(r.config.peer_options["iceServers"], json!([]));
+        let path = write(&dir, "bad.json", r#"{"peer_options": "{nope"}"#);
+        let err = resolve_args(&["--config_file", &path]).expect_err("bad json");
+        assert!(err.to_string().contains("peer_options in the config file"), "{err}");
+    }
+
+    #[test]
     fn peer_options_from_the_command_line() {
         let r = resolve_args(&["--peer_options", r#"{"iceServers":[]}"#]).expect("resolves");
         assert_eq!(r.config.peer_options["iceServers"], json!([]));
@@ -1050,7 +976,7 @@ mod tests {
     #[test]
     fn bad_peer_options_json_names_the_flag() {
         let err = resolve_args(&["--peer_options", "{iceServers"]).expect_err("bad json");
-        assert!(matches!(err, CliError::PeerOptionsJson(_)));
+        assert!(matches!(err, CliError::PeerOptionsJson { .. }));
         assert!(err.to_string().contains("--peer_options"), "{err}");
 
         let err = resolve_args(&["--peer_options", "[1]"]).expect_err("not an object");
@@ -1065,27 +991,16 @@ mod tests {
             "peer.json",
             r#"{"iceServers":[{"urls":["turn:t.example:3478"],"username":"u","credential":"hunter2"}]}"#,
         );
-        let r = resolve_args(&[
-            "--peer_options",
-            r#"{"ignored":true}"#,
-            "--peer_options_file",
-            &path,
-        ])
-        .expect("resolves");
+        let r =
+            resolve_args(&["--peer_options", r#"{"ignored":true}"#, "--peer_options_file", &path]).expect("resolves");
         let c = &r.config;
-        assert_eq!(
-            c.peer_options["iceServers"][0]["credential"],
-            json!("hunter2")
-        );
+        assert_eq!(c.peer_options["iceServers"][0]["credential"], json!("hunter2"));
         assert!(c.peer_options.get("ignored").is_none());
         // ... and never shows the secret in /api/config.
         let public = c.public_config.to_string();
         assert!(!public.contains("hunter2"), "{public}");
         assert!(public.contains("turn:t.example:3478"), "{public}");
-        assert_eq!(
-            c.public_config["config"]["peerOptions"]["iceServers"][0]["username"],
-            json!(REDACTED)
-        );
+        assert_eq!(c.public_config["config"]["peerOptions"]["iceServers"][0]["username"], json!(REDACTED));
     }
 
     #[test]
@@ -1096,8 +1011,7 @@ mod tests {
         assert!(matches!(err, CliError::PeerOptionsFileJson { .. }));
         assert!(err.to_string().contains("--peer_options_file"), "{err}");
 
-        let err = resolve_args(&["--peer_options_file", "/nonexistent/peer.json"])
-            .expect_err("missing file");
+        let err = resolve_args(&["--peer_options_file", "/nonexistent/peer.json"]).expect_err("missing file");
         assert!(matches!(err, CliError::PeerOptionsFileRead { .. }));
     }
 
@@ -1105,20 +1019,10 @@ mod tests {
     fn command_line_peer_options_beat_the_config_files_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let peer = write(&dir, "peer.json", r#"{"from":"file"}"#);
-        let config = write(
-            &dir,
-            "config.json",
-            &format!(r#"{{"peer_options_file": {}}}"#, json!(peer)),
-        );
+        let config = write(&dir, "config.json", &format!(r#"{{"peer_options_file": {}}}"#, json!(peer)));
         let r = resolve_args(&["--config_file", &config]).expect("resolves");
         assert_eq!(r.config.peer_options["from"], json!("file"));
-        let r = resolve_args(&[
-            "--config_file",
-            &config,
-            "--peer_options",
-            r#"{"from":"cli"}"#,
-        ])
-        .expect("resolves");
+        let r = resolve_args(&["--config_file", &config, "--peer_options", r#"{"from":"cli"}"#]).expect("resolves");
         assert_eq!(r.config.peer_options["from"], json!("cli"));
     }
 
@@ -1165,22 +1069,14 @@ mod tests {
     fn redact_hides_secret_keys_at_any_depth() {
         let mut v = json!({"a": [{"password": "p", "Token": 1, "urls": "x"}], "apiKey": "k"});
         redact(&mut v);
-        assert_eq!(
-            v,
-            json!({"a": [{"password": REDACTED, "Token": REDACTED, "urls": "x"}], "apiKey": REDACTED})
-        );
+        assert_eq!(v, json!({"a": [{"password": REDACTED, "Token": REDACTED, "urls": "x"}], "apiKey": REDACTED}));
     }
 
     #[test]
     fn help_mentions_wilbur_port_and_defaults() {
         use clap::CommandFactory;
         let help = Cli::command().render_long_help().to_string();
-        for needle in [
-            "--streamer_port",
-            "--player_port",
-            "Wilbur uses 80",
-            "[default: 30]",
-        ] {
+        for needle in ["--streamer_port", "--player_port", "Wilbur uses 80", "[default: 30]"] {
             assert!(help.contains(needle), "help lacks {needle}");
         }
     }

@@ -86,11 +86,6 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// A config for tests and embedding: every listener on 127.0.0.1, port 0.
     pub fn ephemeral() -> Self {
-        ServerConfig {
-            streamer_port: 0,
-            player_port: 0,
-            sfu_port: 0,
-            ..ServerConfig::default()
-        }
+        ServerConfig { streamer_port: 0, player_port: 0, sfu_port: 0, ..ServerConfig::default() }
     }
 }

@@ -15,21 +15,10 @@ use warp::Filter;
 use crate::config::ServerConfig;
 use crate::snapshot::Snapshot;
 
-/// Shown at `/` when serving is on but no `--http_root` is set.
-///
-/// A stand-in until the embedded player page lands; replace this one constant to change it.
-pub const PLACEHOLDER_PAGE: &str = "<!DOCTYPE html>
-<html lang=\"en\">
-<head><meta charset=\"utf-8\"><title>Pixel Streaming signalling server</title></head>
-<body>
-<h1>Pixel Streaming signalling server</h1>
-<p>The server is running. No player page is configured: start it with
-<code>--http_root DIR</code> (and <code>--homepage FILE</code>) to serve one.</p>
-<p>REST API: <a href=\"/api/status\">/api/status</a>,
-<a href=\"/api/streamers\">/api/streamers</a>, <a href=\"/api/players\">/api/players</a>.</p>
-</body>
-</html>
-";
+/// The built-in player page (plain HTML + JavaScript, no build step), served at
+/// `/` when no `--http_root` is given, so a browser can watch a stream with
+/// nothing else installed.
+pub const PLAYER_PAGE: &str = include_str!("player_page.html");
 
 /// What the HTTP routes read: a registry snapshot on demand, the config, and the start time.
 #[derive(Clone)]
@@ -44,9 +33,7 @@ pub struct HttpState {
 /// Every HTTP route of the player port, ending in a 404 for anything else.
 pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
     let state = Arc::new(state);
-    let health = warp::get()
-        .and(warp::path!("healthz"))
-        .map(|| text(StatusCode::OK, "ok"));
+    let health = warp::get().and(warp::path!("healthz")).map(|| text(StatusCode::OK, "ok"));
     let mut filter = health.boxed();
     if state.config.rest_api {
         filter = filter.or(api(state.clone())).unify().boxed();
@@ -54,10 +41,7 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
     if state.config.serve {
         filter = filter.or(static_files(&state.config)).unify().boxed();
     }
-    filter
-        .or(warp::any().map(|| text(StatusCode::NOT_FOUND, "Not Found")))
-        .unify()
-        .boxed()
+    filter.or(warp::any().map(|| text(StatusCode::NOT_FOUND, "Not Found"))).unify().boxed()
 }
 
 /// Wilbur's REST API (`/api/...`), GET only.
@@ -65,8 +49,7 @@ fn api(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
     let s = state.clone();
     let status = warp::path!("api" / "status").map(move || status(&s));
     let s = state.clone();
-    let streamers =
-        warp::path!("api" / "streamers").map(move || json_ok(&(s.snapshot)().streamers));
+    let streamers = warp::path!("api" / "streamers").map(move || json_ok(&(s.snapshot)().streamers));
     let s = state.clone();
     let streamer = warp::path!("api" / "streamers" / String).map(move |raw: String| {
         let id = percent_decode(&raw);
@@ -91,17 +74,7 @@ fn api(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
     let config = warp::path!("api" / "config").map(move || json_ok(&s.config.public_config));
     warp::get()
         .and(
-            status
-                .or(streamers)
-                .unify()
-                .or(streamer)
-                .unify()
-                .or(players)
-                .unify()
-                .or(player)
-                .unify()
-                .or(config)
-                .unify(),
+            status.or(streamers).unify().or(streamer).unify().or(players).unify().or(player).unify().or(config).unify(),
         )
         .boxed()
 }
@@ -122,10 +95,7 @@ fn status(state: &HttpState) -> Response {
 fn static_files(config: &ServerConfig) -> BoxedFilter<(Response,)> {
     let get_or_head = warp::get().or(warp::head()).unify();
     let Some(root) = &config.http_root else {
-        return get_or_head
-            .and(warp::path::end())
-            .map(|| warp::reply::html(PLACEHOLDER_PAGE).into_response())
-            .boxed();
+        return get_or_head.and(warp::path::end()).map(|| warp::reply::html(PLAYER_PAGE).into_response()).boxed();
     };
     let homepage = root.join(&config.homepage);
     let missing = format!("Unable to locate file {}", config.homepage);
@@ -144,11 +114,7 @@ fn json_ok<T: serde::Serialize>(body: &T) -> Response {
 
 /// Wilbur's 404 body for the REST API: `{"message": "..."}`.
 fn not_found_json(message: &str) -> Response {
-    warp::reply::with_status(
-        warp::reply::json(&json!({ "message": message })),
-        StatusCode::NOT_FOUND,
-    )
-    .into_response()
+    warp::reply::with_status(warp::reply::json(&json!({ "message": message })), StatusCode::NOT_FOUND).into_response()
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
@@ -163,9 +129,9 @@ fn percent_decode(segment: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let decoded = match (bytes[i], bytes.get(i + 1..i + 3)) {
-            (b'%', Some(hex)) if hex.iter().all(u8::is_ascii_hexdigit) => std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+            (b'%', Some(hex)) if hex.iter().all(u8::is_ascii_hexdigit) => {
+                std::str::from_utf8(hex).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            }
             _ => None,
         };
         match decoded {
@@ -212,11 +178,7 @@ mod tests {
     }
 
     fn state(config: ServerConfig) -> HttpState {
-        HttpState {
-            snapshot: Arc::new(sample),
-            config: Arc::new(config),
-            started: Instant::now(),
-        }
+        HttpState { snapshot: Arc::new(sample), config: Arc::new(config), started: Instant::now() }
     }
 
     async fn get(filter: &BoxedFilter<(Response,)>, path: &str) -> (StatusCode, String) {
@@ -260,10 +222,7 @@ mod tests {
 
         let (status, v) = get_json(&f, "/api/streamers/Nope%20Here").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(
-            v,
-            serde_json::json!({"message": "No streamer id matches Nope Here."})
-        );
+        assert_eq!(v, serde_json::json!({"message": "No streamer id matches Nope Here."}));
     }
 
     #[tokio::test]
@@ -281,18 +240,13 @@ mod tests {
 
         let (status, v) = get_json(&f, "/api/players/Player9").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(
-            v,
-            serde_json::json!({"message": "No player ID matches Player9."})
-        );
+        assert_eq!(v, serde_json::json!({"message": "No player ID matches Player9."}));
     }
 
     #[tokio::test]
     async fn config_returns_public_config() {
-        let config = ServerConfig {
-            public_config: serde_json::json!({"config": {"playerPort": 1}}),
-            ..ServerConfig::default()
-        };
+        let config =
+            ServerConfig { public_config: serde_json::json!({"config": {"playerPort": 1}}), ..ServerConfig::default() };
         let f = routes(state(config));
         let (status, v) = get_json(&f, "/api/config").await;
         assert_eq!(status, StatusCode::OK);
@@ -301,32 +255,19 @@ mod tests {
 
     #[tokio::test]
     async fn rest_api_off_is_404_but_health_stays() {
-        let config = ServerConfig {
-            rest_api: false,
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig { rest_api: false, ..ServerConfig::default() };
         let f = routes(state(config));
         assert_eq!(get(&f, "/api/status").await.0, StatusCode::NOT_FOUND);
-        assert_eq!(
-            get(&f, "/healthz").await,
-            (StatusCode::OK, "ok".to_string())
-        );
+        assert_eq!(get(&f, "/healthz").await, (StatusCode::OK, "ok".to_string()));
     }
 
     #[tokio::test]
     async fn healthz_and_unknown_paths() {
         let f = routes(state(ServerConfig::default()));
-        assert_eq!(
-            get(&f, "/healthz").await,
-            (StatusCode::OK, "ok".to_string())
-        );
+        assert_eq!(get(&f, "/healthz").await, (StatusCode::OK, "ok".to_string()));
         assert_eq!(get(&f, "/nope").await.0, StatusCode::NOT_FOUND);
         assert_eq!(get(&f, "/api/nope").await.0, StatusCode::NOT_FOUND);
-        let res = warp::test::request()
-            .method("POST")
-            .path("/api/status")
-            .reply(&f)
-            .await;
+        let res = warp::test::request().method("POST").path("/api/status").reply(&f).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
 
@@ -335,12 +276,9 @@ mod tests {
         let f = routes(state(ServerConfig::default()));
         let (status, body) = get(&f, "/").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, PLACEHOLDER_PAGE);
+        assert_eq!(body, PLAYER_PAGE);
 
-        let off = routes(state(ServerConfig {
-            serve: false,
-            ..ServerConfig::default()
-        }));
+        let off = routes(state(ServerConfig { serve: false, ..ServerConfig::default() }));
         assert_eq!(get(&off, "/").await.0, StatusCode::NOT_FOUND);
     }
 
@@ -356,10 +294,7 @@ mod tests {
             ..ServerConfig::default()
         };
         let f = routes(state(config));
-        assert_eq!(
-            get(&f, "/").await,
-            (StatusCode::OK, "<p>home</p>".to_string())
-        );
+        assert_eq!(get(&f, "/").await, (StatusCode::OK, "<p>home</p>".to_string()));
         let res = warp::test::request().path("/js/app.js").reply(&f).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.body().as_ref(), b"let x = 1;");
@@ -371,27 +306,15 @@ mod tests {
         assert_eq!(get(&f, "/missing.css").await.0, StatusCode::NOT_FOUND);
         assert_eq!(get(&f, "/../etc/passwd").await.0, StatusCode::NOT_FOUND);
         // The REST API still answers next to the files.
-        assert_eq!(
-            get(&f, "/api/streamers/DefaultStreamer").await.0,
-            StatusCode::OK
-        );
+        assert_eq!(get(&f, "/api/streamers/DefaultStreamer").await.0, StatusCode::OK);
     }
 
     #[tokio::test]
     async fn missing_homepage_is_404_like_wilbur() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = ServerConfig {
-            http_root: Some(dir.path().to_path_buf()),
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig { http_root: Some(dir.path().to_path_buf()), ..ServerConfig::default() };
         let f = routes(state(config));
-        assert_eq!(
-            get(&f, "/").await,
-            (
-                StatusCode::NOT_FOUND,
-                "Unable to locate file player.html".to_string()
-            )
-        );
+        assert_eq!(get(&f, "/").await, (StatusCode::NOT_FOUND, "Unable to locate file player.html".to_string()));
     }
 
     #[test]

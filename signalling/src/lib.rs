@@ -84,7 +84,10 @@ async fn bind(config: &ServerConfig, port: u16, role: &'static str) -> Result<Tc
 
 /// Start the server: bind the three listeners and serve them in the
 /// background on the current tokio runtime.
-pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
+pub async fn run(mut config: ServerConfig) -> Result<ServerHandle, ServerError> {
+    if config.public_config.as_object().is_some_and(|o| o.is_empty()) {
+        config.public_config = cli::public_config(&config);
+    }
     let streamer = bind(&config, config.streamer_port, "streamer").await?;
     let player = bind(&config, config.player_port, "player").await?;
     let sfu = bind(&config, config.sfu_port, "SFU").await?;
@@ -105,14 +108,10 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     });
     let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
         let weak = weak.clone();
-        let snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync> = Arc::new(move || {
-            weak.upgrade().map(|s| s.hub.with_router(|r| r.snapshot())).unwrap_or_default()
-        });
-        let http = http::routes(http::HttpState {
-            snapshot,
-            config: Arc::new(config.clone()),
-            started: Instant::now(),
-        });
+        let snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync> =
+            Arc::new(move || weak.upgrade().map(|s| s.hub.with_router(|r| r.snapshot())).unwrap_or_default());
+        let http =
+            http::routes(http::HttpState { snapshot, config: Arc::new(config.clone()), started: Instant::now() });
         Shared {
             hub: Hub::new(router),
             config,

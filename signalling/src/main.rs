@@ -32,14 +32,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     // Listen for signals before binding, so a SIGTERM during start-up still shuts down cleanly.
     let stop = shutdown_signal()?;
 
-    let handle = signalling::run(resolved.config)
-        .await
-        .context("failed to start the signalling server")?;
+    let handle = signalling::run(resolved.config).await.context("failed to start the signalling server")?;
     println!("streamer listening on ws://{}", handle.streamer_addr());
-    println!(
-        "player listening on http://{} (WebSocket and HTTP)",
-        handle.player_addr()
-    );
+    println!("player listening on http://{} (WebSocket and HTTP)", handle.player_addr());
     println!("sfu listening on ws://{}", handle.sfu_addr());
 
     stop.await?;
@@ -51,8 +46,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
 /// Console logging at `--log_level_console`; a set `RUST_LOG` overrides it.
 fn init_tracing(level: &str) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
-            .with_context(|| format!("invalid RUST_LOG {directives:?}"))?,
+        Ok(directives) if !directives.trim().is_empty() => {
+            EnvFilter::try_new(&directives).with_context(|| format!("invalid RUST_LOG {directives:?}"))?
+        }
         _ => EnvFilter::new(level),
     };
     tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -78,9 +74,5 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = anyhow:
 /// A future that resolves on Ctrl-C.
 #[cfg(not(unix))]
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
-    Ok(async {
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot listen for Ctrl-C")
-    })
+    Ok(async { tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C") })
 }

@@ -181,6 +181,9 @@ impl Registry {
     pub fn commit_streamer_id(&mut self, conn: ConnId, requested: Option<&str>) -> Option<(String, String)> {
         let old = self.entries.get(&conn)?.streamer_id.clone()?;
         let committed = match requested.map(str::trim).filter(|s| !s.is_empty()) {
+            // Re-asking for `A` while holding `A3` (because `A` was taken)
+            // keeps `A3`: the same request, the same answer.
+            Some(requested) if self.identified_as_variant_of(conn, &old, requested) => old.clone(),
             Some(requested) => self.unique_streamer_id(requested, conn, false),
             None => old.clone(),
         };
@@ -192,6 +195,15 @@ impl Registry {
         entry.streamer_id = Some(committed.clone());
         entry.identified = true;
         Some((old, committed))
+    }
+
+    /// `held` is `requested` followed by a number, `requested` itself is held
+    /// by another connection, and `conn` has already identified.
+    fn identified_as_variant_of(&self, conn: ConnId, held: &str, requested: &str) -> bool {
+        let numbered =
+            held.strip_prefix(requested).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let identified = self.entries.get(&conn).is_some_and(|e| e.identified);
+        numbered && identified && self.streamer_ids.get(requested).is_some_and(|holder| *holder != conn)
     }
 
     pub fn streamer_by_id(&self, id: &str) -> Option<ConnId> {
@@ -246,10 +258,7 @@ impl Registry {
         Some(PlayerInfo {
             player_id: e.player_id.clone()?,
             kind: if e.role == Role::Sfu { SubscriberKind::Sfu } else { SubscriberKind::Player },
-            subscribed_to: e
-                .subscribed_to
-                .and_then(|s| self.entries.get(&s))
-                .and_then(|s| s.streamer_id.clone()),
+            subscribed_to: e.subscribed_to.and_then(|s| self.entries.get(&s)).and_then(|s| s.streamer_id.clone()),
             remote_address: e.remote_address.clone(),
         })
     }

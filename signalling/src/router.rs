@@ -100,12 +100,7 @@ fn frame(message: &Message) -> Frame {
 impl Router {
     pub fn new(options: RouterOptions) -> Self {
         let config_frame = frame(&Message::config(Value::Object(options.peer_options.clone())));
-        Router {
-            registry: Registry::default(),
-            options,
-            counters: Counters::default(),
-            config_frame,
-        }
+        Router { registry: Registry::default(), options, counters: Counters::default(), config_frame }
     }
 
     pub fn registry(&self) -> &Registry {
@@ -220,9 +215,7 @@ impl Router {
         // that may subscribe (a streamer's `subscribe` is not allowed at all).
         let may_subscribe = self.registry.get(from).is_some_and(|e| e.role.is_player_side());
         if may_subscribe && err.type_name() == Some("subscribe") {
-            let message = Message::SubscribeFailed {
-                message: "subscribe needs a streamerId (string).".to_string(),
-            };
+            let message = Message::SubscribeFailed { message: "subscribe needs a streamerId (string).".to_string() };
             return vec![self.send(from, &message)];
         }
         Vec::new()
@@ -276,11 +269,8 @@ impl Router {
                 }
             }
             Message::LayerPreference { .. } => {
-                let sfus: Vec<ConnId> = self
-                    .registry
-                    .get(from)
-                    .map(|e| e.subscribers.iter().copied().collect())
-                    .unwrap_or_default();
+                let sfus: Vec<ConnId> =
+                    self.registry.get(from).map(|e| e.subscribers.iter().copied().collect()).unwrap_or_default();
                 for sfu in sfus {
                     if self.registry.get(sfu).map(|e| e.role) == Some(Role::Sfu) {
                         out.push(self.forward(sfu, "layerPreference", text.clone()));
@@ -321,11 +311,8 @@ impl Router {
             info!("streamer {old} is now {committed}");
             // Subscribers learn the new id before the streamer's confirmation.
             let changed = frame(&Message::StreamerIdChanged { new_id: committed.clone() });
-            let subscribers: Vec<ConnId> = self
-                .registry
-                .get(from)
-                .map(|e| e.subscribers.iter().copied().collect())
-                .unwrap_or_default();
+            let subscribers: Vec<ConnId> =
+                self.registry.get(from).map(|e| e.subscribers.iter().copied().collect()).unwrap_or_default();
             for s in subscribers {
                 self.log_out(s, "streamerIdChanged", None);
                 out.push(Action::Send { to: s, frame: changed.clone() });
@@ -364,7 +351,7 @@ impl Router {
             | Message::IceCandidate { .. }
             | Message::DataChannelRequest { .. }
             | Message::PeerDataChannelsReady { .. }
-            | Message::LayerPreference { .. } => self.to_own_streamer(from, incoming, out),
+            | Message::LayerPreference { .. } => self.forward_to_own_streamer(from, incoming, out),
             other => self.not_allowed(from, other.type_name()),
         }
     }
@@ -382,16 +369,10 @@ impl Router {
     fn subscribe(&mut self, from: ConnId, streamer_id: &str, out: &mut Vec<Action>) {
         let asking_sfu = self.registry.get(from).map(|e| e.role) == Some(Role::Sfu);
         let target = self.registry.streamer_by_id(streamer_id).filter(|s| {
-            *s != from
-                && self
-                    .registry
-                    .get(*s)
-                    .is_some_and(|e| if asking_sfu { e.identified } else { e.listed() })
+            *s != from && self.registry.get(*s).is_some_and(|e| if asking_sfu { e.identified } else { e.listed() })
         });
         let Some(streamer) = target else {
-            let message = Message::SubscribeFailed {
-                message: format!("Streamer {streamer_id} does not exist."),
-            };
+            let message = Message::SubscribeFailed { message: format!("Streamer {streamer_id} does not exist.") };
             out.push(self.send(from, &message));
             return;
         };
@@ -400,9 +381,8 @@ impl Router {
         let max = self.options.max_players;
         let subscribers = self.registry.get(streamer).map_or(0, |e| e.subscribers.len());
         if max > 0 && subscribers >= max {
-            let message = Message::SubscribeFailed {
-                message: format!("Streamer {streamer_id} is full. Max players = {max}."),
-            };
+            let message =
+                Message::SubscribeFailed { message: format!("Streamer {streamer_id} is full. Max players = {max}.") };
             out.push(self.send(from, &message));
             return;
         }
@@ -437,11 +417,11 @@ impl Router {
             self.remove(from, out);
             return;
         }
-        self.to_own_streamer(from, incoming, out);
+        self.forward_to_own_streamer(from, incoming, out);
     }
 
     /// Player → its streamer (or SFU), with `playerId` set to the sender's id.
-    fn to_own_streamer(&mut self, from: ConnId, mut incoming: Incoming, out: &mut Vec<Action>) {
+    fn forward_to_own_streamer(&mut self, from: ConnId, mut incoming: Incoming, out: &mut Vec<Action>) {
         let Some(entry) = self.registry.get(from) else { return };
         let Some(streamer) = entry.subscribed_to else {
             warn!(peer = %self.label(from), "{} from a player that is not subscribed; dropped", incoming.message.type_name());
@@ -497,7 +477,7 @@ impl Router {
                         incoming.remove("playerId");
                         out.push(self.forward(player, "iceCandidate", Bytes::from(incoming.to_json())));
                     }
-                    None => self.to_own_streamer(from, incoming, out),
+                    None => self.forward_to_own_streamer(from, incoming, out),
                 }
             }
             // As a player.
@@ -510,23 +490,23 @@ impl Router {
             Message::Answer { player_id, .. } => {
                 // The message's own playerId when it has one, else the SFU's.
                 if player_id.is_some() {
-                    self.to_upstream_keeping(from, "answer", text, out);
+                    self.forward_upstream_unchanged(from, "answer", text, out);
                 } else {
-                    self.to_own_streamer(from, incoming, out);
+                    self.forward_to_own_streamer(from, incoming, out);
                 }
             }
             Message::StreamerDataChannels { .. } => {
                 let sfu_id = self.registry.get(from).and_then(|e| e.player_id.clone()).unwrap_or_default();
                 incoming.set_str("sfuId", &sfu_id);
                 let frame = Bytes::from(incoming.to_json());
-                self.to_upstream_keeping(from, "streamerDataChannels", frame, out);
+                self.forward_upstream_unchanged(from, "streamerDataChannels", frame, out);
             }
             other => self.not_allowed(from, other.type_name()),
         }
     }
 
     /// SFU → the streamer it subscribed to, the frame unchanged.
-    fn to_upstream_keeping(&mut self, from: ConnId, type_name: &str, frame: Frame, out: &mut Vec<Action>) {
+    fn forward_upstream_unchanged(&mut self, from: ConnId, type_name: &str, frame: Frame, out: &mut Vec<Action>) {
         match self.registry.get(from).and_then(|e| e.subscribed_to) {
             Some(streamer) => out.push(self.forward(streamer, type_name, frame)),
             None => {
@@ -550,11 +530,8 @@ impl Router {
     /// and their own players are ended the same way. `tell_streamer`: the
     /// streamer is still connected and gets `playerDisconnected` for each.
     fn end_subscriptions(&mut self, streamer: ConnId, reason: &str, tell_streamer: bool, out: &mut Vec<Action>) {
-        let subscribers: Vec<ConnId> = self
-            .registry
-            .get(streamer)
-            .map(|e| e.subscribers.iter().copied().collect())
-            .unwrap_or_default();
+        let subscribers: Vec<ConnId> =
+            self.registry.get(streamer).map(|e| e.subscribers.iter().copied().collect()).unwrap_or_default();
         for sub in subscribers {
             // Ending an SFU's subscriptions below can come back round a ring of
             // SFUs and end some of these already (even close them): skip those.

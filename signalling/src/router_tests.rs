@@ -32,10 +32,7 @@ fn outs(actions: Vec<Action>) -> Vec<Out> {
             Action::Send { to, frame } => {
                 let text = String::from_utf8(frame.to_vec()).expect("frame is UTF-8");
                 let value: Value = serde_json::from_str(&text).expect("frame is JSON");
-                assert!(
-                    value.get("type").and_then(Value::as_str).is_some(),
-                    "frame without type: {text}"
-                );
+                assert!(value.get("type").and_then(Value::as_str).is_some(), "frame without type: {text}");
                 Out::Send(to, text)
             }
             Action::Close { conn, code, reason } => Out::Close(conn, code, reason),
@@ -53,16 +50,11 @@ impl Harness {
     }
 
     fn with(options: RouterOptions) -> Self {
-        Harness {
-            router: Router::new(options),
-        }
+        Harness { router: Router::new(options) }
     }
 
     fn max_players(n: usize) -> Self {
-        Self::with(RouterOptions {
-            max_players: n,
-            ..RouterOptions::default()
-        })
+        Self::with(RouterOptions { max_players: n, ..RouterOptions::default() })
     }
 
     fn check(&self) {
@@ -83,9 +75,7 @@ impl Harness {
     }
 
     fn send_text(&mut self, conn: ConnId, text: &str) -> Vec<Out> {
-        let actions = self
-            .router
-            .receive(conn, Bytes::copy_from_slice(text.as_bytes()));
+        let actions = self.router.receive(conn, Bytes::copy_from_slice(text.as_bytes()));
         self.check();
         outs(actions)
     }
@@ -104,13 +94,7 @@ impl Harness {
     fn identified(&mut self, role: Role, id: &str) -> ConnId {
         let conn = self.connect(role);
         let got = self.send(conn, json!({"type": "endpointId", "id": id}));
-        assert_eq!(
-            got,
-            vec![to(
-                conn,
-                json!({"type": "endpointIdConfirm", "committedId": id})
-            )]
-        );
+        assert_eq!(got, vec![to(conn, json!({"type": "endpointIdConfirm", "committedId": id}))]);
         conn
     }
 
@@ -130,19 +114,11 @@ impl Harness {
     }
 
     fn player_id(&self, conn: ConnId) -> String {
-        self.router
-            .registry()
-            .get(conn)
-            .and_then(|e| e.player_id.clone())
-            .expect("a player id")
+        self.router.registry().get(conn).and_then(|e| e.player_id.clone()).expect("a player id")
     }
 
     fn streamer_id(&self, conn: ConnId) -> String {
-        self.router
-            .registry()
-            .get(conn)
-            .and_then(|e| e.streamer_id.clone())
-            .expect("a streamer id")
+        self.router.registry().get(conn).and_then(|e| e.streamer_id.clone()).expect("a streamer id")
     }
 
     /// Subscribe and check the streamer got `playerConnected`.
@@ -153,10 +129,7 @@ impl Harness {
         let got = self.send(player, json!({"type": "subscribe", "streamerId": sid}));
         assert_eq!(
             got,
-            vec![to(
-                streamer,
-                json!({"type": "playerConnected", "playerId": pid, "dataChannel": true, "sfu": sfu})
-            )]
+            vec![to(streamer, json!({"type": "playerConnected", "playerId": pid, "dataChannel": true, "sfu": sfu}))]
         );
     }
 
@@ -178,12 +151,7 @@ impl Harness {
     }
 
     fn dropped_for(&self, reason: &str) -> u64 {
-        self.router
-            .counters()
-            .dropped
-            .get(reason)
-            .copied()
-            .unwrap_or(0)
+        self.router.counters().dropped.get(reason).copied().unwrap_or(0)
     }
 
     fn is_connected(&self, conn: ConnId) -> bool {
@@ -200,19 +168,11 @@ fn config_of(peer: Value) -> Value {
 #[test]
 fn connect_streamer_and_sfu_get_config_then_identify() {
     let peer = json!({"iceServers": [{"urls": ["stun:stun.example.org:19302"]}]});
-    let mut h = Harness::with(RouterOptions {
-        peer_options: peer.as_object().unwrap().clone(),
-        ..RouterOptions::default()
-    });
+    let mut h =
+        Harness::with(RouterOptions { peer_options: peer.as_object().unwrap().clone(), ..RouterOptions::default() });
     for role in [Role::Streamer, Role::Sfu] {
         let (conn, got) = h.connect_greeted(role);
-        assert_eq!(
-            got,
-            vec![
-                to(conn, config_of(peer.clone())),
-                to(conn, json!({"type": "identify"}))
-            ]
-        );
+        assert_eq!(got, vec![to(conn, config_of(peer.clone())), to(conn, json!({"type": "identify"}))]);
     }
 }
 
@@ -222,10 +182,7 @@ fn connect_config_defaults_to_empty_peer_connection_options() {
     let (conn, got) = h.connect_greeted(Role::Streamer);
     assert_eq!(
         got[0],
-        Out::Send(
-            conn,
-            r#"{"type":"config","peerConnectionOptions":{},"protocolVersion":"1.3.0"}"#.into()
-        )
+        Out::Send(conn, r#"{"type":"config","peerConnectionOptions":{},"protocolVersion":"1.3.0"}"#.into())
     );
 }
 
@@ -235,22 +192,10 @@ fn connect_player_gets_config_then_player_count_of_players_only() {
     h.connect(Role::Sfu);
     h.connect(Role::Streamer);
     let (p1, got) = h.connect_greeted(Role::Player);
-    assert_eq!(
-        got,
-        vec![
-            to(p1, config_of(json!({}))),
-            to(p1, json!({"type": "playerCount", "count": 1}))
-        ]
-    );
+    assert_eq!(got, vec![to(p1, config_of(json!({}))), to(p1, json!({"type": "playerCount", "count": 1}))]);
     h.connect(Role::Sfu);
     let (p2, got) = h.connect_greeted(Role::Player);
-    assert_eq!(
-        got,
-        vec![
-            to(p2, config_of(json!({}))),
-            to(p2, json!({"type": "playerCount", "count": 2}))
-        ]
-    );
+    assert_eq!(got, vec![to(p2, config_of(json!({}))), to(p2, json!({"type": "playerCount", "count": 2}))]);
     h.disconnect(p1);
     let (p3, got) = h.connect_greeted(Role::Player);
     assert_eq!(got[1], to(p3, json!({"type": "playerCount", "count": 2})));
@@ -258,10 +203,7 @@ fn connect_player_gets_config_then_player_count_of_players_only() {
 
 #[test]
 fn connect_player_without_player_count_option_gets_only_config() {
-    let mut h = Harness::with(RouterOptions {
-        send_player_count: false,
-        ..RouterOptions::default()
-    });
+    let mut h = Harness::with(RouterOptions { send_player_count: false, ..RouterOptions::default() });
     let (p, got) = h.connect_greeted(Role::Player);
     assert_eq!(got, vec![to(p, config_of(json!({})))]);
 }
@@ -272,10 +214,7 @@ fn connect_default_router_greets_with_a_real_config() {
     let (conn, actions) = router.connect(Role::Player, "x".into());
     assert_eq!(
         outs(actions),
-        vec![
-            to(conn, config_of(json!({}))),
-            to(conn, json!({"type": "playerCount", "count": 1}))
-        ]
+        vec![to(conn, config_of(json!({}))), to(conn, json!({"type": "playerCount", "count": 1}))]
     );
 }
 
@@ -291,22 +230,10 @@ fn identity_streamer_unlisted_until_endpoint_id() {
     let got = h.send(p, json!({"type": "subscribe", "streamerId": temp}));
     assert_eq!(
         got,
-        vec![to(
-            p,
-            json!({"type": "subscribeFailed", "message": format!("Streamer {temp} does not exist.")})
-        )]
+        vec![to(p, json!({"type": "subscribeFailed", "message": format!("Streamer {temp} does not exist.")}))]
     );
-    let got = h.send(
-        s,
-        json!({"type": "endpointId", "id": "A", "protocolVersion": "1.3.0"}),
-    );
-    assert_eq!(
-        got,
-        vec![to(
-            s,
-            json!({"type": "endpointIdConfirm", "committedId": "A"})
-        )]
-    );
+    let got = h.send(s, json!({"type": "endpointId", "id": "A", "protocolVersion": "1.3.0"}));
+    assert_eq!(got, vec![to(s, json!({"type": "endpointIdConfirm", "committedId": "A"}))]);
     assert_eq!(h.list(p), json!(["A"]));
 }
 
@@ -333,35 +260,23 @@ fn identity_resending_own_id_keeps_it_fix() {
     let a1 = h.connect(Role::Streamer);
     assert_eq!(
         h.send(a1, json!({"type": "endpointId", "id": "A"})),
-        vec![to(
-            a1,
-            json!({"type": "endpointIdConfirm", "committedId": "A1"})
-        )]
+        vec![to(a1, json!({"type": "endpointIdConfirm", "committedId": "A1"}))]
     );
     // Same connection, same id: kept, no rename.
     assert_eq!(
         h.send(a, json!({"type": "endpointId", "id": "A"})),
-        vec![to(
-            a,
-            json!({"type": "endpointIdConfirm", "committedId": "A"})
-        )]
+        vec![to(a, json!({"type": "endpointIdConfirm", "committedId": "A"}))]
     );
     // The holder of A1 asking again for A keeps A1 (it already holds a variant).
     let p = h.player();
     h.subscribed(p, a1);
     assert_eq!(
         h.send(a1, json!({"type": "endpointId", "id": "A"})),
-        vec![to(
-            a1,
-            json!({"type": "endpointIdConfirm", "committedId": "A1"})
-        )]
+        vec![to(a1, json!({"type": "endpointIdConfirm", "committedId": "A1"}))]
     );
     assert_eq!(
         h.send(a1, json!({"type": "endpointId", "id": "A1"})),
-        vec![to(
-            a1,
-            json!({"type": "endpointIdConfirm", "committedId": "A1"})
-        )]
+        vec![to(a1, json!({"type": "endpointIdConfirm", "committedId": "A1"}))]
     );
     assert_eq!(h.list(p), json!(["A", "A1"]));
 }
@@ -379,12 +294,7 @@ fn identity_never_hands_out_a_duplicate() {
     }
     let p = h.player();
     let ids = h.list(p);
-    let ids: Vec<&str> = ids
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = ids.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
@@ -409,13 +319,7 @@ fn identity_empty_or_missing_id_gets_a_generated_one() {
         let got = h.send(s, message);
         let id = h.streamer_id(s);
         assert!(!id.trim().is_empty());
-        assert_eq!(
-            got,
-            vec![to(
-                s,
-                json!({"type": "endpointIdConfirm", "committedId": id})
-            )]
-        );
+        assert_eq!(got, vec![to(s, json!({"type": "endpointIdConfirm", "committedId": id}))]);
         got_ids.push(id);
     }
     let p = h.player();
@@ -487,13 +391,7 @@ fn subscribe_unknown_streamer_fails_with_exact_text() {
     h.streamer("A");
     let p = h.player();
     let got = h.send(p, json!({"type": "subscribe", "streamerId": "Nope"}));
-    assert_eq!(
-        got,
-        vec![to(
-            p,
-            json!({"type": "subscribeFailed", "message": "Streamer Nope does not exist."})
-        )]
-    );
+    assert_eq!(got, vec![to(p, json!({"type": "subscribeFailed", "message": "Streamer Nope does not exist."}))]);
 }
 
 #[test]
@@ -504,11 +402,7 @@ fn subscribe_success_streamer_gets_exact_player_connected_and_player_nothing() {
     let got = h.send(p, json!({"type": "subscribe", "streamerId": "A"}));
     assert_eq!(
         got,
-        vec![Out::Send(
-            s,
-            r#"{"type":"playerConnected","playerId":"Player0","dataChannel":true,"sfu":false}"#
-                .into()
-        )]
+        vec![Out::Send(s, r#"{"type":"playerConnected","playerId":"Player0","dataChannel":true,"sfu":false}"#.into())]
     );
     assert_eq!(h.router.registry().get(p).unwrap().subscribed_to, Some(s));
 }
@@ -527,10 +421,7 @@ fn subscribe_again_old_streamer_gets_player_disconnected_first() {
         got,
         vec![
             to(a, json!({"type": "playerDisconnected", "playerId": pid})),
-            to(
-                a,
-                json!({"type": "playerConnected", "playerId": pid, "dataChannel": true, "sfu": false})
-            ),
+            to(a, json!({"type": "playerConnected", "playerId": pid, "dataChannel": true, "sfu": false})),
         ]
     );
     // Another streamer.
@@ -539,22 +430,13 @@ fn subscribe_again_old_streamer_gets_player_disconnected_first() {
         got,
         vec![
             to(a, json!({"type": "playerDisconnected", "playerId": pid})),
-            to(
-                b,
-                json!({"type": "playerConnected", "playerId": pid, "dataChannel": true, "sfu": false})
-            ),
+            to(b, json!({"type": "playerConnected", "playerId": pid, "dataChannel": true, "sfu": false})),
         ]
     );
     assert!(h.router.registry().get(a).unwrap().subscribers.is_empty());
     // Unknown id: the existing subscription stays.
     let got = h.send(p, json!({"type": "subscribe", "streamerId": "Z"}));
-    assert_eq!(
-        got,
-        vec![to(
-            p,
-            json!({"type": "subscribeFailed", "message": "Streamer Z does not exist."})
-        )]
-    );
+    assert_eq!(got, vec![to(p, json!({"type": "subscribeFailed", "message": "Streamer Z does not exist."}))]);
     assert_eq!(h.router.registry().get(p).unwrap().subscribed_to, Some(b));
 }
 
@@ -569,10 +451,7 @@ fn subscribe_full_streamer_fails_with_exact_text() {
     let got = h.send(p2, json!({"type": "subscribe", "streamerId": "A"}));
     assert_eq!(
         got,
-        vec![to(
-            p2,
-            json!({"type": "subscribeFailed", "message": "Streamer A is full. Max players = 1."})
-        )]
+        vec![to(p2, json!({"type": "subscribeFailed", "message": "Streamer A is full. Max players = 1."}))]
     );
     // Already subscribed elsewhere: the old streamer is told first, then the refusal.
     h.subscribed(p2, b);
@@ -582,10 +461,7 @@ fn subscribe_full_streamer_fails_with_exact_text() {
         got,
         vec![
             to(b, json!({"type": "playerDisconnected", "playerId": pid2})),
-            to(
-                p2,
-                json!({"type": "subscribeFailed", "message": "Streamer A is full. Max players = 1."})
-            ),
+            to(p2, json!({"type": "subscribeFailed", "message": "Streamer A is full. Max players = 1."})),
         ]
     );
     // The one subscriber re-subscribing to its own full streamer works.
@@ -595,10 +471,7 @@ fn subscribe_full_streamer_fails_with_exact_text() {
         got,
         vec![
             to(a, json!({"type": "playerDisconnected", "playerId": pid1})),
-            to(
-                a,
-                json!({"type": "playerConnected", "playerId": pid1, "dataChannel": true, "sfu": false})
-            ),
+            to(a, json!({"type": "playerConnected", "playerId": pid1, "dataChannel": true, "sfu": false})),
         ]
     );
     // SFUs count as subscribers too.
@@ -606,10 +479,7 @@ fn subscribe_full_streamer_fails_with_exact_text() {
     let got = h.send(sfu, json!({"type": "subscribe", "streamerId": "A"}));
     assert_eq!(
         got,
-        vec![to(
-            sfu,
-            json!({"type": "subscribeFailed", "message": "Streamer A is full. Max players = 1."})
-        )]
+        vec![to(sfu, json!({"type": "subscribeFailed", "message": "Streamer A is full. Max players = 1."}))]
     );
 }
 
@@ -622,10 +492,7 @@ fn unsubscribe_tells_streamer_and_keeps_socket_open() {
     h.subscribed(p, s);
     assert_eq!(
         h.send(p, json!({"type": "unsubscribe"})),
-        vec![to(
-            s,
-            json!({"type": "playerDisconnected", "playerId": pid})
-        )]
+        vec![to(s, json!({"type": "playerDisconnected", "playerId": pid}))]
     );
     assert!(h.is_connected(p));
     assert_eq!(h.router.registry().get(p).unwrap().subscribed_to, None);
@@ -666,26 +533,14 @@ fn legacy_offer_auto_subscribes_to_first_streaming_streamer() {
     assert_eq!(
         got,
         vec![
-            to(
-                a,
-                json!({"type": "playerConnected", "playerId": "Player1", "dataChannel": true, "sfu": false})
-            ),
-            Out::Send(
-                a,
-                r#"{"type":"offer","sdp":"v=0\r\n","x":1,"playerId":"Player1"}"#.into()
-            ),
+            to(a, json!({"type": "playerConnected", "playerId": "Player1", "dataChannel": true, "sfu": false})),
+            Out::Send(a, r#"{"type":"offer","sdp":"v=0\r\n","x":1,"playerId":"Player1"}"#.into()),
         ]
     );
     assert_eq!(h.router.registry().get(p).unwrap().subscribed_to, Some(a));
     // Once subscribed, a further offer is plain routing.
     let got = h.send_text(p, r#"{"type":"offer","sdp":"again"}"#);
-    assert_eq!(
-        got,
-        vec![Out::Send(
-            a,
-            r#"{"type":"offer","sdp":"again","playerId":"Player1"}"#.into()
-        )]
-    );
+    assert_eq!(got, vec![Out::Send(a, r#"{"type":"offer","sdp":"again","playerId":"Player1"}"#.into())]);
 }
 
 #[test]
@@ -747,10 +602,7 @@ fn route_player_to_streamer_sets_player_id() {
     let p = h.player();
     h.subscribed(p, s);
     let cases = [
-        (
-            r#"{"type":"offer","sdp":"v=0"}"#,
-            r#"{"type":"offer","sdp":"v=0","playerId":"Player0"}"#,
-        ),
+        (r#"{"type":"offer","sdp":"v=0"}"#, r#"{"type":"offer","sdp":"v=0","playerId":"Player0"}"#),
         (
             r#"{"type":"answer","sdp":"v=0","minBitrateBps":1}"#,
             r#"{"type":"answer","sdp":"v=0","minBitrateBps":1,"playerId":"Player0"}"#,
@@ -759,14 +611,8 @@ fn route_player_to_streamer_sets_player_id() {
             r#"{"type":"iceCandidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}"#,
             r#"{"type":"iceCandidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0},"playerId":"Player0"}"#,
         ),
-        (
-            r#"{"type":"dataChannelRequest"}"#,
-            r#"{"type":"dataChannelRequest","playerId":"Player0"}"#,
-        ),
-        (
-            r#"{"type":"peerDataChannelsReady"}"#,
-            r#"{"type":"peerDataChannelsReady","playerId":"Player0"}"#,
-        ),
+        (r#"{"type":"dataChannelRequest"}"#, r#"{"type":"dataChannelRequest","playerId":"Player0"}"#),
+        (r#"{"type":"peerDataChannelsReady"}"#, r#"{"type":"peerDataChannelsReady","playerId":"Player0"}"#),
         (
             r#"{"type":"layerPreference","spatialLayer":1,"temporalLayer":2}"#,
             r#"{"type":"layerPreference","spatialLayer":1,"temporalLayer":2,"playerId":"Player0"}"#,
@@ -782,11 +628,7 @@ fn route_player_to_streamer_sets_player_id() {
         ),
     ];
     for (sent, forwarded) in cases {
-        assert_eq!(
-            h.send_text(p, sent),
-            vec![Out::Send(s, forwarded.to_string())],
-            "for {sent}"
-        );
+        assert_eq!(h.send_text(p, sent), vec![Out::Send(s, forwarded.to_string())], "for {sent}");
     }
 }
 
@@ -796,12 +638,19 @@ fn route_forward_keeps_unknown_fields_in_order() {
     let s = h.streamer("A");
     let p = h.player();
     h.subscribed(p, s);
-    let got = h.send_text(p, r#"{"type":"answer","x":1,"sdp":"s","nested":{"a":[1,2]},"playerId":"Bogus","z":null,"w":"end"}"#);
+    let got = h.send_text(
+        p,
+        r#"{"type":"answer","x":1,"sdp":"s","nested":{"a":[1,2]},"playerId":"Bogus","z":null,"w":"end"}"#,
+    );
     assert_eq!(
         got,
-        vec![Out::Send(s, r#"{"type":"answer","x":1,"sdp":"s","nested":{"a":[1,2]},"playerId":"Player0","z":null,"w":"end"}"#.into())]
+        vec![Out::Send(
+            s,
+            r#"{"type":"answer","x":1,"sdp":"s","nested":{"a":[1,2]},"playerId":"Player0","z":null,"w":"end"}"#.into()
+        )]
     );
-    let text = r#"{"zz":0,"type":"offer","sdp":"s","x":1,"nested":{"b":{"c":[1,{"d":2}]},"a":[1,2]},"playerId":"Player0"}"#;
+    let text =
+        r#"{"zz":0,"type":"offer","sdp":"s","x":1,"nested":{"b":{"c":[1,{"d":2}]},"a":[1,2]},"playerId":"Player0"}"#;
     assert_eq!(h.send_text(s, text), vec![Out::Send(p, text.into())]);
 }
 
@@ -811,24 +660,13 @@ fn route_sfu_to_player_removes_player_id() {
     let sfu = h.sfu("SFU");
     let p = h.player();
     h.subscribed(p, sfu);
-    let got = h.send_text(
-        sfu,
-        r#"{"type":"offer","playerId":"Player1","sdp":"v=0","sfu":true,"x":[1]}"#,
-    );
+    let got = h.send_text(sfu, r#"{"type":"offer","playerId":"Player1","sdp":"v=0","sfu":true,"x":[1]}"#);
+    assert_eq!(got, vec![Out::Send(p, r#"{"type":"offer","sdp":"v=0","sfu":true,"x":[1]}"#.into())]);
+    let got =
+        h.send_text(sfu, r#"{"type":"peerDataChannels","playerId":"Player1","sendStreamId":3,"recvStreamId":4,"x":1}"#);
     assert_eq!(
         got,
-        vec![Out::Send(
-            p,
-            r#"{"type":"offer","sdp":"v=0","sfu":true,"x":[1]}"#.into()
-        )]
-    );
-    let got = h.send_text(sfu, r#"{"type":"peerDataChannels","playerId":"Player1","sendStreamId":3,"recvStreamId":4,"x":1}"#);
-    assert_eq!(
-        got,
-        vec![Out::Send(
-            p,
-            r#"{"type":"peerDataChannels","sendStreamId":3,"recvStreamId":4,"x":1}"#.into()
-        )]
+        vec![Out::Send(p, r#"{"type":"peerDataChannels","sendStreamId":3,"recvStreamId":4,"x":1}"#.into())]
     );
 }
 
@@ -842,13 +680,7 @@ fn route_sfu_answer_keeps_own_player_id_else_sfu_player_id() {
     let text = r#"{"type":"answer","playerId":"Player42","sdp":"v=0","x":1}"#;
     assert_eq!(h.send_text(sfu, text), vec![Out::Send(s, text.into())]);
     let got = h.send_text(sfu, r#"{"type":"answer","sdp":"v=0","x":1}"#);
-    assert_eq!(
-        got,
-        vec![Out::Send(
-            s,
-            format!(r#"{{"type":"answer","sdp":"v=0","x":1,"playerId":"{sfu_pid}"}}"#)
-        )]
-    );
+    assert_eq!(got, vec![Out::Send(s, format!(r#"{{"type":"answer","sdp":"v=0","x":1,"playerId":"{sfu_pid}"}}"#))]);
 }
 
 #[test]
@@ -858,7 +690,10 @@ fn route_sfu_streamer_data_channels_adds_sfu_id() {
     let sfu = h.sfu("SFU");
     h.subscribed(sfu, s);
     let sfu_pid = h.player_id(sfu);
-    let got = h.send_text(sfu, r#"{"type":"streamerDataChannels","playerId":"Player9","sendStreamId":1,"recvStreamId":2,"x":1}"#);
+    let got = h.send_text(
+        sfu,
+        r#"{"type":"streamerDataChannels","playerId":"Player9","sendStreamId":1,"recvStreamId":2,"x":1}"#,
+    );
     assert_eq!(
         got,
         vec![Out::Send(
@@ -882,10 +717,7 @@ fn route_streamer_layer_preference_to_every_subscribed_sfu() {
     h.subscribed(p, s);
     h.subscribed(sfu2, s);
     let text = r#"{"type":"layerPreference","spatialLayer":0,"temporalLayer":1,"playerId":"Player5","x":1}"#;
-    assert_eq!(
-        h.send_text(s, text),
-        vec![Out::Send(sfu1, text.into()), Out::Send(sfu2, text.into())]
-    );
+    assert_eq!(h.send_text(s, text), vec![Out::Send(sfu1, text.into()), Out::Send(sfu2, text.into())]);
 }
 
 #[test]
@@ -897,32 +729,20 @@ fn route_streamer_to_another_streamers_player_is_dropped() {
     let unsubscribed = h.player();
     h.subscribed(p, a);
     let before = h.dropped_for("not_subscriber");
-    assert_eq!(
-        h.send(
-            b,
-            json!({"type": "offer", "sdp": "x", "playerId": h.player_id(p)})
-        ),
-        vec![]
-    );
+    assert_eq!(h.send(b, json!({"type": "offer", "sdp": "x", "playerId": h.player_id(p)})), vec![]);
     assert_eq!(h.send(b, json!({"type": "iceCandidate", "candidate": {"candidate": "c", "sdpMid": "0", "sdpMLineIndex": 0}, "playerId": h.player_id(p)})), vec![]);
-    assert_eq!(
-        h.send(
-            a,
-            json!({"type": "answer", "sdp": "x", "playerId": h.player_id(unsubscribed)})
-        ),
-        vec![]
-    );
+    assert_eq!(h.send(a, json!({"type": "answer", "sdp": "x", "playerId": h.player_id(unsubscribed)})), vec![]);
     assert_eq!(h.dropped_for("not_subscriber"), before + 3);
     // SFUs are held to the same rule.
     let sfu = h.sfu("SFU");
+    assert_eq!(h.send(sfu, json!({"type": "offer", "sdp": "x", "playerId": h.player_id(p)})), vec![]);
     assert_eq!(
         h.send(
             sfu,
-            json!({"type": "offer", "sdp": "x", "playerId": h.player_id(p)})
+            json!({"type": "peerDataChannels", "playerId": h.player_id(p), "sendStreamId": 1, "recvStreamId": 2})
         ),
         vec![]
     );
-    assert_eq!(h.send(sfu, json!({"type": "peerDataChannels", "playerId": h.player_id(p), "sendStreamId": 1, "recvStreamId": 2})), vec![]);
     assert_eq!(h.dropped_for("not_subscriber"), before + 5);
 }
 
@@ -932,23 +752,11 @@ fn route_unknown_or_missing_player_id_is_dropped() {
     let s = h.streamer("A");
     let p = h.player();
     h.subscribed(p, s);
-    assert_eq!(
-        h.send(
-            s,
-            json!({"type": "offer", "sdp": "x", "playerId": "Player99"})
-        ),
-        vec![]
-    );
+    assert_eq!(h.send(s, json!({"type": "offer", "sdp": "x", "playerId": "Player99"})), vec![]);
     assert_eq!(h.dropped_for("no_such_player"), 1);
     assert_eq!(h.send(s, json!({"type": "offer", "sdp": "x"})), vec![]);
     assert_eq!(h.send(s, json!({"type": "answer", "sdp": "x"})), vec![]);
-    assert_eq!(
-        h.send(
-            s,
-            json!({"type": "iceCandidate", "candidate": {"candidate": "c"}})
-        ),
-        vec![]
-    );
+    assert_eq!(h.send(s, json!({"type": "iceCandidate", "candidate": {"candidate": "c"}})), vec![]);
     assert_eq!(h.dropped_for("missing_player_id"), 3);
     let sfu = h.sfu("SFU");
     assert_eq!(h.send(sfu, json!({"type": "offer", "sdp": "x"})), vec![]);
@@ -975,32 +783,16 @@ fn route_multiple_streamers_offers_never_cross() {
     }
     for (streamer, mine, theirs) in [(a, &pa, &pb), (b, &pb, &pa)] {
         for &p in mine {
-            let text = format!(
-                r#"{{"type":"offer","sdp":"from {}","playerId":"{}"}}"#,
-                streamer.0,
-                h.player_id(p)
-            );
-            assert_eq!(
-                h.send_text(streamer, &text),
-                vec![Out::Send(p, text.clone())]
-            );
+            let text = format!(r#"{{"type":"offer","sdp":"from {}","playerId":"{}"}}"#, streamer.0, h.player_id(p));
+            assert_eq!(h.send_text(streamer, &text), vec![Out::Send(p, text.clone())]);
             let got = h.send_text(p, r#"{"type":"answer","sdp":"ok"}"#);
             assert_eq!(
                 got,
-                vec![Out::Send(
-                    streamer,
-                    format!(
-                        r#"{{"type":"answer","sdp":"ok","playerId":"{}"}}"#,
-                        h.player_id(p)
-                    )
-                )]
+                vec![Out::Send(streamer, format!(r#"{{"type":"answer","sdp":"ok","playerId":"{}"}}"#, h.player_id(p)))]
             );
         }
         for &p in theirs {
-            let text = format!(
-                r#"{{"type":"offer","sdp":"x","playerId":"{}"}}"#,
-                h.player_id(p)
-            );
+            let text = format!(r#"{{"type":"offer","sdp":"x","playerId":"{}"}}"#, h.player_id(p));
             assert_eq!(h.send_text(streamer, &text), vec![]);
         }
     }
@@ -1017,16 +809,10 @@ fn disconnect_player_closes_1011_with_reason_then_tells_streamer() {
     h.subscribed(p, s);
     h.subscribed(q, s);
     let pid = h.player_id(p);
-    let got = h.send(
-        s,
-        json!({"type": "disconnectPlayer", "playerId": pid, "reason": "kicked"}),
-    );
+    let got = h.send(s, json!({"type": "disconnectPlayer", "playerId": pid, "reason": "kicked"}));
     assert_eq!(
         got,
-        vec![
-            closed(p, close::SERVER_ERROR, "kicked"),
-            to(s, json!({"type": "playerDisconnected", "playerId": pid}))
-        ]
+        vec![closed(p, close::SERVER_ERROR, "kicked"), to(s, json!({"type": "playerDisconnected", "playerId": pid}))]
     );
     assert_eq!(close::SERVER_ERROR, 1011);
     assert!(!h.is_connected(p));
@@ -1052,17 +838,8 @@ fn disconnect_player_for_someone_elses_player_is_dropped() {
     let p = h.player();
     h.subscribed(p, a);
     let pid = h.player_id(p);
-    assert_eq!(
-        h.send(b, json!({"type": "disconnectPlayer", "playerId": pid})),
-        vec![]
-    );
-    assert_eq!(
-        h.send(
-            b,
-            json!({"type": "disconnectPlayer", "playerId": "Player77"})
-        ),
-        vec![]
-    );
+    assert_eq!(h.send(b, json!({"type": "disconnectPlayer", "playerId": pid})), vec![]);
+    assert_eq!(h.send(b, json!({"type": "disconnectPlayer", "playerId": "Player77"})), vec![]);
     assert!(h.is_connected(p));
     assert_eq!(h.router.registry().get(p).unwrap().subscribed_to, Some(a));
     assert_eq!(h.dropped_for("not_subscriber"), 1);
@@ -1076,13 +853,7 @@ fn disconnect_player_socket_close_tells_streamer() {
     let p = h.player();
     h.subscribed(p, s);
     let pid = h.player_id(p);
-    assert_eq!(
-        h.disconnect(p),
-        vec![to(
-            s,
-            json!({"type": "playerDisconnected", "playerId": pid})
-        )]
-    );
+    assert_eq!(h.disconnect(p), vec![to(s, json!({"type": "playerDisconnected", "playerId": pid}))]);
     assert!(h.router.registry().get(s).unwrap().subscribers.is_empty());
     assert_eq!(h.router.registry().len(), 1);
     // Twice is a no-op; an unsubscribed player's close tells nobody.
@@ -1178,10 +949,7 @@ fn disconnect_sfu_tells_its_streamer_and_closes_its_players() {
     assert_eq!(
         got,
         vec![
-            to(
-                s,
-                json!({"type": "playerDisconnected", "playerId": sfu_pid})
-            ),
+            to(s, json!({"type": "playerDisconnected", "playerId": sfu_pid})),
             to(p, json!({"type": "streamerDisconnected"})),
             closed(p, 1000, reasons::STREAMER_DISCONNECTED),
         ]
@@ -1196,31 +964,16 @@ fn sfu_full_flow_with_data_channels() {
     let mut h = Harness::new();
     let s = h.streamer("DefaultStreamer");
     let (sfu, greeting) = h.connect_greeted(Role::Sfu);
-    assert_eq!(
-        greeting,
-        vec![
-            to(sfu, config_of(json!({}))),
-            to(sfu, json!({"type": "identify"}))
-        ]
-    );
+    assert_eq!(greeting, vec![to(sfu, config_of(json!({}))), to(sfu, json!({"type": "identify"}))]);
     assert_eq!(
         h.send(sfu, json!({"type": "endpointId", "id": "SFU"})),
-        vec![to(
-            sfu,
-            json!({"type": "endpointIdConfirm", "committedId": "SFU"})
-        )]
+        vec![to(sfu, json!({"type": "endpointIdConfirm", "committedId": "SFU"}))]
     );
     assert_eq!(h.list(sfu), json!(["DefaultStreamer", "SFU"]));
     let sfu_pid = h.player_id(sfu);
     assert_eq!(
-        h.send(
-            sfu,
-            json!({"type": "subscribe", "streamerId": "DefaultStreamer"})
-        ),
-        vec![to(
-            s,
-            json!({"type": "playerConnected", "playerId": sfu_pid, "dataChannel": true, "sfu": true})
-        )]
+        h.send(sfu, json!({"type": "subscribe", "streamerId": "DefaultStreamer"})),
+        vec![to(s, json!({"type": "playerConnected", "playerId": sfu_pid, "dataChannel": true, "sfu": true}))]
     );
     // Streamer ↔ SFU negotiation.
     let offer = format!(r#"{{"type":"offer","sdp":"v=0","playerId":"{sfu_pid}","sfu":true}}"#);
@@ -1234,40 +987,37 @@ fn sfu_full_flow_with_data_channels() {
     // Data channels through the SFU.
     assert_eq!(
         h.send_text(p, r#"{"type":"dataChannelRequest"}"#),
-        vec![Out::Send(
-            sfu,
-            format!(r#"{{"type":"dataChannelRequest","playerId":"{pid}"}}"#)
-        )]
+        vec![Out::Send(sfu, format!(r#"{{"type":"dataChannelRequest","playerId":"{pid}"}}"#))]
     );
     assert_eq!(
-        h.send_text(sfu, &format!(r#"{{"type":"peerDataChannels","playerId":"{pid}","sendStreamId":1,"recvStreamId":2}}"#)),
+        h.send_text(
+            sfu,
+            &format!(r#"{{"type":"peerDataChannels","playerId":"{pid}","sendStreamId":1,"recvStreamId":2}}"#)
+        ),
         vec![Out::Send(p, r#"{"type":"peerDataChannels","sendStreamId":1,"recvStreamId":2}"#.into())]
     );
     assert_eq!(
         h.send_text(p, r#"{"type":"peerDataChannelsReady"}"#),
-        vec![Out::Send(
-            sfu,
-            format!(r#"{{"type":"peerDataChannelsReady","playerId":"{pid}"}}"#)
-        )]
+        vec![Out::Send(sfu, format!(r#"{{"type":"peerDataChannelsReady","playerId":"{pid}"}}"#))]
     );
     assert_eq!(
-        h.send_text(sfu, &format!(r#"{{"type":"streamerDataChannels","playerId":"{pid}","sendStreamId":2,"recvStreamId":1}}"#)),
+        h.send_text(
+            sfu,
+            &format!(r#"{{"type":"streamerDataChannels","playerId":"{pid}","sendStreamId":2,"recvStreamId":1}}"#)
+        ),
         vec![Out::Send(
             s,
-            format!(r#"{{"type":"streamerDataChannels","playerId":"{pid}","sendStreamId":2,"recvStreamId":1,"sfuId":"{sfu_pid}"}}"#)
+            format!(
+                r#"{{"type":"streamerDataChannels","playerId":"{pid}","sendStreamId":2,"recvStreamId":1,"sfuId":"{sfu_pid}"}}"#
+            )
         )]
     );
     // layerPreference from the player reaches the SFU with the player's id.
     assert_eq!(
-        h.send_text(
-            p,
-            r#"{"type":"layerPreference","spatialLayer":2,"temporalLayer":0}"#
-        ),
+        h.send_text(p, r#"{"type":"layerPreference","spatialLayer":2,"temporalLayer":0}"#),
         vec![Out::Send(
             sfu,
-            format!(
-                r#"{{"type":"layerPreference","spatialLayer":2,"temporalLayer":0,"playerId":"{pid}"}}"#
-            )
+            format!(r#"{{"type":"layerPreference","spatialLayer":2,"temporalLayer":0,"playerId":"{pid}"}}"#)
         )]
     );
 }
@@ -1301,13 +1051,7 @@ fn sfu_stop_streaming_unlists_and_closes_its_players() {
     let q = h.player();
     assert_eq!(h.list(q), json!(["A"]));
     let got = h.send(q, json!({"type": "subscribe", "streamerId": "SFU"}));
-    assert_eq!(
-        got,
-        vec![to(
-            q,
-            json!({"type": "subscribeFailed", "message": "Streamer SFU does not exist."})
-        )]
-    );
+    assert_eq!(got, vec![to(q, json!({"type": "subscribeFailed", "message": "Streamer SFU does not exist."}))]);
     // Streaming again lists it again.
     h.send(sfu, json!({"type": "startStreaming"}));
     assert_eq!(h.list(q), json!(["A", "SFU"]));
@@ -1323,25 +1067,13 @@ fn sfu_disconnect_player_and_unsubscribe() {
     h.subscribed(p, sfu);
     let pid = h.player_id(p);
     // The SFU, as a streamer, disconnects its own player.
-    let got = h.send(
-        sfu,
-        json!({"type": "disconnectPlayer", "playerId": pid, "reason": "bye"}),
-    );
-    assert_eq!(
-        got,
-        vec![
-            closed(p, 1011, "bye"),
-            to(sfu, json!({"type": "playerDisconnected", "playerId": pid}))
-        ]
-    );
+    let got = h.send(sfu, json!({"type": "disconnectPlayer", "playerId": pid, "reason": "bye"}));
+    assert_eq!(got, vec![closed(p, 1011, "bye"), to(sfu, json!({"type": "playerDisconnected", "playerId": pid}))]);
     // The SFU, as a player, unsubscribes: its streamer is told with the SFU's player id.
     let sfu_pid = h.player_id(sfu);
     assert_eq!(
         h.send(sfu, json!({"type": "unsubscribe"})),
-        vec![to(
-            s,
-            json!({"type": "playerDisconnected", "playerId": sfu_pid})
-        )]
+        vec![to(s, json!({"type": "playerDisconnected", "playerId": sfu_pid}))]
     );
     assert!(h.is_connected(sfu));
 }
@@ -1360,10 +1092,7 @@ fn sfu_disconnected_by_its_streamer_closes_its_players() {
         got,
         vec![
             closed(sfu, 1011, reasons::DISCONNECTED_BY_STREAMER),
-            to(
-                s,
-                json!({"type": "playerDisconnected", "playerId": sfu_pid})
-            ),
+            to(s, json!({"type": "playerDisconnected", "playerId": sfu_pid})),
             to(p, json!({"type": "streamerDisconnected"})),
             closed(p, 1000, reasons::STREAMER_DISCONNECTED),
         ]
@@ -1382,28 +1111,15 @@ fn sfu_ice_candidate_goes_to_its_player_or_upstream() {
     h.subscribed(p, sfu);
     let pid = h.player_id(p);
     let sfu_pid = h.player_id(sfu);
-    let got = h.send_text(
-        sfu,
-        &format!(r#"{{"type":"iceCandidate","playerId":"{pid}","candidate":{{"candidate":"c"}}}}"#),
-    );
-    assert_eq!(
-        got,
-        vec![Out::Send(
-            p,
-            r#"{"type":"iceCandidate","candidate":{"candidate":"c"}}"#.into()
-        )]
-    );
-    let got = h.send_text(
-        sfu,
-        r#"{"type":"iceCandidate","candidate":{"candidate":"c"}}"#,
-    );
+    let got =
+        h.send_text(sfu, &format!(r#"{{"type":"iceCandidate","playerId":"{pid}","candidate":{{"candidate":"c"}}}}"#));
+    assert_eq!(got, vec![Out::Send(p, r#"{"type":"iceCandidate","candidate":{"candidate":"c"}}"#.into())]);
+    let got = h.send_text(sfu, r#"{"type":"iceCandidate","candidate":{"candidate":"c"}}"#);
     assert_eq!(
         got,
         vec![Out::Send(
             s,
-            format!(
-                r#"{{"type":"iceCandidate","candidate":{{"candidate":"c"}},"playerId":"{sfu_pid}"}}"#
-            )
+            format!(r#"{{"type":"iceCandidate","candidate":{{"candidate":"c"}},"playerId":"{sfu_pid}"}}"#)
         )]
     );
 }
@@ -1436,10 +1152,7 @@ fn assert_no_traffic_after_close(got: &[Out]) {
     let mut closed_conns = std::collections::HashSet::new();
     for out in got {
         match out {
-            Out::Send(c, text) => assert!(
-                !closed_conns.contains(c),
-                "send to closed {c:?}: {text} in {got:?}"
-            ),
+            Out::Send(c, text) => assert!(!closed_conns.contains(c), "send to closed {c:?}: {text} in {got:?}"),
             Out::Close(c, ..) => assert!(closed_conns.insert(*c), "closed twice {c:?} in {got:?}"),
         }
     }
@@ -1454,15 +1167,9 @@ fn keepalive_ping_gets_pong_with_the_same_64_bit_time() {
         let c = h.connect(role);
         assert_eq!(
             h.send_text(c, r#"{"type":"ping","time":1732000000000}"#),
-            vec![Out::Send(
-                c,
-                r#"{"type":"pong","time":1732000000000}"#.into()
-            )]
+            vec![Out::Send(c, r#"{"type":"pong","time":1732000000000}"#.into())]
         );
-        assert_eq!(
-            h.send_text(c, r#"{"type":"ping"}"#),
-            vec![Out::Send(c, r#"{"type":"pong","time":0}"#.into())]
-        );
+        assert_eq!(h.send_text(c, r#"{"type":"ping"}"#), vec![Out::Send(c, r#"{"type":"pong","time":0}"#.into())]);
         // A pong from a peer is accepted silently.
         assert_eq!(h.send_text(c, r#"{"type":"pong","time":5}"#), vec![]);
     }
@@ -1520,19 +1227,10 @@ fn bad_input_type_not_allowed_for_this_peer_is_dropped() {
         (p, json!({"type": "disconnectPlayer", "playerId": pid})),
         (p, json!({"type": "endpointId", "id": "X"})),
         (p, json!({"type": "startStreaming"})),
-        (
-            p,
-            json!({"type": "streamerDataChannels", "playerId": pid, "sendStreamId": 1, "recvStreamId": 2}),
-        ),
-        (
-            p,
-            json!({"type": "peerDataChannels", "playerId": pid, "sendStreamId": 1, "recvStreamId": 2}),
-        ),
+        (p, json!({"type": "streamerDataChannels", "playerId": pid, "sendStreamId": 1, "recvStreamId": 2})),
+        (p, json!({"type": "peerDataChannels", "playerId": pid, "sendStreamId": 1, "recvStreamId": 2})),
         (p, json!({"type": "config", "peerConnectionOptions": {}})),
-        (
-            p,
-            json!({"type": "playerConnected", "playerId": pid, "dataChannel": true, "sfu": false}),
-        ),
+        (p, json!({"type": "playerConnected", "playerId": pid, "dataChannel": true, "sfu": false})),
         (s, json!({"type": "subscribe", "streamerId": "A"})),
         (s, json!({"type": "listStreamers"})),
         (s, json!({"type": "unsubscribe"})),
@@ -1540,20 +1238,13 @@ fn bad_input_type_not_allowed_for_this_peer_is_dropped() {
         (s, json!({"type": "dataChannelRequest"})),
         (s, json!({"type": "streamerList", "ids": []})),
         (sfu, json!({"type": "identify"})),
-        (
-            sfu,
-            json!({"type": "endpointIdConfirm", "committedId": "x"}),
-        ),
+        (sfu, json!({"type": "endpointIdConfirm", "committedId": "x"})),
         (sfu, json!({"type": "dataChannelRequest"})),
     ];
     for (c, message) in cases {
         let before = h.dropped_for("not_allowed");
         assert_eq!(h.send(c, message.clone()), vec![], "for {message}");
-        assert_eq!(
-            h.dropped_for("not_allowed"),
-            before + 1,
-            "not counted: {message}"
-        );
+        assert_eq!(h.dropped_for("not_allowed"), before + 1, "not counted: {message}");
     }
     assert!(h.is_connected(p));
     assert_eq!(h.router.registry().get(p).unwrap().subscribed_to, Some(s));
@@ -1608,18 +1299,9 @@ fn bad_input_known_type_missing_a_field_is_dropped() {
         (p, json!({"type": "layerPreference", "spatialLayer": 1})),
         (s, json!({"type": "offer", "playerId": pid})),
         (s, json!({"type": "disconnectPlayer"})),
-        (
-            s,
-            json!({"type": "iceCandidate", "playerId": pid, "candidate": {"sdpMid": "0"}}),
-        ),
-        (
-            sfu,
-            json!({"type": "peerDataChannels", "playerId": pid, "sendStreamId": 1}),
-        ),
-        (
-            sfu,
-            json!({"type": "streamerDataChannels", "playerId": pid}),
-        ),
+        (s, json!({"type": "iceCandidate", "playerId": pid, "candidate": {"sdpMid": "0"}})),
+        (sfu, json!({"type": "peerDataChannels", "playerId": pid, "sendStreamId": 1})),
+        (sfu, json!({"type": "streamerDataChannels", "playerId": pid})),
     ];
     for (c, message) in cases {
         let before = h.dropped();
@@ -1655,55 +1337,22 @@ mod property {
         Message(usize, u8, usize, usize, bool),
     }
 
-    const STREAMER_IDS: &[&str] = &[
-        "A",
-        "B",
-        "SFU",
-        "A",
-        "B",
-        "SFU",
-        "A1",
-        "UnknownStreamer",
-        "",
-        "Player0",
-    ];
+    const STREAMER_IDS: &[&str] = &["A", "B", "SFU", "A", "B", "SFU", "A1", "UnknownStreamer", "", "Player0"];
 
     /// A plausible message; ids are mostly picked among the live ones so
     /// that subscriptions and routes actually happen.
-    fn plausible(
-        router: &Router,
-        conn: ConnId,
-        role: Role,
-        kind: u8,
-        sid: usize,
-        pid: usize,
-        extra: bool,
-    ) -> String {
+    fn plausible(router: &Router, conn: ConnId, role: Role, kind: u8, sid: usize, pid: usize, extra: bool) -> String {
         let snapshot = router.snapshot();
-        let live_sids: Vec<String> = snapshot
-            .streamers
-            .iter()
-            .map(|s| s.streamer_id.clone())
-            .collect();
-        let live_pids: Vec<String> = snapshot
-            .players
-            .iter()
-            .map(|p| p.player_id.clone())
-            .collect();
-        let sid = if sid % 3 == 0 || live_sids.is_empty() {
-            STREAMER_IDS[(sid / 3) % STREAMER_IDS.len()].to_string()
-        } else {
-            live_sids[(sid / 3) % live_sids.len()].clone()
+        let live_sids: Vec<String> = snapshot.streamers.iter().map(|s| s.streamer_id.clone()).collect();
+        let live_pids: Vec<String> = snapshot.players.iter().map(|p| p.player_id.clone()).collect();
+        let sid = match sid % 3 {
+            1 | 2 if !live_sids.is_empty() => live_sids[(sid / 3) % live_sids.len()].clone(),
+            _ => STREAMER_IDS[(sid / 3) % STREAMER_IDS.len()].to_string(),
         };
         let own_pids: Vec<String> = router
             .registry()
             .get(conn)
-            .map(|e| {
-                e.subscribers
-                    .iter()
-                    .filter_map(|c| router.registry().get(*c)?.player_id.clone())
-                    .collect()
-            })
+            .map(|e| e.subscribers.iter().filter_map(|c| router.registry().get(*c)?.player_id.clone()).collect())
             .unwrap_or_default();
         let pid = match pid % 4 {
             1 | 2 if !own_pids.is_empty() => own_pids[(pid / 4) % own_pids.len()].clone(),
@@ -1747,22 +1396,16 @@ mod property {
             Role::Player => &[2, 3, 3, 3, 5, 6, 8, 11, 15, 17, 14],
             Role::Sfu => &[0, 0, 2, 3, 3, 3, 5, 19, 19, 21, 7, 8, 9, 16, 18, 10, 11, 12],
         };
-        let mut v = if kind >= 200 {
-            any(kind)
-        } else {
-            any(typical[kind as usize % typical.len()])
-        };
+        let mut v = if kind >= 200 { any(kind) } else { any(typical[kind as usize % typical.len()]) };
         if extra {
-            v.as_object_mut()
-                .unwrap()
-                .insert("x".into(), json!({"y": [1, 2]}));
+            v.as_object_mut().unwrap().insert("x".into(), json!({"y": [1, 2]}));
         }
         v.to_string()
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            2 => (0u8..3).prop_map(Op::Connect),
+            2 => (0u8..5).prop_map(Op::Connect),
             1 => any::<usize>().prop_map(Op::Disconnect),
             12 => (any::<usize>(), any::<u8>(), any::<usize>(), any::<usize>(), any::<bool>())
                 .prop_map(|(c, k, s, p, e)| Op::Message(c, k, s, p, e)),
@@ -1775,30 +1418,17 @@ mod property {
 
     /// Apply actions to the set of open connections: never traffic to a
     /// closed one, and a Close means the router forgot it.
-    fn apply(
-        router: &Router,
-        open: &mut BTreeSet<ConnId>,
-        actions: &[Action],
-    ) -> Result<(), TestCaseError> {
+    fn apply(router: &Router, open: &mut BTreeSet<ConnId>, actions: &[Action]) -> Result<(), TestCaseError> {
         for a in actions {
             match a {
                 Action::Send { to, frame } => {
-                    prop_assert!(
-                        open.contains(to),
-                        "send to a closed connection {:?}: {:?}",
-                        to,
-                        frame
-                    );
-                    let v: Value = serde_json::from_slice(frame)
-                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert!(open.contains(to), "send to a closed connection {:?}: {:?}", to, frame);
+                    let v: Value = serde_json::from_slice(frame).map_err(|e| TestCaseError::fail(e.to_string()))?;
                     prop_assert!(v.get("type").and_then(Value::as_str).is_some());
                 }
                 Action::Close { conn, .. } => {
                     prop_assert!(open.remove(conn), "close of a closed connection {:?}", conn);
-                    prop_assert!(
-                        router.registry().get(*conn).is_none(),
-                        "closed but still registered"
-                    );
+                    prop_assert!(router.registry().get(*conn).is_none(), "closed but still registered");
                 }
             }
         }
@@ -1831,21 +1461,14 @@ mod property {
             if *to == from {
                 continue;
             }
-            let v: Value =
-                serde_json::from_slice(frame).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let v: Value = serde_json::from_slice(frame).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let type_name = v["type"].as_str().unwrap_or_default();
             if !FORWARDED.contains(&type_name) {
                 continue;
             }
             let down = router.registry().get(*to).and_then(|e| e.subscribed_to) == Some(from);
             let up = router.registry().get(from).and_then(|e| e.subscribed_to) == Some(*to);
-            prop_assert!(
-                down || up,
-                "{} from {:?} to {:?}, not subscribed either way",
-                type_name,
-                from,
-                to
-            );
+            prop_assert!(down || up, "{} from {:?} to {:?}, not subscribed either way", type_name, from, to);
             if let Some((Role::Player, pid)) = &sender {
                 prop_assert!(up);
                 prop_assert_eq!(v["playerId"].as_str(), pid.as_deref());
@@ -1872,7 +1495,7 @@ mod property {
                     // Few connections at a time, so that each gets many messages.
                     Op::Connect(_) if open.len() >= max_open => {}
                     Op::Connect(r) => {
-                        let role = [Role::Streamer, Role::Player, Role::Sfu][r as usize % 3];
+                        let role = [Role::Streamer, Role::Player, Role::Sfu, Role::Sfu, Role::Player][r as usize % 5];
                         let (conn, actions) = router.connect(role, "1.2.3.4:5".into());
                         open.insert(conn);
                         apply(&router, &mut open, &actions)?;
@@ -1915,4 +1538,19 @@ mod property {
             prop_assert!(router.registry().is_empty());
         }
     }
+}
+
+#[test]
+fn identity_re_requesting_a_taken_id_keeps_the_numbered_one_it_holds() {
+    let mut h = Harness::new();
+    h.streamer("A");
+    let a1 = h.connect(Role::Streamer);
+    h.send(a1, json!({"type": "endpointId", "id": "A"}));
+    let a2 = h.connect(Role::Streamer);
+    h.send(a2, json!({"type": "endpointId", "id": "A"}));
+    assert_eq!(h.streamer_id(a2), "A2");
+    // A1 goes away; A2 asks for A again and keeps A2 rather than moving to A1.
+    h.disconnect(a1);
+    let got = h.send(a2, json!({"type": "endpointId", "id": "A"}));
+    assert_eq!(got, vec![to(a2, json!({"type": "endpointIdConfirm", "committedId": "A2"}))]);
 }

@@ -243,7 +243,12 @@ fn plain(status: http::StatusCode, body: &'static str) -> Response {
     warp::reply::with_status(body, status).into_response()
 }
 
-async fn handle_request(mut req: http::Request<HyperBody>, addr: SocketAddr, role: Role, shared: Arc<Shared>) -> Response {
+async fn handle_request(
+    mut req: http::Request<HyperBody>,
+    addr: SocketAddr,
+    role: Role,
+    shared: Arc<Shared>,
+) -> Response {
     let is_upgrade = header_has_token(&req, http::header::CONNECTION, "upgrade")
         && header_has_token(&req, http::header::UPGRADE, "websocket");
     if !is_upgrade {
@@ -324,7 +329,8 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
     let closing = CancellationToken::new();
 
     let reader = async {
-        let mut limit = RateLimit::new(shared.config.rate_limit_per_sec, shared.config.rate_limit_burst, Instant::now());
+        let mut limit =
+            RateLimit::new(shared.config.rate_limit_per_sec, shared.config.rate_limit_burst, Instant::now());
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
@@ -398,9 +404,20 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
                 },
                 frame = queue_rx.recv(), if queue_open => match frame {
                     Some(frame) => {
-                        if send_text(&mut sink, frame).await.is_err() {
-                            shared.hub.disconnect(conn, None);
-                            break None;
+                        // A peer that does not read must not keep its close
+                        // order waiting behind a write that cannot finish.
+                        let sent = tokio::select! {
+                            biased;
+                            order = &mut close_rx => Err(order.ok()),
+                            result = send_text(&mut sink, frame) => result.map_err(|()| None),
+                        };
+                        match sent {
+                            Ok(()) => {}
+                            Err(Some(order)) => break Some(order),
+                            Err(None) => {
+                                shared.hub.disconnect(conn, None);
+                                break None;
+                            }
                         }
                     }
                     None => queue_open = false,
@@ -419,7 +436,9 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
             }
         };
         if let Some(order) = order {
-            let _ = send_with_deadline(&mut sink, WsMessage::Close(Some(close_frame(order.code, &order.reason)))).await;
+            // Short: a peer that is not reading will not take it anyway.
+            let close = WsMessage::Close(Some(close_frame(order.code, &order.reason)));
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.flush()).await;
         closing.cancel();

@@ -16,9 +16,16 @@ async fn junk_is_dropped_and_counted_and_the_connection_stays() {
     let (mut s, id) = Client::streamer(&h, "S").await;
     let (mut p, pid) = Client::subscribed_player(&h, &mut s, &id).await;
     let junk = [
-        "not json", "null", "42", "[1,2]", "\"str\"", "{}", r#"{"type":7}"#, r#"{"type":"noSuchType"}"#,
+        "not json",
+        "null",
+        "42",
+        "[1,2]",
+        "\"str\"",
+        "{}",
+        r#"{"type":7}"#,
+        r#"{"type":"noSuchType"}"#,
         r#"{"type":"disconnectPlayer","playerId":"Player0"}"#, // players may not send it
-        r#"{"type":"offer"}"#,                                  // missing sdp
+        r#"{"type":"offer"}"#,                                 // missing sdp
         r#"{"type":"iceCandidate","candidate":"not-an-object"}"#,
         "{\"type\":\"answer\",\"sdp\":", // truncated
     ];

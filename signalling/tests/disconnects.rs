@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use signalling::ServerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn disconnect_player_closes_it_with_1011_and_the_reason() {
@@ -74,21 +74,6 @@ async fn a_streamer_leaving_tells_and_closes_its_players_and_keeps_sfus() {
     h.shutdown().await;
 }
 
-/// A raw client that completes the handshake and then never reads or answers
-/// pings: a dead TCP peer.
-async fn dead_player(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = [0u8; 1024];
-    let n = tcp.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
-    tcp
-}
-
 #[tokio::test]
 async fn a_dead_peer_loses_its_slot_within_two_ping_intervals() {
     let mut config = ServerConfig::ephemeral();
@@ -98,10 +83,7 @@ async fn a_dead_peer_loses_its_slot_within_two_ping_intervals() {
     let (mut s, _) = Client::streamer(&h, "S").await;
     let mut tcp = dead_player(h.player_addr()).await;
     // Subscribe by writing one masked text frame by hand.
-    let payload = br#"{"type":"subscribe","streamerId":"S"}"#;
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-    frame.extend_from_slice(payload);
-    tcp.write_all(&frame).await.unwrap();
+    tcp.write_all(&masked_text_frame(br#"{"type":"subscribe","streamerId":"S"}"#)).await.unwrap();
     let connected = s.expect_type("playerConnected").await;
     let started = std::time::Instant::now();
     // The streamer answers our pings, the dead player does not.

@@ -24,7 +24,10 @@ async fn streamer_appears_in_rest_once_identified() {
     let h = default_server().await;
     let (status, body) = get(h.player_addr(), "/api/streamers/DefaultStreamer").await;
     assert_eq!(status, 404);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"message": "No streamer id matches DefaultStreamer."}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"message": "No streamer id matches DefaultStreamer."})
+    );
 
     let (mut s, id) = Client::streamer(&h, "DefaultStreamer").await;
     let (_p, pid) = Client::subscribed_player(&h, &mut s, &id).await;

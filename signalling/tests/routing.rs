@@ -136,7 +136,9 @@ async fn routing_table_streamer_and_player_rows() {
     // Streamer → player: kept as sent, byte for byte (unknown fields too).
     for raw in [
         format!(r#"{{"type":"offer","sdp":"v=0\r\n","playerId":"{pid}","future":{{"a":[1,2]}},"sfu":false}}"#),
-        format!(r#"{{"type":"iceCandidate","playerId":"{pid}","candidate":{{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}}}"#),
+        format!(
+            r#"{{"type":"iceCandidate","playerId":"{pid}","candidate":{{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}}}"#
+        ),
         format!(r#"{{"type":"answer","sdp":"x","playerId":"{pid}"}}"#),
     ] {
         s.send_raw(&raw).await;
@@ -145,15 +147,26 @@ async fn routing_table_streamer_and_player_rows() {
 
     // Player → streamer: playerId set (overwritten when forged), order kept.
     p.send_raw(r#"{"type":"answer","x":1,"sdp":"a","playerId":"Forged","minBitrateBps":1}"#).await;
-    assert_eq!(s.recv_text().await, format!(r#"{{"type":"answer","x":1,"sdp":"a","playerId":"{pid}","minBitrateBps":1}}"#));
+    assert_eq!(
+        s.recv_text().await,
+        format!(r#"{{"type":"answer","x":1,"sdp":"a","playerId":"{pid}","minBitrateBps":1}}"#)
+    );
     for (sent, forwarded) in [
         (r#"{"type":"offer","sdp":"o"}"#.to_string(), format!(r#"{{"type":"offer","sdp":"o","playerId":"{pid}"}}"#)),
         (
             r#"{"type":"iceCandidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}"#.to_string(),
-            format!(r#"{{"type":"iceCandidate","candidate":{{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}},"playerId":"{pid}"}}"#),
+            format!(
+                r#"{{"type":"iceCandidate","candidate":{{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}},"playerId":"{pid}"}}"#
+            ),
         ),
-        (r#"{"type":"dataChannelRequest"}"#.to_string(), format!(r#"{{"type":"dataChannelRequest","playerId":"{pid}"}}"#)),
-        (r#"{"type":"peerDataChannelsReady"}"#.to_string(), format!(r#"{{"type":"peerDataChannelsReady","playerId":"{pid}"}}"#)),
+        (
+            r#"{"type":"dataChannelRequest"}"#.to_string(),
+            format!(r#"{{"type":"dataChannelRequest","playerId":"{pid}"}}"#),
+        ),
+        (
+            r#"{"type":"peerDataChannelsReady"}"#.to_string(),
+            format!(r#"{{"type":"peerDataChannelsReady","playerId":"{pid}"}}"#),
+        ),
         (
             r#"{"type":"layerPreference","spatialLayer":1,"temporalLayer":0}"#.to_string(),
             format!(r#"{{"type":"layerPreference","spatialLayer":1,"temporalLayer":0,"playerId":"{pid}"}}"#),

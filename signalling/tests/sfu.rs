@@ -52,24 +52,33 @@ async fn the_whole_sfu_flow() {
     let pid = pc["playerId"].as_str().unwrap().to_string();
     assert_eq!(pc["sfu"], false);
     // SFU → player offer: playerId removed, other fields kept.
-    sfu.send_raw(&format!(r#"{{"type":"offer","sdp":"down","playerId":"{pid}","sfu":true,"scalabilityMode":"L1T3"}}"#)).await;
+    sfu.send_raw(&format!(r#"{{"type":"offer","sdp":"down","playerId":"{pid}","sfu":true,"scalabilityMode":"L1T3"}}"#))
+        .await;
     assert_eq!(p.recv_text().await, r#"{"type":"offer","sdp":"down","sfu":true,"scalabilityMode":"L1T3"}"#);
     // Data channels: request → peerDataChannels → ready → streamerDataChannels (+sfuId).
     p.send(json!({"type": "dataChannelRequest"})).await;
     assert_eq!(sfu.recv().await, json!({"type": "dataChannelRequest", "playerId": pid}));
-    sfu.send_raw(&format!(r#"{{"type":"peerDataChannels","playerId":"{pid}","sendStreamId":2,"recvStreamId":3}}"#)).await;
+    sfu.send_raw(&format!(r#"{{"type":"peerDataChannels","playerId":"{pid}","sendStreamId":2,"recvStreamId":3}}"#))
+        .await;
     assert_eq!(p.recv_text().await, r#"{"type":"peerDataChannels","sendStreamId":2,"recvStreamId":3}"#);
     p.send(json!({"type": "peerDataChannelsReady"})).await;
     assert_eq!(sfu.recv().await, json!({"type": "peerDataChannelsReady", "playerId": pid}));
-    sfu.send_raw(&format!(r#"{{"type":"streamerDataChannels","playerId":"{pid}","sendStreamId":3,"recvStreamId":2}}"#)).await;
+    sfu.send_raw(&format!(r#"{{"type":"streamerDataChannels","playerId":"{pid}","sendStreamId":3,"recvStreamId":2}}"#))
+        .await;
     assert_eq!(
         s.recv_text().await,
-        format!(r#"{{"type":"streamerDataChannels","playerId":"{pid}","sendStreamId":3,"recvStreamId":2,"sfuId":"{sfu_pid}"}}"#)
+        format!(
+            r#"{{"type":"streamerDataChannels","playerId":"{pid}","sendStreamId":3,"recvStreamId":2,"sfuId":"{sfu_pid}"}}"#
+        )
     );
     // layerPreference: player → SFU with its id; streamer → every SFU subscribed.
     p.send(json!({"type": "layerPreference", "spatialLayer": 2, "temporalLayer": 0})).await;
-    assert_eq!(sfu.recv().await, json!({"type": "layerPreference", "spatialLayer": 2, "temporalLayer": 0, "playerId": pid}));
-    s.send_raw(&format!(r#"{{"type":"layerPreference","spatialLayer":0,"temporalLayer":1,"playerId":"{sfu_pid}"}}"#)).await;
+    assert_eq!(
+        sfu.recv().await,
+        json!({"type": "layerPreference", "spatialLayer": 2, "temporalLayer": 0, "playerId": pid})
+    );
+    s.send_raw(&format!(r#"{{"type":"layerPreference","spatialLayer":0,"temporalLayer":1,"playerId":"{sfu_pid}"}}"#))
+        .await;
     assert_eq!(sfu.recv().await["spatialLayer"], 0);
 
     // stopStreaming: unlisted, its players closed, the SFU told of each.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use signalling::{ServerConfig, ServerHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -40,10 +41,11 @@ impl Client {
     pub async fn connect(addr: SocketAddr, name: &str) -> Client {
         let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
         let url = format!("ws://{addr}/");
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(url, Some(config), false))
-            .await
-            .expect("connect in time")
-            .expect("connect");
+        let (ws, _) =
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(url, Some(config), false))
+                .await
+                .expect("connect in time")
+                .expect("connect");
         Client { ws, name: name.to_string(), last_close: None }
     }
 
@@ -69,7 +71,11 @@ impl Client {
 
     /// A player subscribed to `streamer_id`; returns it and its player id
     /// (read from the streamer's `playerConnected`).
-    pub async fn subscribed_player(handle: &ServerHandle, streamer: &mut Client, streamer_id: &str) -> (Client, String) {
+    pub async fn subscribed_player(
+        handle: &ServerHandle,
+        streamer: &mut Client,
+        streamer_id: &str,
+    ) -> (Client, String) {
         let mut p = Client::player(handle).await;
         p.send(json!({"type": "subscribe", "streamerId": streamer_id})).await;
         let connected = streamer.expect_type("playerConnected").await;
@@ -167,4 +173,39 @@ pub async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A raw client that completes the handshake and then never reads or answers
+/// pings: a dead TCP peer.
+pub async fn dead_player(addr: std::net::SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    tcp
+}
+
+/// One masked client text frame, written by hand (for raw TCP clients).
+pub fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x81];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    // A zero mask leaves the payload as it is.
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
 }

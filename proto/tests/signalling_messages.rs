@@ -1,0 +1,188 @@
+//! The JSON signalling messages: exact wire shapes, parse errors, forwarding
+//! fidelity, and no panics on any input.
+
+use proptest::prelude::*;
+use proto::message::KNOWN_TYPES;
+use proto::{IceCandidate, Incoming, Message, ParseError};
+use serde_json::{json, Value};
+
+fn every_message() -> Vec<Message> {
+    let cand = IceCandidate {
+        candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_mline_index: Some(0),
+        username_fragment: Some("abcd".into()),
+    };
+    vec![
+        Message::config(json!({"iceServers": []})),
+        Message::Identify,
+        Message::EndpointId { id: Some("S".into()), protocol_version: Some("1.3.0".into()) },
+        Message::EndpointIdConfirm { committed_id: "S".into() },
+        Message::StreamerIdChanged { new_id: "S1".into() },
+        Message::ListStreamers,
+        Message::StreamerList { ids: vec!["A".into(), "B".into()] },
+        Message::Subscribe { streamer_id: "A".into() },
+        Message::Unsubscribe,
+        Message::SubscribeFailed { message: "Streamer X does not exist.".into() },
+        Message::PlayerConnected { player_id: "Player0".into(), data_channel: true, sfu: false },
+        Message::PlayerDisconnected { player_id: "Player0".into() },
+        Message::Offer {
+            sdp: "v=0".into(),
+            player_id: Some("Player0".into()),
+            sfu: Some(true),
+            multiplex: Some(false),
+            scalability_mode: Some("L1T3".into()),
+        },
+        Message::Answer { sdp: "v=0".into(), player_id: None, min_bitrate_bps: Some(1), max_bitrate_bps: Some(2) },
+        Message::IceCandidate { candidate: cand, player_id: Some("Player0".into()) },
+        Message::DisconnectPlayer { player_id: "Player0".into(), reason: Some("bye".into()) },
+        Message::Ping { time: Some(1_732_000_000_000) },
+        Message::Pong { time: 1_732_000_000_000 },
+        Message::StreamerDisconnected,
+        Message::LayerPreference { spatial_layer: 1, temporal_layer: 0, player_id: None },
+        Message::DataChannelRequest { player_id: None },
+        Message::PeerDataChannels { player_id: Some("Player0".into()), send_stream_id: 2, recv_stream_id: 3 },
+        Message::PeerDataChannelsReady { player_id: None },
+        Message::StreamerDataChannels {
+            sfu_id: Some("Player1".into()),
+            player_id: "Player0".into(),
+            send_stream_id: 3,
+            recv_stream_id: 2,
+        },
+        Message::StartStreaming,
+        Message::StopStreaming,
+        Message::PlayerCount { count: 3 },
+        Message::Stats { data: json!("fps=30") },
+    ]
+}
+
+#[test]
+fn every_type_round_trips_and_is_known() {
+    let all = every_message();
+    assert_eq!(all.len(), KNOWN_TYPES.len(), "one example per type");
+    for m in all {
+        let text = m.to_json();
+        let back = Incoming::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(back.message, m, "{text}");
+        assert_eq!(back.fields["type"], m.type_name());
+        assert!(KNOWN_TYPES.contains(&m.type_name()));
+    }
+}
+
+#[test]
+fn exact_wire_shapes_omit_absent_optionals() {
+    assert_eq!(
+        Message::PlayerConnected { player_id: "Player0".into(), data_channel: true, sfu: false }.to_json(),
+        r#"{"type":"playerConnected","playerId":"Player0","dataChannel":true,"sfu":false}"#
+    );
+    assert_eq!(
+        Message::Offer { sdp: "s".into(), player_id: None, sfu: None, multiplex: None, scalability_mode: None }
+            .to_json(),
+        r#"{"type":"offer","sdp":"s"}"#
+    );
+    assert_eq!(
+        Message::StreamerIdChanged { new_id: "X".into() }.to_json(),
+        r#"{"type":"streamerIdChanged","newID":"X"}"#
+    );
+    assert_eq!(Message::Pong { time: 0 }.to_json(), r#"{"type":"pong","time":0}"#);
+    assert_eq!(
+        Message::config(json!({})).to_json(),
+        r#"{"type":"config","peerConnectionOptions":{},"protocolVersion":"1.3.0"}"#
+    );
+    assert!(!every_message().iter().any(|m| m.to_json().contains("null")), "never send null");
+}
+
+#[test]
+fn browsers_null_sdp_mid_is_accepted() {
+    let m =
+        Incoming::parse(br#"{"type":"iceCandidate","candidate":{"candidate":"c","sdpMid":null,"sdpMLineIndex":null}}"#)
+            .expect("parses");
+    match m.message {
+        Message::IceCandidate { candidate, .. } => assert_eq!(candidate.sdp_mid, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn parse_errors_say_what_is_wrong() {
+    let cases: &[(&[u8], ParseError)] = &[
+        (b"not json", ParseError::NotJson(String::new())),
+        (b"null", ParseError::NotObject("null")),
+        (b"12", ParseError::NotObject("a number")),
+        (b"[1]", ParseError::NotObject("an array")),
+        (b"\"s\"", ParseError::NotObject("a string")),
+        (b"{}", ParseError::MissingType),
+        (br#"{"type":1}"#, ParseError::TypeNotString),
+        (br#"{"type":"nope"}"#, ParseError::UnknownType("nope".into())),
+        (
+            br#"{"type":"subscribe"}"#,
+            ParseError::MissingField { type_name: "subscribe".into(), field: "streamerId".into() },
+        ),
+    ];
+    for (input, expected) in cases {
+        let err = Incoming::parse(input).expect_err("must fail");
+        match (expected, &err) {
+            (ParseError::NotJson(_), ParseError::NotJson(detail)) => assert!(!detail.is_empty()),
+            _ => assert_eq!(&err, expected, "{}", String::from_utf8_lossy(input)),
+        }
+        assert!(!err.to_string().is_empty());
+    }
+    // Wrong field types.
+    let err = Incoming::parse(br#"{"type":"ping","time":"soon"}"#).unwrap_err();
+    assert!(matches!(&err, ParseError::InvalidField { type_name, .. } if type_name == "ping"), "{err:?}");
+    let err = Incoming::parse(br#"{"type":"offer","sdp":5}"#).unwrap_err();
+    assert!(matches!(err, ParseError::InvalidField { .. }));
+}
+
+#[test]
+fn forwarding_keeps_every_field_in_order_and_touches_only_player_id() {
+    let text = r#"{"x":1,"type":"answer","sdp":"a","playerId":"Forged","future":{"nested":[1,{"b":null}]},"z":true}"#;
+    let mut m = Incoming::parse(text.as_bytes()).unwrap();
+    m.set_str("playerId", "Player7");
+    assert_eq!(
+        m.to_json(),
+        r#"{"x":1,"type":"answer","sdp":"a","playerId":"Player7","future":{"nested":[1,{"b":null}]},"z":true}"#
+    );
+    // A missing playerId is appended; removing keeps the others in order.
+    let mut m = Incoming::parse(br#"{"type":"offer","a":1,"sdp":"s","b":2}"#).unwrap();
+    m.set_str("playerId", "Player1");
+    assert_eq!(m.to_json(), r#"{"type":"offer","a":1,"sdp":"s","b":2,"playerId":"Player1"}"#);
+    m.remove("a");
+    assert_eq!(m.to_json(), r#"{"type":"offer","sdp":"s","b":2,"playerId":"Player1"}"#);
+    // Unknown fields never reach the typed view, but survive in the object.
+    assert_eq!(m.fields.get("b"), Some(&Value::from(2)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5000))]
+
+    #[test]
+    fn parse_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Incoming::parse(&bytes);
+    }
+
+    #[test]
+    fn parse_never_panics_on_plausible_objects(
+        type_name in proptest::sample::select(KNOWN_TYPES.to_vec()).prop_map(String::from),
+        keys in proptest::collection::vec(prop_oneof![
+            Just("playerId"), Just("sdp"), Just("id"), Just("time"), Just("candidate"), Just("streamerId"),
+            Just("sendStreamId"), Just("ids"), Just("count"), Just("spatialLayer"), Just("peerConnectionOptions"),
+        ], 0..6),
+        values in proptest::collection::vec(prop_oneof![
+            Just(json!(null)), Just(json!(1)), Just(json!(-1)), Just(json!(1.5)), Just(json!("s")),
+            Just(json!([1, "a"])), Just(json!({"candidate": "c"})), Just(json!(true)), Just(json!(u64::MAX)),
+        ], 6),
+    ) {
+        let mut obj = serde_json::Map::new();
+        obj.insert("type".into(), Value::String(type_name));
+        for (k, v) in keys.iter().zip(values) {
+            obj.insert((*k).into(), v);
+        }
+        let text = Value::Object(obj).to_string();
+        if let Ok(m) = Incoming::parse(text.as_bytes()) {
+            // Whatever parses re-serialises to something that parses the same.
+            let again = Incoming::parse(m.message.to_json().as_bytes()).expect("typed view re-parses");
+            prop_assert_eq!(again.message, m.message);
+        }
+    }
+}
