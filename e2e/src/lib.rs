@@ -1,1 +1,11 @@
-//! e2e
+//! End-to-end layer of the toolkit: topologies (a description of a local
+//! stack and the code that starts it in-process), the one-command harness
+//! (`src/main.rs`), a recording relay for observing message sequences
+//! ([`tap`]), and a headless-Chromium driver for browser tests ([`browser`]).
+
+pub mod browser;
+pub mod sfu;
+pub mod tap;
+pub mod topology;
+
+pub use topology::{Running, Topology};

@@ -46,8 +46,7 @@ impl ParseError {
     /// The message type, when the frame was an object with a known `type`.
     pub fn type_name(&self) -> Option<&str> {
         match self {
-            ParseError::MissingField { type_name, .. }
-            | ParseError::InvalidField { type_name, .. } => Some(type_name),
+            ParseError::MissingField { type_name, .. } | ParseError::InvalidField { type_name, .. } => Some(type_name),
             _ => None,
         }
     }
@@ -63,8 +62,7 @@ pub struct Incoming {
 impl Incoming {
     /// Parse one frame's bytes (text frames, or binary frames carrying JSON).
     pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
         let fields = match value {
             Value::Object(map) => map,
             other => return Err(ParseError::NotObject(json_kind(&other))),
@@ -107,9 +105,10 @@ impl<'de> serde::Deserializer<'de> for MapRef<'de> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        serde::Deserializer::deserialize_any(serde::de::value::MapDeserializer::new(
-            self.0.iter().map(|(k, v)| (k.as_str(), v)),
-        ), visitor)
+        serde::Deserializer::deserialize_any(
+            serde::de::value::MapDeserializer::new(self.0.iter().map(|(k, v)| (k.as_str(), v))),
+            visitor,
+        )
     }
 
     serde::forward_to_deserialize_any! {
@@ -123,16 +122,10 @@ fn field_error(type_name: &str, e: &serde_json::Error) -> ParseError {
     let text = e.to_string();
     if let Some(rest) = text.strip_prefix("missing field `") {
         if let Some(end) = rest.find('`') {
-            return ParseError::MissingField {
-                type_name: type_name.to_string(),
-                field: rest[..end].to_string(),
-            };
+            return ParseError::MissingField { type_name: type_name.to_string(), field: rest[..end].to_string() };
         }
     }
-    ParseError::InvalidField {
-        type_name: type_name.to_string(),
-        reason: truncate(&text, 200),
-    }
+    ParseError::InvalidField { type_name: type_name.to_string(), reason: truncate(&text, 200) }
 }
 
 fn json_kind(value: &Value) -> &'static str {

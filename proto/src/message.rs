@@ -268,10 +268,7 @@ impl Message {
 
     /// A `config` with the given peer-connection options and our protocol version.
     pub fn config(peer_connection_options: Value) -> Self {
-        Message::Config {
-            peer_connection_options,
-            protocol_version: Some(PROTOCOL_VERSION.to_string()),
-        }
+        Message::Config { peer_connection_options, protocol_version: Some(PROTOCOL_VERSION.to_string()) }
     }
 
     /// The `playerId` this message carries, if its type has one and it is set.

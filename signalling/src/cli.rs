@@ -3,8 +3,9 @@
 //! Flag names and `config.json` keys are Wilbur's (snake_case, e.g. `--streamer_port` and
 //! `"streamer_port"`), so existing start scripts and config files keep working. Precedence is
 //! command line, then `config.json`, then built-in defaults. Wilbur options we do not implement
-//! are still accepted: harmless ones produce a warning, ones whose absence would change security
-//! or reachability (TLS, player tokens, TURN secrets) are an error.
+//! are still accepted with a warning. Secrets (tokens, the TURN secret) can come from files
+//! (`--*_file`) so they stay out of `ps` and shell history; none is ever logged or shown by
+//! `GET /api/config`.
 
 use std::fs;
 use std::net::IpAddr;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Map, Value};
 
-use crate::config::{ConsoleMessages, ServerConfig};
+use crate::config::{ConsoleMessages, Limits, Secret, Security, ServerConfig, TlsConfig, TurnConfig};
 
 /// The file read when `--config_file` is not given; a missing one is not an error.
 pub const DEFAULT_CONFIG_FILE: &str = "config.json";
@@ -129,51 +130,125 @@ pub struct Cli {
     #[arg(long = "send_queue_len", value_name = "N")]
     pub send_queue_len: Option<usize>,
 
-    // ---- Wilbur options we accept but do not implement (yet). ----
-    /// Not supported: serving HTTPS. Setting it is an error; terminate TLS in front (nginx,
-    /// Caddy, a load balancer) and proxy to the player port.
+    // ---- TLS ----
+    /// Serve TLS on every listener: players on --https_port (HTTPS and wss://), streamers and
+    /// SFUs on their usual ports (wss://). Needs --ssl_cert_path and --ssl_key_path.
+    /// [default: false]
     #[arg(long = "https", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub https: Option<bool>,
 
-    /// Not supported (implies --https, which is an error). [Wilbur default: 443]
+    /// Player port with --https (HTTPS and wss://); implies --https.
+    /// [default: 8443; Wilbur uses 443, which needs privileges]
     #[arg(long = "https_port", value_name = "PORT")]
     pub https_port: Option<u16>,
 
-    /// Not supported: only used with --https. Accepted and ignored with a warning.
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for --https.
+    /// [default: certificates/client-key.pem, as Wilbur]
     #[arg(long = "ssl_key_path", value_name = "PATH")]
     pub ssl_key_path: Option<PathBuf>,
 
-    /// Not supported: only used with --https. Accepted and ignored with a warning.
+    /// PEM certificate chain for --https. [default: certificates/client-cert.pem, as Wilbur]
     #[arg(long = "ssl_cert_path", value_name = "PATH")]
     pub ssl_cert_path: Option<PathBuf>,
 
-    /// Not supported: only used with --https. Accepted and ignored with a warning.
+    /// With --https, also listen on --player_port in plain HTTP and answer every request there
+    /// (WebSocket upgrades included) with a 301 redirect to the same path on --https_port.
+    /// Without it, --player_port is not bound when --https is on. [default: false]
     #[arg(long = "https_redirect", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true")]
     pub https_redirect: Option<bool>,
 
-    /// Not supported: requiring a token from players. Setting a non-empty token is an error
-    /// rather than silently leaving the player port open.
+    // ---- Authentication ----
+    /// Token players must present (`?token=...` or `Authorization: Bearer ...`); without it the
+    /// upgrade is refused with 401. Prefer --player_token_file. [default: none, open]
     #[arg(long = "player_token", value_name = "TOKEN")]
     pub player_token: Option<String>,
 
-    /// Not supported: like --player_token, read from a file. Setting it is an error.
+    /// File holding the player token (surrounding whitespace ignored); wins over --player_token.
     #[arg(long = "player_token_file", value_name = "PATH")]
     pub player_token_file: Option<PathBuf>,
 
-    /// Not supported: time-limited TURN credentials. Setting it is an error; put static TURN
-    /// credentials in --peer_options_file instead.
+    /// Token streamers must present, like --player_token. [default: none, open]
+    #[arg(long = "streamer_token", value_name = "TOKEN")]
+    pub streamer_token: Option<String>,
+
+    /// File holding the streamer token; wins over --streamer_token.
+    #[arg(long = "streamer_token_file", value_name = "PATH")]
+    pub streamer_token_file: Option<PathBuf>,
+
+    /// Token SFUs must present, like --player_token. [default: none, open]
+    #[arg(long = "sfu_token", value_name = "TOKEN")]
+    pub sfu_token: Option<String>,
+
+    /// File holding the SFU token; wins over --sfu_token.
+    #[arg(long = "sfu_token_file", value_name = "PATH")]
+    pub sfu_token_file: Option<PathBuf>,
+
+    /// Bearer token for the admin API (POST /api/admin/players/ID/kick,
+    /// /api/admin/streamers/ID/disconnect, /api/admin/drain). Without it those routes answer 404.
+    #[arg(long = "admin_token", value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+
+    /// File holding the admin token; wins over --admin_token.
+    #[arg(long = "admin_token_file", value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Comma-separated streamer ids streamers may claim. A streamer asking for an id not on the
+    /// list, or for one another streamer holds, is closed with 1008 and a reason (no numbered
+    /// variant is handed out). SFUs are not restricted. [default: any id]
+    #[arg(long = "streamer_ids", value_name = "ID,ID,...", value_delimiter = ',')]
+    pub streamer_ids: Option<Vec<String>>,
+
+    /// Comma-separated browser origins (like https://example.org) allowed to open WebSockets;
+    /// an upgrade with another Origin header gets 403. Clients sending no Origin (native ones)
+    /// are not affected. [default: any origin]
+    #[arg(long = "allowed_origins", value_name = "ORIGIN,...", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+
+    // ---- TURN ----
+    /// Shared secret of a TURN server run with coturn's use-auth-secret: each connection's
+    /// config gets its own time-limited username and credential on every TURN entry of
+    /// iceServers. Prefer --turn_secret_file. [default: none]
     #[arg(long = "turn_secret", value_name = "SECRET")]
     pub turn_secret: Option<String>,
 
-    /// Not supported: like --turn_secret, read from a file. Setting it is an error.
+    /// File holding the TURN secret; wins over --turn_secret.
     #[arg(long = "turn_secret_file", value_name = "PATH")]
     pub turn_secret_file: Option<PathBuf>,
 
-    /// Not supported: lifetime of minted TURN credentials. Accepted and ignored with a warning.
+    /// Lifetime of minted TURN credentials, in seconds. [default: 86400]
     #[arg(long = "turn_ttl", value_name = "SECONDS")]
     pub turn_ttl: Option<u64>,
 
+    // ---- Limits ----
+    /// Most player connections at once; more are refused with 503. 0 = unlimited. [default: 0]
+    #[arg(long = "max_connections_player", value_name = "N")]
+    pub max_connections_player: Option<usize>,
+
+    /// Most streamer connections at once; more are refused with 503. 0 = unlimited. [default: 0]
+    #[arg(long = "max_connections_streamer", value_name = "N")]
+    pub max_connections_streamer: Option<usize>,
+
+    /// Most SFU connections at once; more are refused with 503. 0 = unlimited. [default: 0]
+    #[arg(long = "max_connections_sfu", value_name = "N")]
+    pub max_connections_sfu: Option<usize>,
+
+    /// Most WebSocket connections from one IP address (all roles); more are refused with 429.
+    /// 0 = unlimited. [default: 0]
+    #[arg(long = "max_connections_per_ip", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Seconds a TCP connection has to finish its TLS handshake and send its HTTP request
+    /// headers (on the streamer and SFU ports: to complete the WebSocket upgrade) before it is
+    /// dropped. [default: 10]
+    #[arg(long = "handshake_timeout", value_name = "SECONDS")]
+    pub handshake_timeout: Option<u64>,
+
+    /// Log line format: text or json (one JSON object per line). [default: text]
+    #[arg(long = "log_format", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    // ---- Wilbur options we accept but do not implement (yet). ----
     /// Not supported: CORS headers. Accepted and ignored with a warning.
     #[arg(long = "cors", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub cors: Option<bool>,
@@ -199,6 +274,14 @@ pub struct Cli {
     /// this server never writes its config file.
     #[arg(long = "save")]
     pub save: bool,
+}
+
+/// `--log_format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `--console_messages` values (Wilbur's choices).
@@ -241,13 +324,14 @@ pub enum CliError {
     PeerOptionsFileJson { path: PathBuf, error: serde_json::Error },
     #[error("{flag} must be a JSON object (like {{\"iceServers\":[...]}}), got {got}")]
     PeerOptionsNotObject { flag: &'static str, got: String },
-    #[error(
-        "--https is not supported yet, terminate TLS in front (a reverse proxy or load balancer) \
-         and proxy to the player port"
-    )]
-    HttpsUnsupported,
-    #[error("--{0} is not supported yet; refusing to start without the protection it asks for")]
-    Unsupported(&'static str),
+    #[error("cannot read --{flag} {path}: {error}")]
+    SecretFile { flag: &'static str, path: PathBuf, error: std::io::Error },
+    #[error("--{flag} {path} is empty; an empty secret would protect nothing")]
+    EmptySecretFile { flag: &'static str, path: PathBuf },
+    #[error("--{0} is empty; an empty secret would protect nothing (leave it out to turn it off)")]
+    EmptySecret(&'static str),
+    #[error("--https needs a certificate and a key: {0} does not exist")]
+    TlsFileMissing(PathBuf),
     #[error("--log_level_console: unknown level \"{0}\" (expected debug, info, warning or error)")]
     LogLevel(String),
     #[error("--{flag} must be at least 1")]
@@ -262,6 +346,7 @@ pub struct Resolved {
     pub log_level: String,
     /// Problems worth telling the operator once logging is up (ignored options, ...).
     pub warnings: Vec<String>,
+    pub log_format: LogFormat,
 }
 
 /// Resolves flags, `config.json` and defaults into the server's configuration.
@@ -289,6 +374,44 @@ fn resolve_with_default_file(cli: Cli, default_file: &Path) -> Result<Resolved, 
     let mut warnings = file.warnings.clone();
     let merged = Settings::from_cli(&cli).or(file);
     check_unsupported(&merged, &cli, &mut warnings)?;
+    let security = Security {
+        player_token: secret(&merged.player_token, &merged.player_token_file, "player_token")?,
+        streamer_token: secret(&merged.streamer_token, &merged.streamer_token_file, "streamer_token")?,
+        sfu_token: secret(&merged.sfu_token, &merged.sfu_token_file, "sfu_token")?,
+        admin_token: secret(&merged.admin_token, &merged.admin_token_file, "admin_token")?,
+        allowed_origins: list(merged.allowed_origins.clone()).unwrap_or_default(),
+        streamer_ids: list(merged.streamer_ids.clone()),
+    };
+    let turn = secret(&merged.turn_secret, &merged.turn_secret_file, "turn_secret")?
+        .map(|secret| TurnConfig { secret, ttl: Duration::from_secs(merged.turn_ttl.unwrap_or(86400)) });
+    let tls = if merged.https == Some(true) {
+        let cert_path = merged.ssl_cert_path.clone().unwrap_or_else(|| "certificates/client-cert.pem".into());
+        let key_path = merged.ssl_key_path.clone().unwrap_or_else(|| "certificates/client-key.pem".into());
+        for path in [&cert_path, &key_path] {
+            if !path.exists() {
+                return Err(CliError::TlsFileMissing(path.clone()));
+            }
+        }
+        Some(TlsConfig {
+            cert_path,
+            key_path,
+            https_port: merged.https_port.unwrap_or(8443),
+            https_redirect: merged.https_redirect.unwrap_or(false),
+        })
+    } else {
+        None
+    };
+    let default_limits = Limits::default();
+    let limits = Limits {
+        max_players: merged.max_connections_player.unwrap_or(0),
+        max_streamers: merged.max_connections_streamer.unwrap_or(0),
+        max_sfus: merged.max_connections_sfu.unwrap_or(0),
+        max_per_ip: merged.max_connections_per_ip.unwrap_or(0),
+        handshake_timeout: match merged.handshake_timeout {
+            Some(secs) => Duration::from_secs(nonzero(Some(secs), 0, "handshake_timeout")?),
+            None => default_limits.handshake_timeout,
+        },
+    };
 
     let defaults = ServerConfig::default();
     let peer_options = merged.peer_options.clone().unwrap_or_default().load()?;
@@ -316,6 +439,10 @@ fn resolve_with_default_file(cli: Cli, default_file: &Path) -> Result<Resolved, 
         rest_api: merged.rest_api.unwrap_or(defaults.rest_api),
         console_messages: console_messages.unwrap_or(defaults.console_messages),
         public_config: Value::Null,
+        security,
+        tls,
+        turn,
+        limits,
     };
     if let (true, Some(root)) = (config.serve, &config.http_root) {
         if !root.is_dir() {
@@ -324,7 +451,7 @@ fn resolve_with_default_file(cli: Cli, default_file: &Path) -> Result<Resolved, 
     }
     let log_level = log_level(merged.log_level_console.as_deref().unwrap_or("info"))?;
     let config = ServerConfig { public_config: public_config(&config), ..config };
-    Ok(Resolved { config, log_level, warnings })
+    Ok(Resolved { config, log_level, warnings, log_format: merged.log_format.unwrap_or_default() })
 }
 
 /// Where `peerConnectionOptions` comes from, before it is read and parsed.
@@ -391,10 +518,28 @@ struct Settings {
     send_queue_len: Option<usize>,
     https: Option<bool>,
     https_port: Option<u16>,
+    ssl_key_path: Option<PathBuf>,
+    ssl_cert_path: Option<PathBuf>,
+    https_redirect: Option<bool>,
     player_token: Option<String>,
     player_token_file: Option<PathBuf>,
+    streamer_token: Option<String>,
+    streamer_token_file: Option<PathBuf>,
+    sfu_token: Option<String>,
+    sfu_token_file: Option<PathBuf>,
+    admin_token: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    streamer_ids: Option<Vec<String>>,
+    allowed_origins: Option<Vec<String>>,
     turn_secret: Option<String>,
     turn_secret_file: Option<PathBuf>,
+    turn_ttl: Option<u64>,
+    max_connections_player: Option<usize>,
+    max_connections_streamer: Option<usize>,
+    max_connections_sfu: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    handshake_timeout: Option<u64>,
+    log_format: Option<LogFormat>,
     cors: Option<bool>,
     reverse_proxy: Option<bool>,
     /// Warnings found while reading this layer (unknown keys, ...).
@@ -431,10 +576,28 @@ impl Settings {
             // `--https_port` implies `--https` on the command line, as in Wilbur.
             https: cli.https.or(cli.https_port.map(|_| true)),
             https_port: cli.https_port,
+            ssl_key_path: cli.ssl_key_path.clone(),
+            ssl_cert_path: cli.ssl_cert_path.clone(),
+            https_redirect: cli.https_redirect,
             player_token: cli.player_token.clone(),
             player_token_file: cli.player_token_file.clone(),
+            streamer_token: cli.streamer_token.clone(),
+            streamer_token_file: cli.streamer_token_file.clone(),
+            sfu_token: cli.sfu_token.clone(),
+            sfu_token_file: cli.sfu_token_file.clone(),
+            admin_token: cli.admin_token.clone(),
+            admin_token_file: cli.admin_token_file.clone(),
+            streamer_ids: cli.streamer_ids.clone(),
+            allowed_origins: cli.allowed_origins.clone(),
             turn_secret: cli.turn_secret.clone(),
             turn_secret_file: cli.turn_secret_file.clone(),
+            turn_ttl: cli.turn_ttl,
+            max_connections_player: cli.max_connections_player,
+            max_connections_streamer: cli.max_connections_streamer,
+            max_connections_sfu: cli.max_connections_sfu,
+            max_connections_per_ip: cli.max_connections_per_ip,
+            handshake_timeout: cli.handshake_timeout,
+            log_format: cli.log_format,
             cors: cli.cors,
             reverse_proxy: cli.reverse_proxy,
             warnings: Vec::new(),
@@ -464,10 +627,28 @@ impl Settings {
             send_queue_len: self.send_queue_len.or(lower.send_queue_len),
             https: self.https.or(lower.https),
             https_port: self.https_port.or(lower.https_port),
+            ssl_key_path: self.ssl_key_path.or(lower.ssl_key_path),
+            ssl_cert_path: self.ssl_cert_path.or(lower.ssl_cert_path),
+            https_redirect: self.https_redirect.or(lower.https_redirect),
             player_token: self.player_token.or(lower.player_token),
             player_token_file: self.player_token_file.or(lower.player_token_file),
+            streamer_token: self.streamer_token.or(lower.streamer_token),
+            streamer_token_file: self.streamer_token_file.or(lower.streamer_token_file),
+            sfu_token: self.sfu_token.or(lower.sfu_token),
+            sfu_token_file: self.sfu_token_file.or(lower.sfu_token_file),
+            admin_token: self.admin_token.or(lower.admin_token),
+            admin_token_file: self.admin_token_file.or(lower.admin_token_file),
+            streamer_ids: self.streamer_ids.or(lower.streamer_ids),
+            allowed_origins: self.allowed_origins.or(lower.allowed_origins),
             turn_secret: self.turn_secret.or(lower.turn_secret),
             turn_secret_file: self.turn_secret_file.or(lower.turn_secret_file),
+            turn_ttl: self.turn_ttl.or(lower.turn_ttl),
+            max_connections_player: self.max_connections_player.or(lower.max_connections_player),
+            max_connections_streamer: self.max_connections_streamer.or(lower.max_connections_streamer),
+            max_connections_sfu: self.max_connections_sfu.or(lower.max_connections_sfu),
+            max_connections_per_ip: self.max_connections_per_ip.or(lower.max_connections_per_ip),
+            handshake_timeout: self.handshake_timeout.or(lower.handshake_timeout),
+            log_format: self.log_format.or(lower.log_format),
             cors: self.cors.or(lower.cors),
             reverse_proxy: self.reverse_proxy.or(lower.reverse_proxy),
             warnings: self.warnings.into_iter().chain(lower.warnings).collect(),
@@ -531,25 +712,46 @@ fn read_config_file(path: &Path) -> Result<Settings, CliError> {
             "peer_options_file" => peer_file = f.string()?.map(|p| PeerOptionsSource::File(p.into())),
             "https" => s.https = f.boolean()?,
             "https_port" => s.https_port = f.parsed("a port number")?,
+            "ssl_key_path" => s.ssl_key_path = f.string()?.map(PathBuf::from),
+            "ssl_cert_path" => s.ssl_cert_path = f.string()?.map(PathBuf::from),
+            "https_redirect" => s.https_redirect = f.boolean()?,
             "player_token" => s.player_token = f.secret(),
             "player_token_file" => s.player_token_file = f.string()?.map(PathBuf::from),
+            "streamer_token" => s.streamer_token = f.secret(),
+            "streamer_token_file" => s.streamer_token_file = f.string()?.map(PathBuf::from),
+            "sfu_token" => s.sfu_token = f.secret(),
+            "sfu_token_file" => s.sfu_token_file = f.string()?.map(PathBuf::from),
+            "admin_token" => s.admin_token = f.secret(),
+            "admin_token_file" => s.admin_token_file = f.string()?.map(PathBuf::from),
+            "streamer_ids" => s.streamer_ids = f.list()?,
+            "allowed_origins" => s.allowed_origins = f.list()?,
             "turn_secret" => s.turn_secret = f.secret(),
             "turn_secret_file" => s.turn_secret_file = f.string()?.map(PathBuf::from),
+            "turn_ttl" => s.turn_ttl = f.parsed("a whole number of seconds")?,
+            "max_connections_player" => s.max_connections_player = f.parsed("a whole number")?,
+            "max_connections_streamer" => s.max_connections_streamer = f.parsed("a whole number")?,
+            "max_connections_sfu" => s.max_connections_sfu = f.parsed("a whole number")?,
+            "max_connections_per_ip" => s.max_connections_per_ip = f.parsed("a whole number")?,
+            "handshake_timeout" => s.handshake_timeout = f.parsed("a whole number of seconds")?,
+            "log_format" => {
+                s.log_format = match f.string()? {
+                    None => None,
+                    Some(text) => {
+                        Some(LogFormat::from_str(&text, true).map_err(|_| f.error("expected \"text\" or \"json\""))?)
+                    }
+                }
+            }
             "cors" => s.cors = f.boolean()?,
             "reverse_proxy" => s.reverse_proxy = f.boolean()?,
             // Wilbur keys that only make sense with what we don't implement, or that describe
             // Wilbur's own process (its log files, stdin console, config rewriting).
-            "ssl_key_path"
-            | "ssl_cert_path"
-            | "https_redirect"
-            | "log_folder"
+            "log_folder"
             | "log_level_file"
             | "log_config"
             | "stdin"
             | "save"
             | "no_save"
             | "public_ip"
-            | "turn_ttl"
             | "player_keepalive_timeout"
             | "cors_allowed_origins"
             | "cors_allowed_methods"
@@ -601,6 +803,20 @@ impl FileValue<'_> {
         }
     }
 
+    /// A list: a JSON array of strings, or one comma-separated string.
+    fn list(&self) -> Result<Option<Vec<String>>, CliError> {
+        match self.v {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s.split(',').map(str::to_string).collect())),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string).ok_or_else(|| self.error("expected strings")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            _ => Err(self.error("expected a list of strings")),
+        }
+    }
+
     /// `true`/`false`, or the same as a string.
     fn boolean(&self) -> Result<Option<bool>, CliError> {
         match self.v {
@@ -629,23 +845,8 @@ impl FileValue<'_> {
     }
 }
 
-/// Rejects what we cannot honour safely, and warns about what we ignore.
+/// Warns about what we ignore.
 fn check_unsupported(s: &Settings, cli: &Cli, warnings: &mut Vec<String>) -> Result<(), CliError> {
-    if s.https == Some(true) {
-        return Err(CliError::HttpsUnsupported);
-    }
-    if s.player_token.is_some() {
-        return Err(CliError::Unsupported("player_token"));
-    }
-    if s.player_token_file.is_some() {
-        return Err(CliError::Unsupported("player_token_file"));
-    }
-    if s.turn_secret.is_some() {
-        return Err(CliError::Unsupported("turn_secret"));
-    }
-    if s.turn_secret_file.is_some() {
-        return Err(CliError::Unsupported("turn_secret_file"));
-    }
     if s.cors == Some(true) {
         warnings.push("--cors is not supported yet and is ignored: no CORS headers are sent".into());
     }
@@ -653,13 +854,13 @@ fn check_unsupported(s: &Settings, cli: &Cli, warnings: &mut Vec<String>) -> Res
         warnings.push("--reverse-proxy is not supported yet and is ignored: X-Forwarded-For is not trusted".into());
     }
     // Only warned when given on the command line: Wilbur's stock config.json sets all of these.
-    let ignored_flags: [(&str, bool); 8] = [
-        ("ssl_key_path", cli.ssl_key_path.is_some()),
-        ("ssl_cert_path", cli.ssl_cert_path.is_some()),
-        ("https_redirect", cli.https_redirect.is_some()),
+    let https = s.https == Some(true);
+    let ignored_flags: [(&str, bool); 7] = [
+        ("ssl_key_path (without --https)", cli.ssl_key_path.is_some() && !https),
+        ("ssl_cert_path (without --https)", cli.ssl_cert_path.is_some() && !https),
+        ("https_redirect (without --https)", cli.https_redirect == Some(true) && !https),
         ("log_folder", cli.log_folder.is_some()),
         ("log_level_file", cli.log_level_file.is_some()),
-        ("turn_ttl", cli.turn_ttl.is_some()),
         ("player_keepalive_timeout", cli.player_keepalive_timeout.is_some()),
         ("save", cli.save),
     ];
@@ -669,6 +870,34 @@ fn check_unsupported(s: &Settings, cli: &Cli, warnings: &mut Vec<String>) -> Res
         }
     }
     Ok(())
+}
+
+/// A secret from its `_file` variant (which wins) or its value. An empty one
+/// given explicitly is an error, not "no protection".
+fn secret(value: &Option<String>, file: &Option<PathBuf>, flag: &'static str) -> Result<Option<Secret>, CliError> {
+    if let Some(path) = file {
+        let file_flag: &'static str = match flag {
+            "player_token" => "player_token_file",
+            "streamer_token" => "streamer_token_file",
+            "sfu_token" => "sfu_token_file",
+            "admin_token" => "admin_token_file",
+            _ => "turn_secret_file",
+        };
+        let text = fs::read_to_string(path)
+            .map_err(|error| CliError::SecretFile { flag: file_flag, path: path.clone(), error })?;
+        return Secret::new(text).map(Some).ok_or(CliError::EmptySecretFile { flag: file_flag, path: path.clone() });
+    }
+    match value {
+        None => Ok(None),
+        Some(v) => Secret::new(v.as_str()).map(Some).ok_or(CliError::EmptySecret(flag)),
+    }
+}
+
+/// A comma list with blanks removed; `None` when nothing is left.
+fn list(items: Option<Vec<String>>) -> Option<Vec<String>> {
+    let items: Vec<String> =
+        items?.iter().map(|i| i.trim().to_string()).filter(|i| !i.is_empty()).collect();
+    (!items.is_empty()).then_some(items)
 }
 
 /// `value` or the default, refusing 0 where 0 would make the server unusable.
@@ -725,6 +954,22 @@ pub fn public_config(c: &ServerConfig) -> Value {
             "homepage": c.homepage,
             "restApi": c.rest_api,
             "consoleMessages": console_messages,
+            "https": c.tls.is_some(),
+            "httpsPort": c.tls.as_ref().map(|t| t.https_port),
+            "httpsRedirect": c.tls.as_ref().is_some_and(|t| t.https_redirect),
+            "playerToken": c.security.player_token.as_ref().map(|_| REDACTED),
+            "streamerToken": c.security.streamer_token.as_ref().map(|_| REDACTED),
+            "sfuToken": c.security.sfu_token.as_ref().map(|_| REDACTED),
+            "adminToken": c.security.admin_token.as_ref().map(|_| REDACTED),
+            "streamerIds": c.security.streamer_ids,
+            "allowedOrigins": c.security.allowed_origins,
+            "turnSecret": c.turn.as_ref().map(|_| REDACTED),
+            "turnTtl": c.turn.as_ref().map(|t| t.ttl.as_secs()),
+            "maxConnectionsPlayer": c.limits.max_players,
+            "maxConnectionsStreamer": c.limits.max_streamers,
+            "maxConnectionsSfu": c.limits.max_sfus,
+            "maxConnectionsPerIp": c.limits.max_per_ip,
+            "handshakeTimeout": c.limits.handshake_timeout.as_secs(),
         },
         "protocolConfig": {
             "protocolVersion": proto::PROTOCOL_VERSION,
@@ -1027,26 +1272,90 @@ mod tests {
     }
 
     #[test]
-    fn https_is_a_clear_error() {
-        for args in [&["--https"][..], &["--https_port=443"][..]] {
-            let err = resolve_args(args).expect_err("https unsupported");
-            assert!(matches!(err, CliError::HttpsUnsupported), "{args:?}");
-            assert!(err.to_string().contains("terminate TLS in front"));
-        }
-        assert!(resolve_args(&["--https=false"]).is_ok());
+    fn https_needs_existing_files_and_sets_tls() {
+        let err = resolve_args(&["--https", "--ssl_cert_path=/nonexistent/c.pem", "--ssl_key_path=/nonexistent/k.pem"])
+            .expect_err("missing files");
+        assert!(matches!(err, CliError::TlsFileMissing(_)), "{err}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cert = write(&dir, "c.pem", "x");
+        let key = write(&dir, "k.pem", "x");
+        let r = resolve_args(&["--https_port=9443", "--ssl_cert_path", &cert, "--ssl_key_path", &key, "--https_redirect"])
+            .expect("https resolves");
+        let tls = r.config.tls.expect("--https_port implies --https");
+        assert_eq!((tls.https_port, tls.https_redirect), (9443, true));
+        assert!(resolve_args(&["--https=false"]).expect("off").config.tls.is_none());
+        assert_eq!(r.config.public_config["config"]["https"], json!(true));
     }
 
     #[test]
-    fn security_options_we_lack_are_errors_not_ignored() {
-        let err = resolve_args(&["--player_token=abc"]).expect_err("token unsupported");
-        assert!(err.to_string().contains("player_token"));
-        let err = resolve_args(&["--turn_secret=s"]).expect_err("turn secret unsupported");
-        assert!(err.to_string().contains("turn_secret"));
+    fn tokens_from_flags_files_and_config_are_never_shown() {
         let dir = tempfile::tempdir().expect("temp dir");
+        let file = write(&dir, "player.token", "  from-file\n");
+        let config = write(&dir, "config.json", r#"{"sfu_token": "sfu-secret-1", "streamer_ids": "A, B,,"}"#);
+        let r = resolve_args(&[
+            "--config_file",
+            &config,
+            "--player_token=ignored-flag",
+            "--player_token_file",
+            &file,
+            "--streamer_token=streamer-secret-2",
+            "--admin_token=admin-secret-3",
+            "--turn_secret=turn-secret-4",
+            "--turn_ttl=60",
+            "--allowed_origins=https://a.example,https://b.example",
+        ])
+        .expect("resolves");
+        let sec = &r.config.security;
+        assert_eq!(sec.player_token.as_ref().map(Secret::expose), Some("from-file"));
+        assert_eq!(sec.streamer_token.as_ref().map(Secret::expose), Some("streamer-secret-2"));
+        assert_eq!(sec.sfu_token.as_ref().map(Secret::expose), Some("sfu-secret-1"));
+        assert_eq!(sec.admin_token.as_ref().map(Secret::expose), Some("admin-secret-3"));
+        assert_eq!(sec.streamer_ids, Some(vec!["A".to_string(), "B".to_string()]));
+        assert_eq!(sec.allowed_origins.len(), 2);
+        let turn = r.config.turn.as_ref().expect("turn");
+        assert_eq!((turn.secret.expose(), turn.ttl.as_secs()), ("turn-secret-4", 60));
+        let shown = format!("{} {:?}", r.config.public_config, r.config);
+        for secret in ["from-file", "ignored-flag", "sfu-secret-1", "streamer-secret-2", "admin-secret-3", "turn-secret-4"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert_eq!(r.config.public_config["config"]["playerToken"], json!(REDACTED));
+    }
+
+    #[test]
+    fn empty_or_unreadable_secrets_are_errors() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let empty = write(&dir, "empty", " \n");
+        let err = resolve_args(&["--player_token_file", &empty]).expect_err("empty file");
+        assert!(matches!(err, CliError::EmptySecretFile { .. }), "{err}");
+        let err = resolve_args(&["--turn_secret_file=/nonexistent/t"]).expect_err("missing file");
+        assert!(err.to_string().contains("turn_secret_file"), "{err}");
+        let err = resolve_args(&["--admin_token="]).expect_err("empty token");
+        assert!(matches!(err, CliError::EmptySecret("admin_token")), "{err}");
+        // A config.json number is a token; "" there means unset.
         let path = write(&dir, "config.json", r#"{"player_token": 12345678}"#);
-        assert!(resolve_args(&["--config_file", &path]).is_err());
+        let r = resolve_args(&["--config_file", &path]).expect("number token");
+        assert_eq!(r.config.security.player_token.as_ref().map(Secret::expose), Some("12345678"));
         let path = write(&dir, "config2.json", r#"{"player_token": ""}"#);
-        assert!(resolve_args(&["--config_file", &path]).is_ok());
+        assert!(resolve_args(&["--config_file", &path]).expect("unset").config.security.player_token.is_none());
+    }
+
+    #[test]
+    fn limits_and_log_format() {
+        let r = resolve_args(&[
+            "--max_connections_player=5",
+            "--max_connections_streamer=2",
+            "--max_connections_sfu=1",
+            "--max_connections_per_ip=7",
+            "--handshake_timeout=3",
+            "--log_format=json",
+        ])
+        .expect("resolves");
+        let l = &r.config.limits;
+        assert_eq!((l.max_players, l.max_streamers, l.max_sfus, l.max_per_ip), (5, 2, 1, 7));
+        assert_eq!(l.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(r.log_format, LogFormat::Json);
+        assert!(resolve_args(&["--handshake_timeout=0"]).is_err());
+        assert!(Cli::try_parse_from(["signalling", "--log_format=xml"]).is_err());
     }
 
     #[test]

@@ -56,6 +56,91 @@ pub struct ServerConfig {
     pub console_messages: ConsoleMessages,
     /// The effective configuration as JSON (secrets redacted), for `GET /api/config`.
     pub public_config: Value,
+    /// Who may connect: tokens per role, admin token, origins, streamer ids.
+    pub security: Security,
+    /// TLS on every listener (`--https`); `None` = plain TCP.
+    pub tls: Option<TlsConfig>,
+    /// Time-limited TURN credentials minted per connection (`--turn_secret`).
+    pub turn: Option<TurnConfig>,
+    /// Connection limits and the handshake timeout.
+    pub limits: Limits,
+}
+
+/// A secret from the command line or a file. `Debug` never shows it, so a
+/// config printed in a log or a panic message cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// `None` for an empty string: an empty token would be a token anyone has.
+    pub fn new(value: impl Into<String>) -> Option<Secret> {
+        let value = value.into();
+        let trimmed = value.trim();
+        (!trimmed.is_empty()).then(|| Secret(trimmed.to_string()))
+    }
+    /// The secret itself; callers must not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Authentication and authorisation settings.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// Required from players (`?token=` or `Authorization: Bearer`); `None` = open.
+    pub player_token: Option<Secret>,
+    pub streamer_token: Option<Secret>,
+    pub sfu_token: Option<Secret>,
+    /// Enables the admin routes; `None` = they answer 404.
+    pub admin_token: Option<Secret>,
+    /// Browser `Origin`s allowed to open a WebSocket; empty = any. Requests
+    /// without an `Origin` (native clients) are not affected.
+    pub allowed_origins: Vec<String>,
+    /// Streamer ids a streamer may claim; `None` = any.
+    pub streamer_ids: Option<Vec<String>>,
+}
+
+/// Certificate chain and private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// Port of the TLS player listener (HTTPS + WSS).
+    pub https_port: u16,
+    /// Also listen on `player_port` in plain HTTP and redirect everything there to HTTPS.
+    pub https_redirect: bool,
+}
+
+/// coturn `use-auth-secret` credentials.
+#[derive(Debug, Clone)]
+pub struct TurnConfig {
+    pub secret: Secret,
+    /// How long minted credentials stay valid.
+    pub ttl: Duration,
+}
+
+/// Resource limits; 0 = unlimited.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_players: usize,
+    pub max_streamers: usize,
+    pub max_sfus: usize,
+    /// WebSocket connections from one IP address, all roles together.
+    pub max_per_ip: usize,
+    /// A TCP connection must finish its TLS and HTTP handshakes within this.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_players: 0, max_streamers: 0, max_sfus: 0, max_per_ip: 0, handshake_timeout: Duration::from_secs(10) }
+    }
 }
 
 impl Default for ServerConfig {
@@ -79,6 +164,10 @@ impl Default for ServerConfig {
             rest_api: true,
             console_messages: ConsoleMessages::Off,
             public_config: Value::Object(Map::new()),
+            security: Security::default(),
+            tls: None,
+            turn: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -87,5 +176,14 @@ impl ServerConfig {
     /// A config for tests and embedding: every listener on 127.0.0.1, port 0.
     pub fn ephemeral() -> Self {
         ServerConfig { streamer_port: 0, player_port: 0, sfu_port: 0, ..ServerConfig::default() }
+    }
+
+    /// The token a role must present, if any.
+    pub fn token_for(&self, role: crate::registry::Role) -> Option<&Secret> {
+        match role {
+            crate::registry::Role::Player => self.security.player_token.as_ref(),
+            crate::registry::Role::Streamer => self.security.streamer_token.as_ref(),
+            crate::registry::Role::Sfu => self.security.sfu_token.as_ref(),
+        }
     }
 }

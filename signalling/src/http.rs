@@ -12,6 +12,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
+use crate::admin::Control;
 use crate::config::ServerConfig;
 use crate::snapshot::Snapshot;
 
@@ -28,6 +29,8 @@ pub struct HttpState {
     pub config: Arc<ServerConfig>,
     /// When the server started, for `uptime` in `/api/status`.
     pub started: Instant,
+    /// The running server, for `/metrics` and the admin routes; `None` in unit tests.
+    pub control: Option<Arc<dyn Control>>,
 }
 
 /// Every HTTP route of the player port, ending in a 404 for anything else.
@@ -35,6 +38,21 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
     let state = Arc::new(state);
     let health = warp::get().and(warp::path!("healthz")).map(|| text(StatusCode::OK, "ok"));
     let mut filter = health.boxed();
+    if let Some(control) = &state.control {
+        let c = control.clone();
+        let metrics = warp::get().and(warp::path!("metrics")).map(move || {
+            let mut r = warp::reply::with_status(c.metrics(), StatusCode::OK).into_response();
+            r.headers_mut().insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        });
+        filter = filter.or(metrics).unify().boxed();
+        if let Some(admin) = crate::admin::routes(state.config.security.admin_token.clone(), control.clone()) {
+            filter = filter.or(admin).unify().boxed();
+        }
+    }
     if state.config.rest_api {
         filter = filter.or(api(state.clone())).unify().boxed();
     }
@@ -123,7 +141,7 @@ fn text(status: StatusCode, body: &str) -> Response {
 
 /// Decodes `%XX` escapes in a path segment, so `/api/streamers/My%20Game` finds `My Game`
 /// (Express decodes route parameters the same way). Invalid escapes are kept as written.
-fn percent_decode(segment: &str) -> String {
+pub(crate) fn percent_decode(segment: &str) -> String {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -178,7 +196,7 @@ mod tests {
     }
 
     fn state(config: ServerConfig) -> HttpState {
-        HttpState { snapshot: Arc::new(sample), config: Arc::new(config), started: Instant::now() }
+        HttpState { snapshot: Arc::new(sample), config: Arc::new(config), started: Instant::now(), control: None }
     }
 
     async fn get(filter: &BoxedFilter<(Response,)>, path: &str) -> (StatusCode, String) {

@@ -9,9 +9,15 @@
 //!
 //! [`run`] starts a server (ports may be 0) and returns a [`ServerHandle`].
 
+pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod limits;
+pub mod metrics;
+pub mod tls;
+pub mod turn;
 pub mod registry;
 pub mod router;
 pub mod snapshot;
@@ -23,7 +29,8 @@ pub mod rate_limit;
 pub mod transport;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use tokio::net::TcpListener;
@@ -31,13 +38,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::snapshot::Snapshot;
-use crate::transport::{Hub, Shared};
+use crate::limits::Gate;
+use crate::metrics::Metrics;
+use crate::transport::{Hub, Listener, Shared};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr} for {role}s: {source}")]
     Bind { role: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running server: its bound addresses, a view of its registry, and the
@@ -47,6 +58,7 @@ pub struct ServerHandle {
     streamer_addr: SocketAddr,
     player_addr: SocketAddr,
     sfu_addr: SocketAddr,
+    redirect_addr: Option<SocketAddr>,
 }
 
 impl ServerHandle {
@@ -58,6 +70,32 @@ impl ServerHandle {
     }
     pub fn sfu_addr(&self) -> SocketAddr {
         self.sfu_addr
+    }
+    /// With `--https_redirect`: the plain-HTTP port that redirects to [`Self::player_addr`].
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect_addr
+    }
+    /// True when every listener speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+    /// Server tasks still running: listeners, accepted TCP connections and
+    /// WebSocket connections. After every client has gone this is the three
+    /// listeners (four with the redirect listener).
+    pub fn live_tasks(&self) -> usize {
+        self.shared.tasks.len()
+    }
+    /// The transport's metrics (refusals, closes, forwarding latency).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+    /// The `GET /metrics` document.
+    pub fn render_metrics(&self) -> String {
+        self.shared.render_metrics()
+    }
+    /// Stop accepting WebSocket connections (as `POST /api/admin/drain`).
+    pub fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
     }
     /// The registry now.
     pub fn snapshot(&self) -> Snapshot {
@@ -94,35 +132,92 @@ pub async fn run(mut config: ServerConfig) -> Result<ServerHandle, ServerError> 
     let local = |l: &TcpListener, role, port| {
         l.local_addr().map_err(|source| ServerError::Bind { role, addr: SocketAddr::new(config.bind, port), source })
     };
-    let (streamer_addr, player_addr, sfu_addr) = (
-        local(&streamer, "streamer", config.streamer_port)?,
-        local(&player, "player", config.player_port)?,
-        local(&sfu, "SFU", config.sfu_port)?,
-    );
+    let (streamer_addr, sfu_addr) =
+        (local(&streamer, "streamer", config.streamer_port)?, local(&sfu, "SFU", config.sfu_port)?);
+
+    let tls = match &config.tls {
+        Some(t) => Some(tls::acceptor(&t.cert_path, &t.key_path)?),
+        None => None,
+    };
+    // With TLS the player port proper is `https_port`; `player_port` then
+    // only serves the redirect (when asked for) and is otherwise not bound.
+    let (player, redirect) = match &config.tls {
+        Some(t) => {
+            let https = bind(&config, t.https_port, "player (HTTPS)").await?;
+            let redirect = if t.https_redirect { Some(player) } else { None };
+            (https, redirect)
+        }
+        None => (player, None),
+    };
+    let player_addr = local(&player, "player", config.player_port)?;
+    let redirect_addr = match &redirect {
+        Some(l) => Some(local(l, "player (redirect)", config.player_port)?),
+        None => None,
+    };
 
     let router = Router::new(RouterOptions {
         max_players: config.max_players,
         peer_options: config.peer_options.clone(),
         send_player_count: config.send_player_count,
         console_messages: config.console_messages,
+        streamer_ids: config.security.streamer_ids.as_ref().map(|ids| ids.iter().cloned().collect()),
+        turn: config.turn.clone(),
     });
-    let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
-        let weak = weak.clone();
-        let snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync> =
-            Arc::new(move || weak.upgrade().map(|s| s.hub.with_router(|r| r.snapshot())).unwrap_or_default());
-        let http =
-            http::routes(http::HttpState { snapshot, config: Arc::new(config.clone()), started: Instant::now() });
+    let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
+        let snapshot_weak = weak.clone();
+        let snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync> = Arc::new(move || {
+            snapshot_weak.upgrade().map(|s| s.hub.with_router(|r| r.snapshot())).unwrap_or_default()
+        });
+        let control: Arc<dyn admin::Control> = Arc::new(ServerControl(weak.clone()));
+        let http = http::routes(http::HttpState {
+            snapshot,
+            config: Arc::new(config.clone()),
+            started: Instant::now(),
+            control: Some(control),
+        });
         Shared {
             hub: Hub::new(router),
+            gate: Gate::new(config.limits.clone()),
             config,
             http: Some(http),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            metrics: Metrics::default(),
+            draining: AtomicBool::new(false),
+            tls,
+            https_port: AtomicU16::new(player_addr.port()),
         }
     });
     for (listener, role) in [(streamer, Role::Streamer), (player, Role::Player), (sfu, Role::Sfu)] {
-        shared.tasks.spawn(transport::serve_listener(listener, role, shared.clone()));
+        shared.tasks.spawn(transport::serve_listener(listener, Listener::Ws(role), shared.clone()));
+    }
+    if let Some(listener) = redirect {
+        shared.tasks.spawn(transport::serve_listener(listener, Listener::Redirect, shared.clone()));
     }
     tracing::info!("listening: streamers on {streamer_addr}, players on {player_addr}, SFUs on {sfu_addr}");
-    Ok(ServerHandle { shared, streamer_addr, player_addr, sfu_addr })
+    Ok(ServerHandle { shared, streamer_addr, player_addr, sfu_addr, redirect_addr })
+}
+
+/// The admin and metrics routes' way into the running server. Weak: the
+/// routes live inside [`Shared`] and must not keep it alive.
+struct ServerControl(Weak<Shared>);
+
+impl admin::Control for ServerControl {
+    fn kick_player(&self, id: &str) -> bool {
+        let Some(s) = self.0.upgrade() else { return false };
+        s.hub.close_by_id(true, id, proto::close::POLICY, transport::reasons::KICKED)
+    }
+    fn disconnect_streamer(&self, id: &str) -> bool {
+        let Some(s) = self.0.upgrade() else { return false };
+        s.hub.close_by_id(false, id, proto::close::NORMAL, transport::reasons::DISCONNECTED_BY_OPERATOR)
+    }
+    fn drain(&self) -> usize {
+        let Some(s) = self.0.upgrade() else { return 0 };
+        s.draining.store(true, Ordering::Relaxed);
+        tracing::info!("draining: new WebSocket connections are refused");
+        s.hub.with_router(|r| r.registry().len())
+    }
+    fn metrics(&self) -> String {
+        self.0.upgrade().map(|s| s.render_metrics()).unwrap_or_default()
+    }
 }

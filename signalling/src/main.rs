@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use signalling::cli::{self, Cli};
+use signalling::cli::{self, Cli, LogFormat};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
 /// Resolves the configuration, runs the server, and shuts it down on Ctrl-C or SIGTERM.
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let resolved = cli::resolve_full(cli).context("invalid configuration")?;
-    init_tracing(&resolved.log_level)?;
+    init_tracing(&resolved.log_level, resolved.log_format)?;
     for warning in &resolved.warnings {
         tracing::warn!("{warning}");
     }
@@ -33,9 +33,13 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let stop = shutdown_signal()?;
 
     let handle = signalling::run(resolved.config).await.context("failed to start the signalling server")?;
-    println!("streamer listening on ws://{}", handle.streamer_addr());
-    println!("player listening on http://{} (WebSocket and HTTP)", handle.player_addr());
-    println!("sfu listening on ws://{}", handle.sfu_addr());
+    let (ws, http) = if handle.is_tls() { ("wss", "https") } else { ("ws", "http") };
+    println!("streamer listening on {ws}://{}", handle.streamer_addr());
+    println!("player listening on {http}://{} (WebSocket and HTTP)", handle.player_addr());
+    println!("sfu listening on {ws}://{}", handle.sfu_addr());
+    if let Some(addr) = handle.redirect_addr() {
+        println!("redirecting http://{addr} to https");
+    }
 
     stop.await?;
     tracing::info!("shutting down");
@@ -43,15 +47,19 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Console logging at `--log_level_console`; a set `RUST_LOG` overrides it.
-fn init_tracing(level: &str) -> anyhow::Result<()> {
+/// Console logging at `--log_level_console` (a set `RUST_LOG` overrides it), as text or, with
+/// `--log_format json`, one JSON object per line for log shippers.
+fn init_tracing(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => {
             EnvFilter::try_new(&directives).with_context(|| format!("invalid RUST_LOG {directives:?}"))?
         }
         _ => EnvFilter::new(level),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+    }
     Ok(())
 }
 

@@ -7,14 +7,14 @@
 //! a socket lives here. An [`Action::Close`] means the router has already
 //! forgotten that connection: calling `disconnect` for it later is a no-op.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use proto::{Incoming, Message, ParseError};
 use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
 
-use crate::config::ConsoleMessages;
+use crate::config::{ConsoleMessages, TurnConfig};
 use crate::registry::{ConnId, Registry, Role};
 use crate::snapshot::Snapshot;
 
@@ -37,6 +37,10 @@ pub struct RouterOptions {
     pub peer_options: Map<String, Value>,
     pub send_player_count: bool,
     pub console_messages: ConsoleMessages,
+    /// Streamer ids a streamer may claim (`--streamer_ids`); `None` = any.
+    pub streamer_ids: Option<BTreeSet<String>>,
+    /// Mint TURN credentials into each connection's `config`.
+    pub turn: Option<TurnConfig>,
 }
 
 impl Default for RouterOptions {
@@ -46,6 +50,8 @@ impl Default for RouterOptions {
             peer_options: Map::new(),
             send_player_count: true,
             console_messages: ConsoleMessages::Off,
+            streamer_ids: None,
+            turn: None,
         }
     }
 }
@@ -57,6 +63,10 @@ pub struct Counters {
     pub forwarded: u64,
     /// Dropped frames by reason (`not_json`, `not_allowed`, `no_such_player`, …).
     pub dropped: BTreeMap<&'static str, u64>,
+    /// Parsed incoming messages by type.
+    pub received_by_type: BTreeMap<&'static str, u64>,
+    /// Outgoing messages (generated and forwarded) by type.
+    pub sent_by_type: BTreeMap<&'static str, u64>,
 }
 
 impl Counters {
@@ -72,6 +82,8 @@ pub mod reasons {
     pub const NO_STREAMER: &str = "no streamer is available";
     pub const STREAMER_FULL: &str = "streamer is full";
     pub const DISCONNECTED_BY_STREAMER: &str = "disconnected by streamer";
+    pub const STREAMER_ID_NOT_ALLOWED: &str = "streamer id not allowed";
+    pub const STREAMER_ID_IN_USE: &str = "streamer id already in use";
 }
 
 /// The registry plus the rules of the protocol.
@@ -133,8 +145,15 @@ impl Router {
     /// A new connection on one of the listeners: register it and greet it
     /// (SEED order: `config` then `identify`; `config` then `playerCount`).
     pub fn connect(&mut self, role: Role, remote_address: String) -> (ConnId, Vec<Action>) {
+        self.connect_at(role, remote_address, 0)
+    }
+
+    /// [`Router::connect`] at `now_unix` (seconds since 1970), the time TURN
+    /// credentials are minted from.
+    pub fn connect_at(&mut self, role: Role, remote_address: String, now_unix: u64) -> (ConnId, Vec<Action>) {
         let conn = self.registry.add(role, remote_address);
-        let mut out = vec![Action::Send { to: conn, frame: self.config_frame.clone() }];
+        self.count_out("config");
+        let mut out = vec![Action::Send { to: conn, frame: self.config_frame_for(conn, now_unix) }];
         match role {
             Role::Streamer | Role::Sfu => out.push(self.send(conn, &Message::Identify)),
             Role::Player => {
@@ -148,7 +167,22 @@ impl Router {
         (conn, out)
     }
 
-    fn send(&self, to: ConnId, message: &Message) -> Action {
+    /// The shared `config` frame, or one with this connection's own TURN credentials.
+    fn config_frame_for(&self, conn: ConnId, now_unix: u64) -> Frame {
+        let Some(turn) = &self.options.turn else { return self.config_frame.clone() };
+        let (username, credential) = crate::turn::credentials(turn, &self.label(conn), now_unix);
+        match crate::turn::inject(&self.options.peer_options, &username, &credential) {
+            Some(options) => frame(&Message::config(Value::Object(options))),
+            None => self.config_frame.clone(),
+        }
+    }
+
+    fn count_out(&mut self, type_name: &'static str) {
+        *self.counters.sent_by_type.entry(type_name).or_insert(0) += 1;
+    }
+
+    fn send(&mut self, to: ConnId, message: &Message) -> Action {
+        self.count_out(message.type_name());
         self.log_out(to, message.type_name(), None);
         Action::Send { to, frame: frame(message) }
     }
@@ -182,8 +216,9 @@ impl Router {
         }
     }
 
-    fn forward(&mut self, to: ConnId, type_name: &str, frame: Frame) -> Action {
+    fn forward(&mut self, to: ConnId, type_name: &'static str, frame: Frame) -> Action {
         self.counters.forwarded += 1;
+        self.count_out(type_name);
         self.log_out(to, type_name, Some(&frame));
         Action::Send { to, frame }
     }
@@ -199,6 +234,7 @@ impl Router {
             Ok(incoming) => incoming,
             Err(err) => return self.bad_input(from, err),
         };
+        *self.counters.received_by_type.entry(incoming.message.type_name()).or_insert(0) += 1;
         let mut out = Vec::new();
         match role {
             Role::Streamer => self.route_from_streamer(from, incoming, text, &mut out),
@@ -304,6 +340,13 @@ impl Router {
     }
 
     fn endpoint_id(&mut self, from: ConnId, requested: Option<&str>, out: &mut Vec<Action>) {
+        if let Some(reason) = self.refuse_streamer_id(from, requested) {
+            warn!(peer = %self.label(from), "{reason}; closing with 1008");
+            self.drop_frame("streamer_id_not_allowed");
+            out.push(Action::Close { conn: from, code: proto::close::POLICY, reason: reason.to_string() });
+            self.remove(from, out);
+            return;
+        }
         let Some((old, committed)) = self.registry.commit_streamer_id(from, requested) else {
             return;
         };
@@ -314,6 +357,7 @@ impl Router {
             let subscribers: Vec<ConnId> =
                 self.registry.get(from).map(|e| e.subscribers.iter().copied().collect()).unwrap_or_default();
             for s in subscribers {
+                self.count_out("streamerIdChanged");
                 self.log_out(s, "streamerIdChanged", None);
                 out.push(Action::Send { to: s, frame: changed.clone() });
             }
@@ -321,6 +365,36 @@ impl Router {
             info!("streamer {committed} identified");
         }
         out.push(self.send(from, &Message::EndpointIdConfirm { committed_id: committed }));
+    }
+
+    /// With `--streamer_ids`, a streamer (SFUs are authorised by their token
+    /// instead) may only hold an id on the list, exactly as asked: no
+    /// generated id for an empty request and no `A1` when `A` is taken, so
+    /// nobody can squat a listed id and nobody gets an unlisted one.
+    fn refuse_streamer_id(&self, from: ConnId, requested: Option<&str>) -> Option<&'static str> {
+        let allowed = self.options.streamer_ids.as_ref()?;
+        if self.registry.get(from)?.role != Role::Streamer {
+            return None;
+        }
+        let requested = requested.map(str::trim).unwrap_or_default();
+        if !allowed.contains(requested) {
+            return Some(reasons::STREAMER_ID_NOT_ALLOWED);
+        }
+        match self.registry.streamer_by_id(requested) {
+            Some(holder) if holder != from => Some(reasons::STREAMER_ID_IN_USE),
+            _ => None,
+        }
+    }
+
+    /// Close a connection on the operator's request (admin API): its peers
+    /// are told as if its socket had closed.
+    pub fn close_conn(&mut self, conn: ConnId, code: u16, reason: &str) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.registry.get(conn).is_some() {
+            out.push(Action::Close { conn, code, reason: reason.to_string() });
+            self.remove(conn, &mut out);
+        }
+        out
     }
 
     /// Close a player on its streamer's request (1011 + reason), then tell
@@ -356,7 +430,7 @@ impl Router {
         }
     }
 
-    fn list_streamers(&self, from: ConnId) -> Action {
+    fn list_streamers(&mut self, from: ConnId) -> Action {
         let asking_sfu = self.registry.get(from).map(|e| e.role) == Some(Role::Sfu);
         let ids = if asking_sfu {
             self.registry.streamer_ids_where(|_| true)
@@ -506,7 +580,13 @@ impl Router {
     }
 
     /// SFU → the streamer it subscribed to, the frame unchanged.
-    fn forward_upstream_unchanged(&mut self, from: ConnId, type_name: &str, frame: Frame, out: &mut Vec<Action>) {
+    fn forward_upstream_unchanged(
+        &mut self,
+        from: ConnId,
+        type_name: &'static str,
+        frame: Frame,
+        out: &mut Vec<Action>,
+    ) {
         match self.registry.get(from).and_then(|e| e.subscribed_to) {
             Some(streamer) => out.push(self.forward(streamer, type_name, frame)),
             None => {

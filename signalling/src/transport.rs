@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,8 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming as HyperBody;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -35,7 +35,10 @@ use tower_service::Service;
 use tracing::{debug, info, warn};
 use warp::reply::{Reply, Response};
 
+use crate::auth::{self, Refusal};
 use crate::config::ServerConfig;
+use crate::limits::{Gate, LimitRefusal, Permit};
+use crate::metrics::{Exposition, Metrics};
 use crate::rate_limit::RateLimit;
 use crate::registry::{ConnId, Role};
 use crate::router::{Action, Frame, Router};
@@ -48,7 +51,13 @@ pub mod reasons {
     pub const INVALID_UTF8: &str = "invalid UTF-8 in a text frame";
     pub const PING_TIMEOUT: &str = "keepalive ping not answered";
     pub const SHUTDOWN: &str = "server shutting down";
+    pub const KICKED: &str = "kicked by the operator";
+    pub const DISCONNECTED_BY_OPERATOR: &str = "disconnected by the operator";
 }
+
+/// A frame on its way to one connection, stamped with the arrival time of
+/// the frame it answers or forwards (for the forwarding-latency histogram).
+type Queued = (Frame, Instant);
 
 /// How a connection's writer is told to stop.
 #[derive(Debug)]
@@ -62,7 +71,7 @@ struct CloseOrder {
 
 /// The router's way out to one connection.
 struct Outbox {
-    queue: mpsc::Sender<Frame>,
+    queue: mpsc::Sender<Queued>,
     close: oneshot::Sender<CloseOrder>,
 }
 
@@ -75,11 +84,13 @@ pub struct Hub {
 struct HubInner {
     router: Router,
     outboxes: HashMap<ConnId, Outbox>,
+    /// Connections closed because their send queue was full.
+    queue_full: u64,
 }
 
 impl Hub {
     pub fn new(router: Router) -> Self {
-        Hub { inner: Mutex::new(HubInner { router, outboxes: HashMap::new() }) }
+        Hub { inner: Mutex::new(HubInner { router, outboxes: HashMap::new(), queue_full: 0 }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, HubInner> {
@@ -94,17 +105,46 @@ impl Hub {
     }
 
     fn connect(&self, role: Role, remote: String, outbox: impl FnOnce(ConnId) -> Outbox) -> ConnId {
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut inner = self.lock();
-        let (conn, actions) = inner.router.connect(role, remote);
+        let (conn, actions) = inner.router.connect_at(role, remote, now_unix);
         inner.outboxes.insert(conn, outbox(conn));
-        inner.dispatch(actions);
+        inner.dispatch(actions, Instant::now());
         conn
     }
 
-    fn receive(&self, conn: ConnId, frame: Frame) {
+    fn receive(&self, conn: ConnId, frame: Frame, arrived: Instant) {
         let mut inner = self.lock();
         let actions = inner.router.receive(conn, frame);
-        inner.dispatch(actions);
+        inner.dispatch(actions, arrived);
+    }
+
+    /// Close the player (or streamer/SFU) with this id on the operator's
+    /// request; false when nobody has that id.
+    pub fn close_by_id(&self, player_side: bool, id: &str, code: u16, reason: &str) -> bool {
+        let mut inner = self.lock();
+        let conn = if player_side {
+            inner.router.registry().player_by_id(id)
+        } else {
+            inner.router.registry().streamer_by_id(id)
+        };
+        let Some(conn) = conn else { return false };
+        let actions = inner.router.close_conn(conn, code, reason);
+        inner.dispatch(actions, Instant::now());
+        true
+    }
+
+    /// Connections closed so far because they did not read.
+    pub fn queue_full_closes(&self) -> u64 {
+        self.lock().queue_full
+    }
+
+    /// Frames queued towards connections: (total, deepest queue).
+    pub fn queue_depths(&self) -> (usize, usize) {
+        let inner = self.lock();
+        inner.outboxes.values().map(|o| o.queue.max_capacity() - o.queue.capacity()).fold((0, 0), |(t, m), d| (t + d, m.max(d)))
     }
 
     /// The connection is gone or must go: forget it, tell the router, and
@@ -123,19 +163,19 @@ impl Hub {
         for (conn, outbox) in outboxes {
             let _ = outbox.close.send(CloseOrder { code, reason: reason.to_string(), urgent: true });
             let actions = inner.router.disconnect(conn);
-            inner.dispatch(actions);
+            inner.dispatch(actions, Instant::now());
         }
     }
 }
 
 impl HubInner {
-    fn dispatch(&mut self, actions: Vec<Action>) {
+    fn dispatch(&mut self, actions: Vec<Action>, arrived: Instant) {
         let mut overflowed = Vec::new();
         for action in actions {
             match action {
                 Action::Send { to, frame } => {
                     let Some(outbox) = self.outboxes.get(&to) else { continue };
-                    match outbox.queue.try_send(frame) {
+                    match outbox.queue.try_send((frame, arrived)) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(to),
                         // The writer is already finishing; its disconnect is on its way.
@@ -150,6 +190,7 @@ impl HubInner {
             }
         }
         for conn in overflowed {
+            self.queue_full += 1;
             warn!(peer = %self.router.label(conn), "send queue full; closing with 1008");
             let order = CloseOrder { code: proto::close::POLICY, reason: reasons::QUEUE_FULL.into(), urgent: true };
             self.close(conn, Some(order));
@@ -163,7 +204,7 @@ impl HubInner {
             }
         }
         let actions = self.router.disconnect(conn);
-        self.dispatch(actions);
+        self.dispatch(actions, Instant::now());
     }
 }
 
@@ -174,9 +215,77 @@ pub struct Shared {
     pub http: Option<warp::filters::BoxedFilter<(Response,)>>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    /// What only the transport sees: refusals, closes, latency.
+    pub metrics: Metrics,
+    /// Live WebSocket connections per role and IP, against the limits.
+    pub gate: Gate,
+    /// Set by the admin `drain`: new upgrades are refused, sessions carry on.
+    pub draining: AtomicBool,
+    /// TLS for every listener except the redirect one.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The bound HTTPS port, for `--https_redirect` locations.
+    pub https_port: AtomicU16,
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// WebSockets of this role (and HTTP on the player port).
+    Ws(Role),
+    /// Plain HTTP that redirects everything to HTTPS.
+    Redirect,
 }
 
 impl Shared {
+    /// The Prometheus exposition for `GET /metrics`.
+    pub fn render_metrics(&self) -> String {
+        let (counters, registry_len) = self.hub.with_router(|r| (r.counters().clone(), r.registry().len()));
+        let (queued, deepest) = self.hub.queue_depths();
+        let mut e = Exposition::default();
+        let roles = [Role::Streamer, Role::Player, Role::Sfu];
+        e.labelled(
+            "signalling_connections",
+            "gauge",
+            "Open WebSocket connections, by role.",
+            "role",
+            roles.iter().map(|r| (r.as_str(), self.gate.count(*r) as f64)),
+        );
+        e.single("signalling_registry_entries", "gauge", "Connections the router knows.", registry_len as f64);
+        e.transport(&self.metrics);
+        e.single("signalling_messages_received_total", "counter", "Frames received.", counters.received as f64);
+        let by_type = |m: &std::collections::BTreeMap<&'static str, u64>| {
+            m.iter().map(|(k, v)| (*k, *v as f64)).collect::<Vec<_>>()
+        };
+        e.labelled(
+            "signalling_messages_in_total",
+            "counter",
+            "Valid messages received, by type.",
+            "type",
+            by_type(&counters.received_by_type),
+        );
+        e.labelled(
+            "signalling_messages_out_total",
+            "counter",
+            "Messages sent or forwarded, by type.",
+            "type",
+            by_type(&counters.sent_by_type),
+        );
+        e.single("signalling_forwards_total", "counter", "Messages forwarded between peers.", counters.forwarded as f64);
+        let mut drops: std::collections::BTreeMap<&'static str, u64> = counters.dropped.clone();
+        for (k, v) in self.metrics.drops.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            *drops.entry(k).or_insert(0) += v;
+        }
+        *drops.entry("queue_full").or_insert(0) += self.hub.queue_full_closes();
+        e.labelled("signalling_drops_total", "counter", "Frames dropped or connections ended, by reason.", "reason", by_type(&drops));
+        let failed = counters.sent_by_type.get("subscribeFailed").copied().unwrap_or(0);
+        e.single("signalling_subscribe_failures_total", "counter", "subscribeFailed answers.", failed as f64);
+        e.single("signalling_queued_frames", "gauge", "Frames waiting in send queues, all connections.", queued as f64);
+        e.single("signalling_queue_depth_max", "gauge", "Frames waiting in the deepest send queue.", deepest as f64);
+        e.single("signalling_tasks", "gauge", "Live server tasks (listeners and connections).", self.tasks.len() as f64);
+        e.single("signalling_draining", "gauge", "1 while draining.", f64::from(u8::from(self.draining.load(Ordering::Relaxed))));
+        e.finish()
+    }
+
     fn ws_config(&self) -> WebSocketConfig {
         // Small buffers: most signalling frames are well under 4 KiB, and the
         // read buffer grows on demand for the odd large SDP.
@@ -190,7 +299,7 @@ impl Shared {
 }
 
 /// Accept connections on `listener` until shutdown.
-pub async fn serve_listener(listener: TcpListener, role: Role, shared: Arc<Shared>) {
+pub async fn serve_listener(listener: TcpListener, kind: Listener, shared: Arc<Shared>) {
     loop {
         let (stream, addr) = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -198,7 +307,7 @@ pub async fn serve_listener(listener: TcpListener, role: Role, shared: Arc<Share
                 Ok(a) => a,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    warn!("accept on the {} port failed: {e}", role.as_str());
+                    warn!("accept on the {kind:?} port failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -207,27 +316,134 @@ pub async fn serve_listener(listener: TcpListener, role: Role, shared: Arc<Share
         let _ = stream.set_nodelay(true);
         let shared2 = shared.clone();
         shared.tasks.spawn(async move {
-            let svc_shared = shared2.clone();
-            let service = service_fn(move |req| {
-                let shared = svc_shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle_request(req, addr, role, shared).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        debug!("http connection from {addr}: {e}");
+            let timeout = shared2.config.limits.handshake_timeout;
+            match (&shared2.tls, kind) {
+                (Some(tls), Listener::Ws(_)) => {
+                    let handshake = tokio::select! {
+                        _ = shared2.shutdown.cancelled() => return,
+                        r = tokio::time::timeout(timeout, tls.accept(stream)) => r,
+                    };
+                    match handshake {
+                        Ok(Ok(tls_stream)) => serve_http(tls_stream, addr, kind, shared2).await,
+                        Ok(Err(e)) => {
+                            shared2.metrics.dropped("tls_handshake_failed");
+                            debug!("TLS handshake from {addr} failed: {e}");
+                        }
+                        Err(_) => {
+                            shared2.metrics.dropped("handshake_timeout");
+                            debug!("TLS handshake from {addr} timed out");
+                        }
                     }
                 }
-                _ = shared2.shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
-                }
+                _ => serve_http(stream, addr, kind, shared2).await,
             }
         });
+    }
+}
+
+/// Serve HTTP/1 on one accepted (and maybe TLS-wrapped) stream until it
+/// closes or upgrades. A client that does not finish sending its request
+/// headers in time is dropped; on the WebSocket-only ports, so is one that
+/// has not upgraded in time.
+async fn serve_http<I>(io: I, addr: SocketAddr, kind: Listener, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_shared = shared.clone();
+    let service = service_fn(move |req| {
+        let shared = svc_shared.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(match kind {
+                Listener::Ws(role) => handle_request(req, addr, role, shared).await,
+                Listener::Redirect => redirect(&req, &shared),
+            })
+        }
+    });
+    let timeout = shared.config.limits.handshake_timeout;
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    // Streamer and SFU ports only upgrade: the whole HTTP phase is bounded.
+    let ws_only = matches!(kind, Listener::Ws(Role::Streamer | Role::Sfu));
+    let deadline = async {
+        if ws_only {
+            tokio::time::sleep(timeout).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                if e.is_timeout() {
+                    shared.metrics.dropped("handshake_timeout");
+                }
+                debug!("http connection from {addr}: {e}");
+            }
+        }
+        _ = deadline => {
+            shared.metrics.dropped("handshake_timeout");
+            debug!("{addr} did not upgrade within {timeout:?}; dropped");
+        }
+        _ = shared.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+        }
+    }
+}
+
+/// `--https_redirect`: every request on the plain player port goes to HTTPS.
+fn redirect(req: &http::Request<HyperBody>, shared: &Shared) -> Response {
+    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let port = shared.https_port.load(Ordering::Relaxed);
+    let location = crate::tls::redirect_location(host, &shared.config.bind.to_string(), port, path);
+    match http::HeaderValue::from_str(&location) {
+        Ok(value) => {
+            let mut response = plain(http::StatusCode::MOVED_PERMANENTLY, "Moved to HTTPS.\n");
+            response.headers_mut().insert(http::header::LOCATION, value);
+            response
+        }
+        Err(_) => plain(http::StatusCode::BAD_REQUEST, "Bad Host header.\n"),
+    }
+}
+
+/// Decide whether this upgrade may go ahead; on refusal, the HTTP answer.
+/// Order: draining, origin, token, limits (so a client without the token
+/// learns nothing about the limits).
+fn admit(req: &http::Request<HyperBody>, addr: SocketAddr, role: Role, shared: &Shared) -> Result<Permit, Response> {
+    let refuse = |reason: &'static str, status: http::StatusCode, body: &'static str| {
+        shared.metrics.refused(reason);
+        info!("refused a {} connection from {addr}: {reason}", role.as_str());
+        plain(status, body)
+    };
+    if shared.draining.load(Ordering::Relaxed) {
+        return Err(refuse("draining", http::StatusCode::SERVICE_UNAVAILABLE, "Server is draining.\n"));
+    }
+    let checks = auth::check_origin(&shared.config.security.allowed_origins, req.headers())
+        .and_then(|()| auth::check_token(shared.config.token_for(role), req.headers(), req.uri().query()));
+    match checks {
+        Ok(()) => {}
+        Err(Refusal::ForbiddenOrigin) => {
+            return Err(refuse("forbidden_origin", http::StatusCode::FORBIDDEN, "Origin not allowed.\n"))
+        }
+        Err(Refusal::Unauthorized) => {
+            let mut response = refuse("unauthorized", http::StatusCode::UNAUTHORIZED, "Missing or wrong token.\n");
+            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            return Err(response);
+        }
+    }
+    match shared.gate.admit(role, addr.ip()) {
+        Ok(permit) => Ok(permit),
+        Err(LimitRefusal::Role(_)) => {
+            Err(refuse("role_limit", http::StatusCode::SERVICE_UNAVAILABLE, "Too many connections of this kind.\n"))
+        }
+        Err(LimitRefusal::PerIp) => {
+            Err(refuse("ip_limit", http::StatusCode::TOO_MANY_REQUESTS, "Too many connections from this address.\n"))
+        }
     }
 }
 
@@ -268,6 +484,10 @@ async fn handle_request(
     let (Some(key), true) = (key, version_ok) else {
         return plain(http::StatusCode::BAD_REQUEST, "Bad WebSocket handshake.\n");
     };
+    let permit = match admit(&req, addr, role, &shared) {
+        Ok(permit) => permit,
+        Err(response) => return response,
+    };
     // Echo the first offered subprotocol, as Wilbur does.
     let protocol = req
         .headers()
@@ -282,7 +502,9 @@ async fn handle_request(
             Ok(upgraded) => {
                 let config = task_shared.ws_config();
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config)).await;
+                task_shared.metrics.accepted[role_index(role)].fetch_add(1, Ordering::Relaxed);
                 run_connection(ws, role, addr, task_shared).await;
+                drop(permit);
             }
             Err(e) => debug!("websocket upgrade from {addr} failed: {e}"),
         }
@@ -303,6 +525,14 @@ async fn handle_request(
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
+fn role_index(role: Role) -> usize {
+    match role {
+        Role::Streamer => 0,
+        Role::Player => 1,
+        Role::Sfu => 2,
+    }
+}
+
 /// Cut a close reason to the 123 bytes a close frame can carry.
 fn close_frame(code: u16, reason: &str) -> CloseFrame {
     let mut end = reason.len().min(123);
@@ -314,7 +544,7 @@ fn close_frame(code: u16, reason: &str) -> CloseFrame {
 
 /// Serve one WebSocket connection until it closes.
 async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Shared>) {
-    let (queue_tx, mut queue_rx) = mpsc::channel::<Frame>(shared.config.send_queue_len.max(1));
+    let (queue_tx, mut queue_rx) = mpsc::channel::<Queued>(shared.config.send_queue_len.max(1));
     let (close_tx, mut close_rx) = oneshot::channel::<CloseOrder>();
     let conn = shared.hub.connect(role, addr.to_string(), |_| Outbox { queue: queue_tx, close: close_tx });
     debug!(conn = conn.0, "{} connected from {addr}", role.as_str());
@@ -354,6 +584,7 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
                     };
                     match order {
                         Some((code, reason)) => {
+                            shared.metrics.dropped(if code == proto::close::TOO_BIG { "too_big" } else { "invalid_utf8" });
                             warn!(conn = conn.0, "{reason} from {addr}: {err}; closing with {code}");
                             drain_after_close.store(code == proto::close::TOO_BIG, Ordering::Relaxed);
                             let order = CloseOrder { code, reason: reason.to_string(), urgent: true };
@@ -364,13 +595,15 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
                     break;
                 }
             };
-            if !limit.allow(Instant::now()) {
+            let arrived = Instant::now();
+            if !limit.allow(arrived) {
+                shared.metrics.dropped("rate_limit");
                 warn!(conn = conn.0, "{addr} exceeded the message rate limit; closing with 1008");
                 let order = CloseOrder { code: proto::close::POLICY, reason: reasons::RATE_LIMIT.into(), urgent: true };
                 shared.hub.disconnect(conn, Some(order));
                 break;
             }
-            shared.hub.receive(conn, frame);
+            shared.hub.receive(conn, frame, arrived);
         }
         // Socket gone (or refused): make sure the router knows. A no-op when
         // the router already closed this connection.
@@ -392,8 +625,8 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
                     Ok(order) => {
                         // Deliver what is already queued first (e.g.
                         // `streamerDisconnected` before the close).
-                        while let Ok(frame) = queue_rx.try_recv() {
-                            if send_text(&mut sink, frame).await.is_err() {
+                        while let Ok(queued) = queue_rx.try_recv() {
+                            if send_text(&mut sink, queued, &shared.metrics).await.is_err() {
                                 break;
                             }
                         }
@@ -409,7 +642,7 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
                         let sent = tokio::select! {
                             biased;
                             order = &mut close_rx => Err(order.ok()),
-                            result = send_text(&mut sink, frame) => result.map_err(|()| None),
+                            result = send_text(&mut sink, frame, &shared.metrics) => result.map_err(|()| None),
                         };
                         match sent {
                             Ok(()) => {}
@@ -424,6 +657,7 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
                 },
                 _ = async { ping.as_mut().expect("guarded").tick().await }, if ping.is_some() => {
                     if !pong_seen.swap(false, Ordering::Relaxed) {
+                        shared.metrics.dropped("ping_timeout");
                         info!(conn = conn.0, "{addr} did not answer the keepalive ping; closing");
                         shared.hub.disconnect(conn, None);
                         break Some(CloseOrder { code: proto::close::GOING_AWAY, reason: reasons::PING_TIMEOUT.into(), urgent: true });
@@ -436,6 +670,7 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
             }
         };
         if let Some(order) = order {
+            shared.metrics.closed(order.code);
             // Short: a peer that is not reading will not take it anyway.
             let close = WsMessage::Close(Some(close_frame(order.code, &order.reason)));
             let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
@@ -482,12 +717,14 @@ where
     }
 }
 
-async fn send_text<S>(sink: &mut S, frame: Frame) -> Result<(), ()>
+async fn send_text<S>(sink: &mut S, (frame, arrived): Queued, metrics: &Metrics) -> Result<(), ()>
 where
     S: futures_util::Sink<WsMessage> + Unpin,
 {
     // The router only produces frames from UTF-8 JSON text.
     let Ok(text) = Utf8Bytes::try_from(frame) else { return Ok(()) };
+    metrics.forward_latency.observe(arrived.elapsed());
+    metrics.frames_out.fetch_add(1, Ordering::Relaxed);
     send_with_deadline(sink, WsMessage::Text(text)).await
 }
 

@@ -209,3 +209,53 @@ pub fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(payload);
     frame
 }
+
+/// Open a WebSocket to `ws://{addr}{path}` with extra request headers; on an
+/// HTTP refusal, the status code.
+pub async fn try_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Error;
+    let mut request = format!("ws://{addr}{path}").into_client_request().expect("request");
+    for (k, v) in headers {
+        request.headers_mut().insert(
+            http_header_name(k),
+            v.parse().expect("header value"),
+        );
+    }
+    let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(request, Some(config), false))
+        .await
+        .expect("answer in time")
+    {
+        Ok((ws, _)) => Ok(Client { ws, name: path.to_string(), last_close: None }),
+        Err(Error::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("connect {path}: {e}"),
+    }
+}
+
+fn http_header_name(name: &str) -> tokio_tungstenite::tungstenite::http::HeaderName {
+    name.parse().expect("header name")
+}
+
+/// One raw HTTP/1.1 request; returns (status, headers+body text).
+pub async fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut buf)).await.expect("response in time").expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// Resident memory of this process in bytes (Linux `/proc/self/statm`).
+pub fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: usize = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("rss field");
+    pages * 4096
+}

@@ -1,0 +1,311 @@
+//! A description of a local stack (server, streamers, SFU, players) and the
+//! code that brings it up in-process. The harness binary and the end-to-end
+//! tests use the same description, so what a test proves is what the harness
+//! runs.
+//!
+//! ```toml
+//! [signalling]
+//! player_port = 8080          # 0 = any free port
+//!
+//! [[streamers]]
+//! id = "DefaultStreamer"
+//! count = 2                    # DefaultStreamer, DefaultStreamer1
+//!
+//! [sfu]                        # optional
+//! streamer = "DefaultStreamer"
+//!
+//! [[players]]
+//! streamer = "DefaultStreamer1"
+//! count = 10
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use mock_player::live::{Live, Phase};
+use mock_player::{Player, PlayerConfig, PlayerStats};
+use mock_streamer::{StreamerConfig, StreamerHandle};
+use signalling::{ServerConfig, ServerHandle};
+
+/// Why a topology could not be read or started.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not a valid topology: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("signalling server: {0}")]
+    Server(#[from] signalling::ServerError),
+    #[error("mock streamer: {0}")]
+    Streamer(#[from] mock_streamer::StreamerError),
+    #[error("sfu: {0}")]
+    Sfu(String),
+    #[error("mock player: {0}")]
+    Player(#[from] mock_player::PlayerError),
+}
+
+/// The signalling server's part.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignallingSpec {
+    pub streamer_port: u16,
+    pub player_port: u16,
+    pub sfu_port: u16,
+    pub max_players: usize,
+}
+
+impl Default for SignallingSpec {
+    fn default() -> Self {
+        SignallingSpec { streamer_port: 0, player_port: 0, sfu_port: 0, max_players: 0 }
+    }
+}
+
+/// One group of mock streamers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamerSpec {
+    /// The first id; more streamers get `<id>1`, `<id>2`, …
+    pub id: String,
+    pub count: usize,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate: u32,
+    /// Three simulcast layers towards SFUs.
+    pub simulcast: bool,
+    /// Echo UIInteractions back as Responses.
+    pub respond: bool,
+    /// Log each decoded input message.
+    pub print_input: bool,
+}
+
+impl Default for StreamerSpec {
+    fn default() -> Self {
+        StreamerSpec {
+            id: "DefaultStreamer".into(),
+            count: 1,
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate: 2_000_000,
+            simulcast: false,
+            respond: false,
+            print_input: false,
+        }
+    }
+}
+
+/// The SFU, when there is one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SfuSpec {
+    pub id: String,
+    /// The streamer it forwards; `None` = the first one listed.
+    pub streamer: Option<String>,
+    /// The simulcast layer players get until they ask for another.
+    pub default_layer: usize,
+}
+
+impl Default for SfuSpec {
+    fn default() -> Self {
+        SfuSpec { id: "SFU".into(), streamer: None, default_layer: 0 }
+    }
+}
+
+/// A group of mock players.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlayerGroup {
+    /// The streamer (or SFU id) to watch; `None` = the only one listed.
+    pub streamer: Option<String>,
+    pub count: usize,
+    /// `layerPreference` (spatial, temporal), for players of an SFU.
+    pub layer: Option<(i64, i64)>,
+    /// Input messages per second on the data channel.
+    pub input_rate: f64,
+    /// Measure data-channel round trips.
+    pub latency_test: bool,
+    /// Rejoin when the streamer goes away and comes back.
+    pub reconnect: bool,
+}
+
+impl Default for PlayerGroup {
+    fn default() -> Self {
+        PlayerGroup { streamer: None, count: 1, layer: None, input_rate: 0.0, latency_test: false, reconnect: true }
+    }
+}
+
+/// A whole local stack.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    #[serde(default)]
+    pub signalling: SignallingSpec,
+    #[serde(default = "default_streamers")]
+    pub streamers: Vec<StreamerSpec>,
+    #[serde(default)]
+    pub sfu: Option<SfuSpec>,
+    #[serde(default)]
+    pub players: Vec<PlayerGroup>,
+}
+
+fn default_streamers() -> Vec<StreamerSpec> {
+    vec![StreamerSpec::default()]
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology { signalling: SignallingSpec::default(), streamers: default_streamers(), sfu: None, players: Vec::new() }
+    }
+}
+
+impl Topology {
+    /// Read a topology from a `.toml` or `.json` file.
+    pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read { path: shown.clone(), source })?;
+        let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        if is_json {
+            serde_json::from_str(&text).map_err(|e| TopologyError::Parse { path: shown, reason: e.to_string() })
+        } else {
+            toml::from_str(&text).map_err(|e| TopologyError::Parse { path: shown, reason: e.to_string() })
+        }
+    }
+
+    /// Every streamer id this topology starts, in order.
+    pub fn streamer_ids(&self) -> Vec<String> {
+        self.streamers.iter().flat_map(|s| mock_streamer::numbered_ids(&s.id, s.count)).collect()
+    }
+
+    /// Bring the stack up on the current runtime: server first, then
+    /// streamers, the SFU, and the players.
+    pub async fn start(&self) -> Result<Running, TopologyError> {
+        let server_config = ServerConfig {
+            streamer_port: self.signalling.streamer_port,
+            player_port: self.signalling.player_port,
+            sfu_port: self.signalling.sfu_port,
+            max_players: self.signalling.max_players,
+            ..ServerConfig::ephemeral()
+        };
+        let server = signalling::run(server_config).await?;
+        let streamer_url = format!("ws://{}", server.streamer_addr());
+        let mut streamers = Vec::new();
+        for spec in &self.streamers {
+            streamers.push(mock_streamer::spawn(streamer_config(spec, &streamer_url))?);
+        }
+        let sfu = match &self.sfu {
+            Some(spec) => Some(crate::sfu::start(spec, &server).await?),
+            None => None,
+        };
+        let cancel = CancellationToken::new();
+        let mut players = Vec::new();
+        let player_url = format!("ws://{}", server.player_addr());
+        let rtc = if self.players.iter().any(|g| g.count > 0) {
+            Some(mock_player::rtc::RtcContext::new(true)?)
+        } else {
+            None
+        };
+        for group in &self.players {
+            let config = Arc::new(player_config(group, &player_url));
+            for _ in 0..group.count {
+                players.push(RunningPlayer::spawn(players.len(), config.clone(), rtc.clone(), cancel.clone()));
+            }
+        }
+        Ok(Running { server, streamers, sfu, players, cancel })
+    }
+}
+
+/// The mock-streamer settings for one group.
+pub fn streamer_config(spec: &StreamerSpec, url: &str) -> StreamerConfig {
+    let mut config = StreamerConfig { url: url.to_string(), ..StreamerConfig::default() };
+    config.streamer_ids = mock_streamer::numbered_ids(&spec.id, spec.count);
+    config.video.width = spec.width;
+    config.video.height = spec.height;
+    config.video.fps = spec.fps;
+    config.video.bitrate_bps = spec.bitrate;
+    config.simulcast = spec.simulcast;
+    config.respond = spec.respond;
+    config.print_input = spec.print_input;
+    // Reconnect fast: in a local stack the server restarts in milliseconds.
+    config.reconnect_min = Duration::from_millis(100);
+    config.reconnect_max = Duration::from_secs(2);
+    config
+}
+
+/// The mock-player settings for one group.
+pub fn player_config(group: &PlayerGroup, url: &str) -> PlayerConfig {
+    PlayerConfig {
+        url: url.to_string(),
+        streamer_id: group.streamer.clone(),
+        layer: group.layer,
+        reconnect: group.reconnect,
+        input_rate: group.input_rate,
+        latency_test: group.latency_test,
+        ..PlayerConfig::default()
+    }
+}
+
+/// One mock player running in the background.
+pub struct RunningPlayer {
+    pub live: Arc<Live>,
+    pub task: JoinHandle<PlayerStats>,
+}
+
+impl RunningPlayer {
+    pub fn spawn(
+        index: usize,
+        config: Arc<PlayerConfig>,
+        rtc: Option<Arc<mock_player::rtc::RtcContext>>,
+        cancel: CancellationToken,
+    ) -> RunningPlayer {
+        let live = Arc::new(Live::default());
+        let player = Player::new(index, config, rtc, live.clone());
+        let task = tokio::spawn(async move { player.run(cancel, None).await });
+        RunningPlayer { live, task }
+    }
+
+    pub fn streaming(&self) -> bool {
+        self.live.phase() == Phase::Streaming
+    }
+}
+
+/// A stack that is up.
+pub struct Running {
+    pub server: ServerHandle,
+    pub streamers: Vec<StreamerHandle>,
+    pub sfu: Option<crate::sfu::RunningSfu>,
+    pub players: Vec<RunningPlayer>,
+    cancel: CancellationToken,
+}
+
+impl Running {
+    /// Players currently streaming.
+    pub fn players_streaming(&self) -> usize {
+        self.players.iter().filter(|p| p.streaming()).count()
+    }
+
+    /// Stop players, SFU, streamers and server, in that order; returns the
+    /// players' final stats.
+    pub async fn stop(self) -> Vec<PlayerStats> {
+        self.cancel.cancel();
+        let mut stats = Vec::new();
+        for p in self.players {
+            if let Ok(s) = p.task.await {
+                stats.push(s);
+            }
+        }
+        if let Some(sfu) = self.sfu {
+            sfu.stop().await;
+        }
+        for s in self.streamers {
+            s.stop().await;
+        }
+        self.server.shutdown().await;
+        stats
+    }
+}

@@ -1,0 +1,275 @@
+//! The Pixel Streaming data-channel protocol, player side.
+//!
+//! Waits for the streamer's `Protocol` (255), answers with
+//! `RequestInitialSettings` and `RequestQualityControl` (as the browser
+//! frontend does), then sends input at the configured rate and latency tests
+//! once a second, and counts everything that comes back.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use proto::datachannel::{ToPlayer, ToStreamer};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use webrtc::data_channel::data_channel_message::DataChannelMessage;
+use webrtc::data_channel::RTCDataChannel;
+
+/// What one player's data channel did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DcStats {
+    /// The channel opened.
+    pub opened: bool,
+    /// Labels of the channels used (receive channel first), with
+    /// `(negotiated id)` for pre-negotiated ones (through an SFU).
+    pub channels: Vec<String>,
+    /// The streamer's Protocol message arrived.
+    pub protocol_received: bool,
+    pub initial_settings_received: bool,
+    pub quality_control_owner: Option<bool>,
+    /// Messages sent (all kinds).
+    pub sent: u64,
+    /// Input events sent (mouse, keys, UI interactions).
+    pub input_sent: u64,
+    pub send_errors: u64,
+    /// Messages received, by name.
+    pub received: BTreeMap<String, u64>,
+    pub decode_errors: u64,
+    /// Round-trip times of latency tests, milliseconds.
+    pub rtt_ms: Vec<f64>,
+}
+
+/// What the player asked the data channel to do.
+#[derive(Debug, Clone, Copy)]
+pub struct DcBehaviour {
+    pub input_rate: f64,
+    pub latency_test: bool,
+}
+
+#[derive(Default)]
+struct Pending {
+    latency: VecDeque<Instant>,
+    dc_latency: BTreeMap<u64, Instant>,
+}
+
+/// One player's data-channel endpoint (one channel, or a send/recv pair
+/// through an SFU).
+#[derive(Clone)]
+pub struct DcSession {
+    stats: Arc<Mutex<DcStats>>,
+    pending: Arc<Mutex<Pending>>,
+    behaviour: DcBehaviour,
+    cancel: CancellationToken,
+}
+
+impl DcSession {
+    pub fn new(behaviour: DcBehaviour, cancel: CancellationToken) -> Self {
+        DcSession {
+            stats: Arc::new(Mutex::new(DcStats::default())),
+            pending: Arc::new(Mutex::new(Pending::default())),
+            behaviour,
+            cancel,
+        }
+    }
+
+    pub fn stats(&self) -> DcStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Wire a channel that both sends and receives (or only one direction).
+    pub fn attach(&self, recv: &Arc<RTCDataChannel>, send: Arc<RTCDataChannel>) {
+        self.attach_notify(recv, send, None);
+    }
+
+    /// As [`DcSession::attach`]; `opened` fires when the receive channel opens.
+    pub fn attach_notify(
+        &self,
+        recv: &Arc<RTCDataChannel>,
+        send: Arc<RTCDataChannel>,
+        opened: Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
+        if let Ok(mut st) = self.stats.lock() {
+            let describe = |c: &RTCDataChannel| match c.negotiated() {
+                true => format!("{} (negotiated {})", c.label(), c.id()),
+                false => c.label().to_string(),
+            };
+            st.channels.push(describe(recv));
+            if !Arc::ptr_eq(recv, &send) {
+                st.channels.push(describe(&send));
+            }
+        }
+        let this = self.clone();
+        let send_for_msgs = send.clone();
+        recv.on_message(Box::new(move |msg: DataChannelMessage| {
+            let this = this.clone();
+            let send = send_for_msgs.clone();
+            Box::pin(async move { this.on_message(&send, &msg.data).await })
+        }));
+        let stats = self.stats.clone();
+        let mut opened = opened;
+        recv.on_open(Box::new(move || {
+            if let Ok(mut s) = stats.lock() {
+                s.opened = true;
+            }
+            if let Some(tx) = opened.take() {
+                let _ = tx.send(());
+            }
+            Box::pin(async {})
+        }));
+    }
+
+    async fn on_message(&self, send: &Arc<RTCDataChannel>, data: &[u8]) {
+        let now = Instant::now();
+        let msg = match ToPlayer::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable data-channel message");
+                if let Ok(mut s) = self.stats.lock() {
+                    s.decode_errors += 1;
+                }
+                return;
+            }
+        };
+        let mut first_protocol = false;
+        let mut rtt = None;
+        if let Ok(mut s) = self.stats.lock() {
+            s.opened = true;
+            *s.received.entry(msg.name().to_string()).or_default() += 1;
+            match &msg {
+                ToPlayer::Protocol(_) => {
+                    first_protocol = !s.protocol_received;
+                    s.protocol_received = true;
+                }
+                ToPlayer::InitialSettings(_) => s.initial_settings_received = true,
+                ToPlayer::QualityControlOwnership(b) => s.quality_control_owner = Some(*b),
+                _ => {}
+            }
+        }
+        match &msg {
+            ToPlayer::LatencyTest(_) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    rtt = p.latency.pop_front().map(|t| now.duration_since(t));
+                }
+            }
+            ToPlayer::DataChannelLatencyTest(json) => {
+                let seq = serde_json::from_str::<serde_json::Value>(json)
+                    .ok()
+                    .and_then(|v| v.get("Seq").and_then(serde_json::Value::as_u64));
+                if let Ok(mut p) = self.pending.lock() {
+                    let sent = match seq {
+                        Some(seq) => p.dc_latency.remove(&seq),
+                        None => p.dc_latency.pop_first().map(|(_, t)| t),
+                    };
+                    rtt = sent.map(|t| now.duration_since(t));
+                }
+            }
+            _ => {}
+        }
+        if let Some(rtt) = rtt {
+            if let Ok(mut s) = self.stats.lock() {
+                s.rtt_ms.push(rtt.as_secs_f64() * 1000.0);
+            }
+        }
+        if first_protocol {
+            self.send(send, &ToStreamer::RequestInitialSettings).await;
+            self.send(send, &ToStreamer::RequestQualityControl).await;
+            if self.behaviour.input_rate > 0.0 {
+                tokio::spawn(self.clone().input_loop(send.clone()));
+            }
+            if self.behaviour.latency_test {
+                tokio::spawn(self.clone().latency_loop(send.clone()));
+            }
+        }
+    }
+
+    async fn send(&self, ch: &Arc<RTCDataChannel>, msg: &ToStreamer) -> bool {
+        let ok = ch.send(&Bytes::from(msg.encode())).await.is_ok();
+        if let Ok(mut s) = self.stats.lock() {
+            if ok {
+                s.sent += 1;
+            } else {
+                s.send_errors += 1;
+            }
+        }
+        ok
+    }
+
+    async fn input_loop(self, ch: Arc<RTCDataChannel>) {
+        let period = Duration::from_secs_f64(1.0 / self.behaviour.input_rate.max(0.001));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let msg = input_event(n);
+            n += 1;
+            if self.send(&ch, &msg).await {
+                if let Ok(mut s) = self.stats.lock() {
+                    s.input_sent += 1;
+                }
+            }
+        }
+    }
+
+    async fn latency_loop(self, ch: Arc<RTCDataChannel>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut seq: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+            if let Ok(mut p) = self.pending.lock() {
+                // Keep the queues bounded if the streamer never answers.
+                if p.latency.len() > 32 {
+                    p.latency.pop_front();
+                }
+                p.latency.push_back(Instant::now());
+                while p.dc_latency.len() > 32 {
+                    p.dc_latency.pop_first();
+                }
+                p.dc_latency.insert(seq, Instant::now());
+            }
+            let lt = ToStreamer::LatencyTest(format!("{{\"StartTime\":{ms}}}"));
+            let dlt =
+                ToStreamer::DataChannelLatencyTest(format!("{{\"Seq\":{seq},\"FillResponseSize\":0,\"Filler\":\"\"}}"));
+            seq += 1;
+            if !self.send(&ch, &lt).await || !self.send(&ch, &dlt).await {
+                return;
+            }
+        }
+    }
+}
+
+/// The n-th synthetic input event: a cycle of mouse moves, a click, a key
+/// press and a UI interaction.
+pub fn input_event(n: u64) -> ToStreamer {
+    let x = ((n * 997) % 65_536) as u16;
+    let y = ((n * 613) % 65_536) as u16;
+    match n % 8 {
+        0..=2 => ToStreamer::MouseMove { x, y, delta_x: 3, delta_y: -2 },
+        3 => ToStreamer::MouseDown { button: 0, x, y },
+        4 => ToStreamer::MouseUp { button: 0, x, y },
+        5 => ToStreamer::KeyDown { key_code: 65, is_repeat: false },
+        6 => ToStreamer::KeyUp { key_code: 65 },
+        _ => ToStreamer::UIInteraction(format!("{{\"mockPlayer\":{n}}}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_events_round_trip() {
+        for n in 0..16 {
+            let m = input_event(n);
+            assert_eq!(ToStreamer::decode(&m.encode()).ok(), Some(m));
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Headless Pixel Streaming players.
+//!
+//! - [`Player`] ([`player`]): one player — signalling session
+//!   ([`signalling`]), peer session ([`peer`]), RTP statistics
+//!   ([`rtp_stats`]), data-channel protocol ([`dc`]).
+//! - [`run_load`] ([`load`]): many players in one process sharing one
+//!   runtime and one WebRTC API object; [`report`] aggregates, [`html`] draws.
+//! - `--signalling-only` ([`canned`]): no WebRTC at all.
+
+pub mod canned;
+pub mod config;
+pub mod dc;
+pub mod error;
+pub mod html;
+pub mod live;
+pub mod load;
+pub mod peer;
+pub mod player;
+pub mod report;
+pub mod rtc;
+pub mod rtp_stats;
+pub mod signalling;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use config::{LoadConfig, PlayerConfig, ProgressMode};
+pub use error::PlayerError;
+pub use load::run_load;
+pub use player::{Player, PlayerStats};
+pub use report::LoadReport;
+
+/// Run one player to completion (its own WebRTC context).
+pub async fn run_player(cfg: PlayerConfig, cancel: CancellationToken) -> Result<PlayerStats, PlayerError> {
+    let rtc = if cfg.signalling_only { None } else { Some(rtc::RtcContext::new(cfg.ice_loopback_only)?) };
+    let player = Player::new(0, Arc::new(cfg), rtc, Arc::default());
+    Ok(player.run(cancel, None).await)
+}

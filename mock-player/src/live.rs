@@ -1,0 +1,54 @@
+//! Live counters a player updates and the load scheduler samples.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+/// Where a player is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Waiting = 0,
+    Joining = 1,
+    Streaming = 2,
+    Failed = 3,
+    Done = 4,
+}
+
+/// Counters shared between a player's tasks and the sampler.
+#[derive(Debug, Default)]
+pub struct Live {
+    phase: AtomicU8,
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    /// The player streamed at least once.
+    ever_streamed: AtomicU8,
+}
+
+impl Live {
+    pub fn set_phase(&self, p: Phase) {
+        if p == Phase::Streaming {
+            self.ever_streamed.store(1, Ordering::Relaxed);
+        }
+        self.phase.store(p as u8, Ordering::Relaxed);
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Waiting,
+            1 => Phase::Joining,
+            2 => Phase::Streaming,
+            3 => Phase::Failed,
+            _ => Phase::Done,
+        }
+    }
+
+    pub fn ever_streamed(&self) -> bool {
+        self.ever_streamed.load(Ordering::Relaxed) != 0
+    }
+
+    pub fn add_media(&self, frames: u64, bytes: u64) {
+        if frames > 0 {
+            self.frames.fetch_add(frames, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}

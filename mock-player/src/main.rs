@@ -1,0 +1,187 @@
+//! `mock-player`: headless Pixel Streaming players for tests and load.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use mock_player::{html, run_load, LoadConfig, PlayerConfig, ProgressMode};
+use tokio_util::sync::CancellationToken;
+
+/// Headless Pixel Streaming player(s): join a streamer through a signalling
+/// server, receive its media without decoding it, talk the data-channel
+/// protocol, and measure. Exit code: 0 pass, 1 fail (reason printed), 2 usage
+/// or setup error.
+#[derive(Parser, Debug)]
+#[command(name = "mock-player", version)]
+struct Cli {
+    /// Signalling server player WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080")]
+    url: String,
+    /// Streamer id to subscribe to. Default: the only streamer listed (re-listed every second while none is).
+    #[arg(long = "streamer", value_name = "ID")]
+    streamer: Option<String>,
+    /// Gather and accept only 127.0.0.1 host candidates and ignore the server's ICE servers.
+    /// `--ice-loopback-only=false` uses real interfaces and the `peerConnectionOptions` of the server's `config`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    ice_loopback_only: bool,
+    /// Send `layerPreference` (spatial,temporal) after answering, e.g. `--layer 1,0` (for SFUs).
+    #[arg(long, value_name = "S,T", value_parser = parse_layer)]
+    layer: Option<(i64, i64)>,
+    /// When the streamer disconnects or the socket closes, wait for the streamer to come back and rejoin.
+    #[arg(long)]
+    reconnect: bool,
+    /// Input events per second per player on the data channel (mouse moves, clicks, keys, UIInteraction); 0 = none.
+    #[arg(long, default_value_t = 0.0, value_name = "N")]
+    input_rate: f64,
+    /// Send a LatencyTest and a DataChannelLatencyTest every second and measure round trips.
+    #[arg(long)]
+    latency_test: bool,
+    /// Run for this many seconds (per player, from its start), then judge. Default: until --expect-frames is reached, or Ctrl-C.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Pass only if each player received at least N video frames (without --duration: stop as soon as it has).
+    #[arg(long, value_name = "N")]
+    expect_frames: Option<u64>,
+    /// Pass only if each player's video frame rate was at least F.
+    #[arg(long, value_name = "F")]
+    min_fps: Option<f64>,
+    /// Number of players in this process (one runtime, one WebRTC API object).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    players: usize,
+    /// Players started per second.
+    #[arg(long, default_value_t = 10.0, value_name = "R")]
+    ramp: f64,
+    /// At most this many joins in flight (started but not yet streaming or failed).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    max_joining: usize,
+    /// Seconds a join may take (connect to first RTP; with --signalling-only, to the answer) before it fails.
+    #[arg(long, default_value_t = 20.0, value_name = "SECS")]
+    join_timeout: f64,
+    /// No WebRTC at all: answer offers with a canned SDP and canned ICE candidates (signalling load tests).
+    #[arg(long)]
+    signalling_only: bool,
+    /// Write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page with charts to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Progress output: auto (an updating line on a terminal, plain lines otherwise), plain, off.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "off"])]
+    progress: String,
+    /// Log filter (tracing-subscriber EnvFilter syntax), on stderr; RUST_LOG also works. The
+    /// default keeps webrtc-rs's own teardown warnings quiet.
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "warn,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,webrtc_srtp=error,webrtc_data=error,webrtc_mdns=error"
+    )]
+    log: String,
+}
+
+fn parse_layer(s: &str) -> Result<(i64, i64), String> {
+    let (a, b) = s.split_once(',').ok_or("expected S,T")?;
+    Ok((
+        a.trim().parse().map_err(|e| format!("spatial layer: {e}"))?,
+        b.trim().parse().map_err(|e| format!("temporal layer: {e}"))?,
+    ))
+}
+
+fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v).with_context(|| format!("--{name} must be a non-negative number of seconds"))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mock-player: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if cli.players == 0 {
+        anyhow::bail!("--players must be at least 1");
+    }
+    let url = url::Url::parse(&cli.url).with_context(|| format!("--url {:?}", cli.url))?;
+    if !matches!(url.scheme(), "ws" | "wss") {
+        anyhow::bail!("--url {:?}: the scheme must be ws or wss", cli.url);
+    }
+    let cfg = PlayerConfig {
+        url: cli.url.clone(),
+        streamer_id: cli.streamer.clone(),
+        ice_loopback_only: cli.ice_loopback_only,
+        layer: cli.layer,
+        reconnect: cli.reconnect,
+        input_rate: cli.input_rate.max(0.0),
+        latency_test: cli.latency_test,
+        duration: cli.duration.map(|d| secs("duration", d)).transpose()?,
+        expect_frames: cli.expect_frames,
+        stop_at_expected_frames: true,
+        min_fps: cli.min_fps,
+        join_timeout: secs("join-timeout", cli.join_timeout)?,
+        list_interval: Duration::from_secs(1),
+        signalling_only: cli.signalling_only,
+    };
+    let load = LoadConfig {
+        players: cli.players,
+        ramp: cli.ramp,
+        max_joining: cli.max_joining.max(1),
+        progress: match cli.progress.as_str() {
+            "plain" => ProgressMode::Plain,
+            "off" => ProgressMode::Off,
+            _ => ProgressMode::Auto,
+        },
+        sample_interval: Duration::from_secs(1),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")?;
+    let report = rt.block_on(async {
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("mock-player: interrupted, finishing");
+                c.cancel();
+            }
+        });
+        run_load(cfg, load, cancel).await
+    })?;
+    print!("{}", report.to_text());
+    if let Some(path) = &cli.report {
+        let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &cli.html {
+        std::fs::write(path, html::render(&report)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.player_stats.iter().any(|p| p.error_kind.as_deref() == Some("bad_url")) {
+        return Ok(ExitCode::from(2));
+    }
+    if report.all_passed() {
+        println!("PASS");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let reason = report
+            .failures
+            .first()
+            .map(|f| format!("{} player(s): {}", f.count, f.example))
+            .unwrap_or_else(|| "no player ran".into());
+        println!("FAIL: {reason}");
+        Ok(ExitCode::from(1))
+    }
+}

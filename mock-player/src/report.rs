@@ -1,0 +1,255 @@
+//! The end-of-run report: percentiles of each join phase and of the media and
+//! data-channel figures, failures grouped by reason, and the timeline the
+//! load scheduler sampled. Text for humans, JSON for machines.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::player::{JoinTimes, PlayerStats};
+
+/// Nearest-rank percentiles of a set of values.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub n: usize,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    pub fn of(mut v: Vec<f64>) -> Percentiles {
+        v.retain(|x| x.is_finite());
+        if v.is_empty() {
+            return Percentiles::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let rank = |p: f64| {
+            let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
+            v[i.clamp(1, v.len()) - 1]
+        };
+        Percentiles {
+            n: v.len(),
+            p50: rank(50.0),
+            p90: rank(90.0),
+            p99: rank(99.0),
+            max: v[v.len() - 1],
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+        }
+    }
+}
+
+/// One sample of the whole run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Sample {
+    pub t_secs: f64,
+    pub started: usize,
+    pub joining: usize,
+    pub streaming: usize,
+    pub failed: usize,
+    pub done: usize,
+    /// Video frames per second over all players.
+    pub fps: f64,
+    /// Media bits per second over all players.
+    pub bitrate_bps: f64,
+}
+
+/// Failures with the same reason.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FailureGroup {
+    pub kind: String,
+    pub count: usize,
+    pub example: String,
+}
+
+/// The result of a run (one player or many).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadReport {
+    pub players: usize,
+    pub joined: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub signalling_only: bool,
+    pub elapsed_secs: f64,
+    /// Per join phase (ms from the start of the join): ws_connect, offer,
+    /// ice_connected, first_rtp, first_keyframe, joined.
+    pub phases: BTreeMap<String, Percentiles>,
+    pub fps: Percentiles,
+    pub bitrate_bps: Percentiles,
+    /// Fraction of packets lost per player.
+    pub loss: Percentiles,
+    pub jitter_ms: Percentiles,
+    pub dc_rtt_ms: Percentiles,
+    pub total_video_frames: u64,
+    pub total_input_sent: u64,
+    pub reconnects: u64,
+    pub failures: Vec<FailureGroup>,
+    pub timeline: Vec<Sample>,
+    pub player_stats: Vec<PlayerStats>,
+}
+
+impl LoadReport {
+    pub fn build(
+        mut stats: Vec<PlayerStats>,
+        timeline: Vec<Sample>,
+        elapsed_secs: f64,
+        signalling_only: bool,
+    ) -> LoadReport {
+        stats.sort_by_key(|s| s.index);
+        let phase =
+            |f: fn(&JoinTimes) -> Option<f64>| Percentiles::of(stats.iter().filter_map(|s| f(&s.join)).collect());
+        let mut phases = BTreeMap::new();
+        phases.insert("1 ws_connect".to_string(), phase(|j| j.ws_connect_ms));
+        phases.insert("2 offer".to_string(), phase(|j| j.offer_ms));
+        if !signalling_only {
+            phases.insert("3 ice_connected".to_string(), phase(|j| j.ice_connected_ms));
+            phases.insert("4 first_rtp".to_string(), phase(|j| j.first_rtp_ms));
+            phases.insert("5 first_keyframe".to_string(), phase(|j| j.first_keyframe_ms));
+        }
+        phases.insert("6 joined".to_string(), phase(|j| j.joined_ms));
+        let streamed: Vec<&PlayerStats> = stats.iter().filter(|s| !s.tracks.is_empty()).collect();
+        let per = |f: fn(&PlayerStats) -> f64| Percentiles::of(streamed.iter().map(|s| f(s)).collect());
+
+        let mut groups: BTreeMap<String, FailureGroup> = BTreeMap::new();
+        for s in &stats {
+            if let (Some(kind), Some(msg)) = (&s.error_kind, &s.error) {
+                groups
+                    .entry(kind.clone())
+                    .or_insert_with(|| FailureGroup { kind: kind.clone(), count: 0, example: msg.clone() })
+                    .count += 1;
+            }
+        }
+        let mut failures: Vec<FailureGroup> = groups.into_values().collect();
+        failures.sort_by_key(|f| std::cmp::Reverse(f.count));
+
+        LoadReport {
+            players: stats.len(),
+            joined: stats.iter().filter(|s| s.joined).count(),
+            passed: stats.iter().filter(|s| s.passed).count(),
+            failed: stats.iter().filter(|s| !s.passed).count(),
+            signalling_only,
+            elapsed_secs,
+            phases,
+            fps: per(|s| s.fps),
+            bitrate_bps: per(|s| s.bitrate_bps),
+            loss: per(|s| s.loss),
+            jitter_ms: per(|s| s.jitter_ms),
+            dc_rtt_ms: Percentiles::of(stats.iter().flat_map(|s| s.dc.rtt_ms.iter().copied()).collect()),
+            total_video_frames: stats.iter().map(|s| s.video_frames).sum(),
+            total_input_sent: stats.iter().map(|s| s.dc.input_sent).sum(),
+            reconnects: stats.iter().map(|s| u64::from(s.reconnects)).sum(),
+            failures,
+            timeline,
+            player_stats: stats,
+        }
+    }
+
+    /// Every player passed (and there was at least one).
+    pub fn all_passed(&self) -> bool {
+        self.players > 0 && self.failed == 0
+    }
+
+    /// Human-readable summary.
+    pub fn to_text(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "players {}  joined {}  passed {}  failed {}  in {:.1} s{}",
+            self.players,
+            self.joined,
+            self.passed,
+            self.failed,
+            self.elapsed_secs,
+            if self.signalling_only { "  (signalling only)" } else { "" }
+        );
+        let _ = writeln!(o, "{:<22} {:>6} {:>10} {:>10} {:>10} {:>10}", "", "n", "p50", "p90", "p99", "max");
+        let mut row = |name: &str, p: &Percentiles, unit: &str, scale: f64| {
+            if p.n == 0 {
+                let _ = writeln!(o, "{:<22} {:>6} {:>10}", format!("{name} ({unit})"), 0, "-");
+                return;
+            }
+            let _ = writeln!(
+                o,
+                "{:<22} {:>6} {:>10} {:>10} {:>10} {:>10}",
+                format!("{name} ({unit})"),
+                p.n,
+                fmt(p.p50 * scale),
+                fmt(p.p90 * scale),
+                fmt(p.p99 * scale),
+                fmt(p.max * scale)
+            );
+        };
+        for (name, p) in &self.phases {
+            let name = name.split_once(' ').map_or(name.as_str(), |(_, n)| n);
+            row(name, p, "ms", 1.0);
+        }
+        if !self.signalling_only {
+            row("fps", &self.fps, "1/s", 1.0);
+            row("bitrate", &self.bitrate_bps, "kbit/s", 0.001);
+            row("loss", &self.loss, "%", 100.0);
+            row("jitter", &self.jitter_ms, "ms", 1.0);
+            row("dc rtt", &self.dc_rtt_ms, "ms", 1.0);
+            let _ = writeln!(
+                o,
+                "video frames {}  input sent {}  reconnects {}",
+                self.total_video_frames, self.total_input_sent, self.reconnects
+            );
+        }
+        if self.failures.is_empty() {
+            let _ = writeln!(o, "failures: none");
+        } else {
+            let _ = writeln!(o, "failures:");
+            for f in &self.failures {
+                let _ = writeln!(o, "  {:>6} × {}: {}", f.count, f.kind, f.example);
+            }
+        }
+        o
+    }
+}
+
+fn fmt(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let p = Percentiles::of((1..=100).map(f64::from).collect());
+        assert_eq!((p.n, p.p50, p.p90, p.p99, p.max), (100, 50.0, 90.0, 99.0, 100.0));
+        assert_eq!(Percentiles::of(vec![]).n, 0);
+        let p = Percentiles::of(vec![3.0]);
+        assert_eq!((p.p50, p.p99), (3.0, 3.0));
+    }
+
+    #[test]
+    fn groups_failures() {
+        let mk = |i, kind: Option<&str>| PlayerStats {
+            index: i,
+            passed: kind.is_none(),
+            error_kind: kind.map(String::from),
+            error: kind.map(|k| format!("{k} happened")),
+            ..Default::default()
+        };
+        let r = LoadReport::build(
+            vec![mk(0, None), mk(1, Some("join_timeout")), mk(2, Some("join_timeout")), mk(3, Some("connect"))],
+            vec![],
+            1.0,
+            false,
+        );
+        assert_eq!(r.failed, 3);
+        assert_eq!(r.failures[0].kind, "join_timeout");
+        assert_eq!(r.failures[0].count, 2);
+        assert!(r.to_text().contains("join_timeout"));
+        assert!(!r.all_passed());
+    }
+}

@@ -1,0 +1,338 @@
+//! RTP statistics for one received track, without decoding any media.
+//!
+//! Counts packets, bytes, frames (a new RTP timestamp starts a frame),
+//! keyframes (H.264: an IDR slice or SPS in a single NAL, STAP-A or FU-A start;
+//! VP8: the payload descriptor's start of partition 0 with the P bit clear),
+//! sequence gaps (RFC 3550 expected − received) and interarrival jitter
+//! (RFC 3550 §6.4.1).
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Which payload format a track carries, for keyframe detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Codec {
+    H264,
+    Vp8,
+    /// Audio or anything else: counted, no keyframes.
+    Other,
+}
+
+impl Codec {
+    /// From a MIME type such as `video/H264`.
+    pub fn from_mime(mime: &str) -> Codec {
+        let m = mime.to_ascii_lowercase();
+        if m.ends_with("/h264") {
+            Codec::H264
+        } else if m.ends_with("/vp8") {
+            Codec::Vp8
+        } else {
+            Codec::Other
+        }
+    }
+}
+
+/// Is this RTP payload the start of (or part of) a keyframe?
+pub fn is_keyframe(codec: Codec, payload: &[u8]) -> bool {
+    match codec {
+        Codec::H264 => h264_is_keyframe(payload),
+        Codec::Vp8 => vp8_is_keyframe(payload),
+        Codec::Other => false,
+    }
+}
+
+fn h264_key_nal(nal_type: u8) -> bool {
+    nal_type == 5 || nal_type == 7
+}
+
+fn h264_is_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    match first & 0x1f {
+        // STAP-A: 1 byte header, then (u16 size, NAL)*
+        24 => {
+            let mut rest = &payload[1..];
+            while rest.len() >= 3 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if size == 0 || rest.len() < 2 + size {
+                    return false;
+                }
+                if h264_key_nal(rest[2] & 0x1f) {
+                    return true;
+                }
+                rest = &rest[2 + size..];
+            }
+            false
+        }
+        // FU-A: indicator, header (S bit 0x80, type in low 5 bits)
+        28 => payload.get(1).is_some_and(|h| h & 0x80 != 0 && h264_key_nal(h & 0x1f)),
+        t => h264_key_nal(t),
+    }
+}
+
+fn vp8_is_keyframe(payload: &[u8]) -> bool {
+    let Some(&d) = payload.first() else {
+        return false;
+    };
+    let extended = d & 0x80 != 0;
+    let start = d & 0x10 != 0;
+    let partition = d & 0x07;
+    if !start || partition != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if extended {
+        let Some(&x) = payload.get(i) else {
+            return false;
+        };
+        i += 1;
+        if x & 0x80 != 0 {
+            // PictureID: 7 or 15 bits (M bit).
+            let Some(&p) = payload.get(i) else {
+                return false;
+            };
+            i += if p & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1; // TL0PICIDX
+        }
+        if x & 0x20 != 0 || x & 0x10 != 0 {
+            i += 1; // TID / KEYIDX
+        }
+    }
+    payload.get(i).is_some_and(|b| b & 0x01 == 0)
+}
+
+/// Running statistics for one track.
+#[derive(Debug, Clone)]
+pub struct RtpStats {
+    pub codec: Codec,
+    pub kind: String,
+    pub clock_rate: u32,
+    pub packets: u64,
+    /// RTP payload bytes.
+    pub bytes: u64,
+    pub frames: u64,
+    pub keyframes: u64,
+    pub first_packet: Option<Instant>,
+    pub first_keyframe: Option<Instant>,
+    pub last_packet: Option<Instant>,
+    last_timestamp: Option<u32>,
+    frame_is_key: bool,
+    // Sequence tracking (RFC 3550 appendix A.1, simplified).
+    base_seq: u32,
+    max_ext_seq: Option<u32>,
+    // Jitter.
+    jitter: f64,
+    last_transit: Option<i64>,
+    epoch: Option<Instant>,
+}
+
+/// A finished (or current) view of [`RtpStats`].
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct TrackSummary {
+    pub kind: String,
+    pub codec: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub frames: u64,
+    pub keyframes: u64,
+    pub lost: u64,
+    /// Fraction of expected packets that never arrived, 0..1.
+    pub loss: f64,
+    pub jitter_ms: f64,
+    /// Seconds between the first and last packet.
+    pub active_secs: f64,
+    pub fps: f64,
+    pub bitrate_bps: f64,
+}
+
+impl RtpStats {
+    pub fn new(codec: Codec, kind: &str, clock_rate: u32) -> Self {
+        RtpStats {
+            codec,
+            kind: kind.to_string(),
+            clock_rate: clock_rate.max(1),
+            packets: 0,
+            bytes: 0,
+            frames: 0,
+            keyframes: 0,
+            first_packet: None,
+            first_keyframe: None,
+            last_packet: None,
+            last_timestamp: None,
+            frame_is_key: false,
+            base_seq: 0,
+            max_ext_seq: None,
+            jitter: 0.0,
+            last_transit: None,
+            epoch: None,
+        }
+    }
+
+    /// Account for one packet. Returns `(new_frame, new_keyframe)`.
+    pub fn on_packet(&mut self, now: Instant, seq: u16, timestamp: u32, payload: &[u8]) -> (bool, bool) {
+        self.packets += 1;
+        self.bytes += payload.len() as u64;
+        if self.first_packet.is_none() {
+            self.first_packet = Some(now);
+        }
+        self.last_packet = Some(now);
+        self.on_seq(seq);
+        self.on_jitter(now, timestamp);
+
+        let new_frame = self.last_timestamp != Some(timestamp);
+        if new_frame {
+            self.frames += 1;
+            self.last_timestamp = Some(timestamp);
+            self.frame_is_key = false;
+        }
+        let mut new_key = false;
+        if !self.frame_is_key && is_keyframe(self.codec, payload) {
+            self.frame_is_key = true;
+            self.keyframes += 1;
+            new_key = true;
+            if self.first_keyframe.is_none() {
+                self.first_keyframe = Some(now);
+            }
+        }
+        (new_frame, new_key)
+    }
+
+    fn on_seq(&mut self, seq: u16) {
+        let seq = u32::from(seq);
+        match self.max_ext_seq {
+            None => {
+                self.base_seq = seq;
+                self.max_ext_seq = Some(seq);
+            }
+            Some(max) => {
+                // Extend `seq` to the 32-bit value closest to `max`.
+                let cycles = max & !0xffff;
+                let mut ext = cycles | seq;
+                let diff = i64::from(ext) - i64::from(max);
+                if diff < -0x8000 {
+                    ext = ext.wrapping_add(0x1_0000);
+                } else if diff > 0x8000 && ext >= 0x1_0000 {
+                    ext -= 0x1_0000;
+                }
+                if ext > max {
+                    self.max_ext_seq = Some(ext);
+                }
+            }
+        }
+    }
+
+    fn on_jitter(&mut self, now: Instant, timestamp: u32) {
+        let epoch = *self.epoch.get_or_insert(now);
+        let arrival = (now.duration_since(epoch).as_secs_f64() * f64::from(self.clock_rate)) as i64;
+        let transit = arrival - i64::from(timestamp);
+        if let Some(prev) = self.last_transit {
+            // Timestamps wrap at 2^32: take the difference modulo 2^32.
+            let d = ((transit - prev) as i32).unsigned_abs();
+            self.jitter += (f64::from(d) - self.jitter) / 16.0;
+        }
+        self.last_transit = Some(transit);
+    }
+
+    /// Packets expected from the sequence numbers seen.
+    pub fn expected(&self) -> u64 {
+        self.max_ext_seq.map_or(0, |m| u64::from(m - self.base_seq.min(m)) + 1)
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.expected().saturating_sub(self.packets)
+    }
+
+    pub fn summary(&self) -> TrackSummary {
+        let active_secs = match (self.first_packet, self.last_packet) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        };
+        let expected = self.expected();
+        let lost = self.lost();
+        let per_sec = |n: f64| {
+            if active_secs > 0.0 {
+                n / active_secs
+            } else {
+                0.0
+            }
+        };
+        TrackSummary {
+            kind: self.kind.clone(),
+            codec: format!("{:?}", self.codec),
+            packets: self.packets,
+            bytes: self.bytes,
+            frames: self.frames,
+            keyframes: self.keyframes,
+            lost,
+            loss: if expected > 0 { lost as f64 / expected as f64 } else { 0.0 },
+            jitter_ms: self.jitter * 1000.0 / f64::from(self.clock_rate),
+            active_secs,
+            // A frame count over an interval: n frames span n-1 intervals.
+            fps: per_sec(self.frames.saturating_sub(1) as f64),
+            bitrate_bps: per_sec(self.bytes as f64 * 8.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn h264_keyframes() {
+        assert!(is_keyframe(Codec::H264, &[0x65, 1, 2]));
+        assert!(is_keyframe(Codec::H264, &[0x67, 1]));
+        assert!(!is_keyframe(Codec::H264, &[0x41, 1]));
+        // STAP-A with SPS, PPS.
+        assert!(is_keyframe(Codec::H264, &[0x78, 0, 2, 0x67, 0, 0, 1, 0x68]));
+        // STAP-A with a non-key NAL only.
+        assert!(!is_keyframe(Codec::H264, &[0x78, 0, 1, 0x41]));
+        // Truncated STAP-A does not panic.
+        assert!(!is_keyframe(Codec::H264, &[0x78, 0, 9, 0x41]));
+        // FU-A start of IDR, continuation of IDR.
+        assert!(is_keyframe(Codec::H264, &[0x7c, 0x85, 0]));
+        assert!(!is_keyframe(Codec::H264, &[0x7c, 0x05, 0]));
+        assert!(!is_keyframe(Codec::H264, &[0x7c]));
+        assert!(!is_keyframe(Codec::H264, &[]));
+    }
+
+    #[test]
+    fn vp8_keyframes() {
+        // S=1, PID=0, no extension, P bit 0.
+        assert!(is_keyframe(Codec::Vp8, &[0x10, 0x00]));
+        assert!(!is_keyframe(Codec::Vp8, &[0x10, 0x01]));
+        assert!(!is_keyframe(Codec::Vp8, &[0x00, 0x00]));
+        // Extended with 15-bit picture id.
+        assert!(is_keyframe(Codec::Vp8, &[0x90, 0x80, 0x81, 0x22, 0x00]));
+        assert!(!is_keyframe(Codec::Vp8, &[0x90, 0x80, 0x81]));
+    }
+
+    #[test]
+    fn frames_loss_and_wrap() {
+        let t0 = Instant::now();
+        let mut s = RtpStats::new(Codec::H264, "video", 90_000);
+        let mut seq: u16 = 65_530;
+        for f in 0..10u32 {
+            for p in 0..3 {
+                let now = t0 + Duration::from_millis(u64::from(f) * 33);
+                if !(f == 5 && p == 1) {
+                    let payload: &[u8] = if f % 5 == 0 { &[0x65, 0] } else { &[0x41, 0] };
+                    s.on_packet(now, seq, f * 3000, payload);
+                }
+                seq = seq.wrapping_add(1);
+            }
+        }
+        assert_eq!(s.frames, 10);
+        assert_eq!(s.keyframes, 2);
+        assert_eq!(s.expected(), 30);
+        assert_eq!(s.lost(), 1);
+        let sum = s.summary();
+        assert!((sum.fps - 30.3).abs() < 1.0, "{}", sum.fps);
+        assert!(sum.jitter_ms < 5.0);
+    }
+}

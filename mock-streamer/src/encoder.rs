@@ -1,0 +1,104 @@
+//! H.264 constrained-baseline encoding with OpenH264 (built from source).
+
+use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, Level, Profile, RateControlMode};
+use openh264::OpenH264API;
+
+use crate::pattern::I420Frame;
+
+/// Encoder errors.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error("openh264: {0}")]
+    OpenH264(#[from] openh264::Error),
+}
+
+/// One encoded picture: Annex-B NAL units (start codes included).
+#[derive(Debug, Clone)]
+pub struct EncodedPicture {
+    pub data: Vec<u8>,
+    /// An IDR picture (SPS and PPS precede it).
+    pub keyframe: bool,
+}
+
+/// An OpenH264 encoder for one resolution.
+pub struct H264Encoder {
+    inner: Encoder,
+}
+
+impl std::fmt::Debug for H264Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("H264Encoder")
+    }
+}
+
+impl H264Encoder {
+    /// Baseline profile, level 3.1 (what `profile-level-id=42e01f` promises),
+    /// bitrate rate control (which needs frame skipping allowed: a skipped
+    /// frame comes back empty), no periodic IDR: keyframes come when asked
+    /// for.
+    pub fn new(bitrate_bps: u32, fps: u32) -> Result<Self, EncoderError> {
+        let config = EncoderConfig::new()
+            .bitrate(BitRate::from_bps(bitrate_bps))
+            .max_frame_rate(FrameRate::from_hz(fps as f32))
+            .rate_control_mode(RateControlMode::Bitrate)
+            .skip_frames(true)
+            .profile(Profile::Baseline)
+            .level(Level::Level_3_1)
+            .num_threads(1);
+        let inner = Encoder::with_api_config(OpenH264API::from_source(), config)?;
+        Ok(H264Encoder { inner })
+    }
+
+    /// Encode one frame; `keyframe` forces an IDR. Empty `data`: the rate
+    /// controller skipped this frame.
+    pub fn encode(&mut self, frame: &I420Frame, keyframe: bool) -> Result<EncodedPicture, EncoderError> {
+        if keyframe {
+            self.inner.force_intra_frame();
+        }
+        let bitstream = self.inner.encode(frame)?;
+        let keyframe = matches!(bitstream.frame_type(), FrameType::IDR | FrameType::I);
+        Ok(EncodedPicture { data: bitstream.to_vec(), keyframe })
+    }
+}
+
+/// NAL unit types (low 5 bits of each NAL header) in an Annex-B buffer.
+pub fn nal_types(annex_b: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut i = 0;
+    while i + 3 <= annex_b.len() {
+        if annex_b[i] == 0 && annex_b[i + 1] == 0 && annex_b[i + 2] == 1 {
+            if let Some(h) = annex_b.get(i + 3) {
+                types.push(h & 0x1f);
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    types
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pattern::TestPattern;
+
+    #[test]
+    fn first_frame_is_idr_with_parameter_sets_and_decodes() {
+        let mut p = TestPattern::new(320, 240);
+        let mut e = H264Encoder::new(500_000, 30).unwrap();
+        let first = e.encode(p.render(0), false).unwrap();
+        assert!(first.keyframe);
+        let types = nal_types(&first.data);
+        assert!(types.contains(&7) && types.contains(&8) && types.contains(&5), "{types:?}");
+        let second = e.encode(p.render(1), false).unwrap();
+        assert!(!second.keyframe);
+        let forced = e.encode(p.render(2), true).unwrap();
+        assert!(forced.keyframe);
+
+        let mut d = openh264::decoder::Decoder::new().unwrap();
+        let yuv = d.decode(&first.data).unwrap().expect("a picture");
+        use openh264::formats::YUVSource;
+        assert_eq!(yuv.dimensions(), (320, 240));
+    }
+}

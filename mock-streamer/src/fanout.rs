@@ -1,0 +1,192 @@
+//! Fan-out of packetized video to every player.
+//!
+//! The encoder thread packetizes each frame once and [`Fanout::publish`]es it.
+//! Each player has its own writer task fed by a small bounded queue
+//! (`try_send`: a slow player never holds up the encoder or the others), which
+//! writes the RTP packets to that player's `TrackLocalStaticRTP`. A player
+//! starts at a keyframe, and after it has lost frames (full queue) it waits
+//! for the next keyframe, asking for one.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+use webrtc::rtp::packet::Packet;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use webrtc::track::track_local::TrackLocalWriter;
+
+use crate::stats::PlayerStats;
+
+/// Frames a player may have queued before frames are dropped for it.
+pub const PLAYER_QUEUE_FRAMES: usize = 8;
+
+/// One encoded, packetized video frame.
+#[derive(Debug)]
+pub struct VideoFrame {
+    pub number: u64,
+    pub keyframe: bool,
+    /// Encoded size (Annex-B bytes).
+    pub bytes: usize,
+    pub packets: Vec<Packet>,
+}
+
+struct Subscriber {
+    key: u64,
+    tx: mpsc::Sender<Arc<VideoFrame>>,
+    resync: Arc<AtomicBool>,
+    stats: Arc<PlayerStats>,
+}
+
+/// The set of players receiving one streamer's video.
+#[derive(Default)]
+pub struct Fanout {
+    subscribers: Mutex<Vec<Subscriber>>,
+    keyframe_wanted: AtomicBool,
+    next_key: AtomicU64,
+}
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fanout").field("subscribers", &self.len()).finish()
+    }
+}
+
+/// Removes its player from the fan-out when dropped.
+pub struct Subscription {
+    fanout: Arc<Fanout>,
+    key: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.fanout.lock().retain(|s| s.key != self.key);
+    }
+}
+
+impl Fanout {
+    fn lock(&self) -> MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ask the encoder for a keyframe (new player, PLI/FIR, IFrameRequest).
+    pub fn request_keyframe(&self) {
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a keyframe was asked for since the last call.
+    pub fn take_keyframe_request(&self) -> bool {
+        self.keyframe_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Start sending to `track`; spawns the player's writer task on the
+    /// current Tokio runtime and asks for a keyframe.
+    pub fn subscribe(self: &Arc<Self>, track: Arc<TrackLocalStaticRTP>, stats: Arc<PlayerStats>) -> Subscription {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(PLAYER_QUEUE_FRAMES);
+        let resync = Arc::new(AtomicBool::new(true));
+        tokio::spawn(write_loop(rx, track, resync.clone(), stats.clone(), self.clone()));
+        self.lock().push(Subscriber { key, tx, resync, stats });
+        self.request_keyframe();
+        Subscription { fanout: self.clone(), key }
+    }
+
+    /// Queue `frame` for every player. Never blocks.
+    pub fn publish(&self, frame: Arc<VideoFrame>) {
+        let mut want_key = false;
+        self.lock().retain(|s| match s.tx.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                s.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                s.resync.store(true, Ordering::Relaxed);
+                want_key = true;
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        if want_key {
+            self.request_keyframe();
+        }
+    }
+}
+
+async fn write_loop(
+    mut rx: mpsc::Receiver<Arc<VideoFrame>>,
+    track: Arc<TrackLocalStaticRTP>,
+    resync: Arc<AtomicBool>,
+    stats: Arc<PlayerStats>,
+    fanout: Arc<Fanout>,
+) {
+    while let Some(frame) = rx.recv().await {
+        if resync.load(Ordering::Relaxed) {
+            if !frame.keyframe {
+                stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                fanout.request_keyframe();
+                continue;
+            }
+            resync.store(false, Ordering::Relaxed);
+        }
+        let mut bytes = 0;
+        for packet in &frame.packets {
+            match track.write_rtp(packet).await {
+                Ok(n) => bytes += n as u64,
+                Err(e) => {
+                    tracing::debug!(error = %e, "write_rtp failed");
+                }
+            }
+        }
+        stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        stats.packets_sent.fetch_add(frame.packets.len() as u64, Ordering::Relaxed);
+        stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+        if frame.keyframe {
+            stats.keyframes_sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Simulcast rids, full, half and quarter resolution.
+pub const SIMULCAST_RIDS: [&str; 3] = ["f", "h", "q"];
+
+/// The fan-outs of one streamer's video: layer 0 at full resolution, and with
+/// simulcast layers 1 and 2 at half and quarter resolution. Each layer is
+/// encoded only while someone subscribes to it.
+#[derive(Debug)]
+pub struct VideoLayers {
+    pub layers: Vec<Arc<Fanout>>,
+}
+
+impl Default for VideoLayers {
+    fn default() -> Self {
+        VideoLayers::new(false)
+    }
+}
+
+impl VideoLayers {
+    pub fn new(simulcast: bool) -> Self {
+        let n = if simulcast { SIMULCAST_RIDS.len() } else { 1 };
+        VideoLayers { layers: (0..n).map(|_| Arc::new(Fanout::default())).collect() }
+    }
+
+    /// The full-resolution layer (what every non-simulcast player gets).
+    pub fn full(&self) -> &Arc<Fanout> {
+        &self.layers[0]
+    }
+
+    pub fn simulcast(&self) -> bool {
+        self.layers.len() > 1
+    }
+
+    /// Ask every layer for a keyframe.
+    pub fn request_keyframe(&self) {
+        for l in &self.layers {
+            l.request_keyframe();
+        }
+    }
+}

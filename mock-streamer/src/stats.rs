@@ -1,0 +1,186 @@
+//! Counters: per streamer (encoder, input messages by type) and per player
+//! (frames, bytes, keyframes sent), plus serialisable snapshots.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the statistics down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counters of one player connection.
+#[derive(Debug, Default)]
+pub struct PlayerStats {
+    pub frames_sent: AtomicU64,
+    pub keyframes_sent: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    /// Frames not delivered because the player's queue was full or it was
+    /// waiting for a keyframe.
+    pub frames_dropped: AtomicU64,
+    pub input_messages: AtomicU64,
+    pub datachannel_messages_sent: AtomicU64,
+}
+
+/// What [`PlayerStats`] held at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlayerSnapshot {
+    pub player_id: String,
+    pub frames_sent: u64,
+    pub keyframes_sent: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub frames_dropped: u64,
+    pub input_messages: u64,
+    pub datachannel_messages_sent: u64,
+}
+
+impl PlayerStats {
+    fn snapshot(&self, player_id: &str) -> PlayerSnapshot {
+        PlayerSnapshot {
+            player_id: player_id.to_string(),
+            frames_sent: self.frames_sent.load(Relaxed),
+            keyframes_sent: self.keyframes_sent.load(Relaxed),
+            packets_sent: self.packets_sent.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            frames_dropped: self.frames_dropped.load(Relaxed),
+            input_messages: self.input_messages.load(Relaxed),
+            datachannel_messages_sent: self.datachannel_messages_sent.load(Relaxed),
+        }
+    }
+}
+
+/// Counters of one streamer.
+#[derive(Debug, Default)]
+pub struct StreamerStats {
+    committed_id: Mutex<Option<String>>,
+    pub frames_encoded: AtomicU64,
+    pub keyframes_encoded: AtomicU64,
+    pub bytes_encoded: AtomicU64,
+    pub encode_micros: AtomicU64,
+    pub players_connected_total: AtomicU64,
+    pub signalling_connects: AtomicU64,
+    players: Mutex<HashMap<String, Arc<PlayerStats>>>,
+    /// Players that have left, kept so totals never go down.
+    departed: Mutex<Vec<PlayerSnapshot>>,
+    input_counts: Mutex<BTreeMap<String, u64>>,
+}
+
+/// What [`StreamerStats`] held at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StreamerSnapshot {
+    pub streamer_id: Option<String>,
+    pub frames_encoded: u64,
+    pub keyframes_encoded: u64,
+    pub bytes_encoded: u64,
+    /// Mean encode time per frame, microseconds.
+    pub encode_micros_avg: u64,
+    pub players_connected_total: u64,
+    pub signalling_connects: u64,
+    /// Current players, by id.
+    pub players: Vec<PlayerSnapshot>,
+    /// Sums over current and departed players.
+    pub totals: PlayerSnapshot,
+    /// Player → streamer data-channel messages by type name.
+    pub input_counts: BTreeMap<String, u64>,
+}
+
+impl StreamerStats {
+    pub fn set_committed_id(&self, id: &str) {
+        *lock(&self.committed_id) = Some(id.to_string());
+    }
+
+    pub fn committed_id(&self) -> Option<String> {
+        lock(&self.committed_id).clone()
+    }
+
+    /// The counters of `player_id`, created on first use.
+    pub fn player(&self, player_id: &str) -> Arc<PlayerStats> {
+        lock(&self.players).entry(player_id.to_string()).or_default().clone()
+    }
+
+    /// Move a player's counters to the departed totals.
+    pub fn remove_player(&self, player_id: &str) {
+        if let Some(p) = lock(&self.players).remove(player_id) {
+            lock(&self.departed).push(p.snapshot(player_id));
+        }
+    }
+
+    /// Count one decoded input message of type `name` from `player_id`.
+    pub fn count_input(&self, player_id: &str, name: &str) {
+        *lock(&self.input_counts).entry(name.to_string()).or_default() += 1;
+        self.player(player_id).input_messages.fetch_add(1, Relaxed);
+    }
+
+    pub fn input_counts(&self) -> BTreeMap<String, u64> {
+        lock(&self.input_counts).clone()
+    }
+
+    pub fn snapshot(&self) -> StreamerSnapshot {
+        let mut players: Vec<PlayerSnapshot> = lock(&self.players).iter().map(|(id, p)| p.snapshot(id)).collect();
+        players.sort_by(|a, b| a.player_id.cmp(&b.player_id));
+        let mut totals = PlayerSnapshot { player_id: "total".into(), ..Default::default() };
+        for p in players.iter().chain(lock(&self.departed).iter()) {
+            totals.frames_sent += p.frames_sent;
+            totals.keyframes_sent += p.keyframes_sent;
+            totals.packets_sent += p.packets_sent;
+            totals.bytes_sent += p.bytes_sent;
+            totals.frames_dropped += p.frames_dropped;
+            totals.input_messages += p.input_messages;
+            totals.datachannel_messages_sent += p.datachannel_messages_sent;
+        }
+        let frames = self.frames_encoded.load(Relaxed);
+        StreamerSnapshot {
+            streamer_id: self.committed_id(),
+            frames_encoded: frames,
+            keyframes_encoded: self.keyframes_encoded.load(Relaxed),
+            bytes_encoded: self.bytes_encoded.load(Relaxed),
+            encode_micros_avg: self.encode_micros.load(Relaxed).checked_div(frames).unwrap_or(0),
+            players_connected_total: self.players_connected_total.load(Relaxed),
+            signalling_connects: self.signalling_connects.load(Relaxed),
+            players,
+            totals,
+            input_counts: self.input_counts(),
+        }
+    }
+}
+
+/// Stats of every streamer of a process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    pub streamers: Vec<StreamerSnapshot>,
+}
+
+impl StatsSnapshot {
+    /// Human-readable multi-line summary for periodic logging.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for s in &self.streamers {
+            let id = s.streamer_id.as_deref().unwrap_or("(unregistered)");
+            out.push_str(&format!(
+                "{id}: players={} encoded frames={} keyframes={} bytes={} avg_encode={}us | sent frames={} keyframes={} bytes={} dropped={} inputs={}\n",
+                s.players.len(),
+                s.frames_encoded,
+                s.keyframes_encoded,
+                s.bytes_encoded,
+                s.encode_micros_avg,
+                s.totals.frames_sent,
+                s.totals.keyframes_sent,
+                s.totals.bytes_sent,
+                s.totals.frames_dropped,
+                s.totals.input_messages,
+            ));
+            for p in &s.players {
+                out.push_str(&format!(
+                    "  {}: frames={} keyframes={} bytes={} dropped={} inputs={}\n",
+                    p.player_id, p.frames_sent, p.keyframes_sent, p.bytes_sent, p.frames_dropped, p.input_messages
+                ));
+            }
+        }
+        out
+    }
+}

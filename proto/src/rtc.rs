@@ -1,0 +1,259 @@
+//! WebRTC settings shared by every WebRTC peer of the toolkit (mock-streamer,
+//! mock-player, sfu-stub), for `webrtc = "=0.17.2"` (the classic API).
+//!
+//! - [`build_api`]: an `API` with our codecs, an interceptor set
+//!   ([`Interceptors`]) and an ICE policy ([`IcePolicy`]): loopback-only
+//!   gathers host candidates on 127.0.0.1 over UDP4 only, with mDNS off.
+//! - [`rtc_configuration`]: an `RTCConfiguration` from the `peerConnectionOptions`
+//!   object of the server's `config` message.
+//! - [`to_rtc_candidate`] / [`from_rtc_candidate`]: `proto::IceCandidate` ⇄
+//!   `RTCIceCandidateInit`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde_json::Value;
+use webrtc::api::interceptor_registry::{configure_rtcp_reports, register_default_interceptors};
+use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{APIBuilder, API};
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::ice_transport::ice_server::RTCIceServer;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
+};
+use webrtc::rtp_transceiver::RTCPFeedback;
+use webrtc::sdp::extmap::{SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI};
+
+use crate::message::IceCandidate;
+
+/// H.264 payload type we register.
+pub const H264_PAYLOAD_TYPE: u8 = 102;
+/// VP8 payload type we register.
+pub const VP8_PAYLOAD_TYPE: u8 = 96;
+/// Opus payload type we register.
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// Constrained baseline, level 3.1, non-interleaved packetization: what
+/// browsers decode everywhere.
+pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+
+/// Where ICE may gather candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcePolicy {
+    /// Host candidates on 127.0.0.1 only, UDP4 only, mDNS off, no STUN/TURN
+    /// (ICE servers from `config` are ignored). For tests, demos and
+    /// benchmarks on one machine.
+    pub loopback_only: bool,
+}
+
+impl IcePolicy {
+    pub const LOOPBACK: IcePolicy = IcePolicy { loopback_only: true };
+    pub const ANY: IcePolicy = IcePolicy { loopback_only: false };
+}
+
+/// Which RTP/RTCP interceptors a peer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interceptors {
+    /// webrtc-rs defaults (NACK generator + responder, sender/receiver
+    /// reports, TWCC receiver). For senders: the NACK responder keeps 1024
+    /// sent packets per stream.
+    Full,
+    /// Receiver/sender reports and a NACK generator (no responder buffer).
+    /// For receive-only peers: about 0.4 MB per peer instead of ~3 MB.
+    Receiver,
+    /// Receiver/sender reports only.
+    ReportsOnly,
+}
+
+/// Errors building WebRTC settings.
+#[derive(Debug, thiserror::Error)]
+pub enum RtcError {
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::Error),
+    #[error("peerConnectionOptions: {0}")]
+    Options(String),
+}
+
+fn video_feedback() -> Vec<RTCPFeedback> {
+    [("goog-remb", ""), ("ccm", "fir"), ("nack", ""), ("nack", "pli")]
+        .into_iter()
+        .map(|(typ, parameter)| RTCPFeedback { typ: typ.into(), parameter: parameter.into() })
+        .collect()
+}
+
+/// A media engine with H.264 (constrained baseline, packetization-mode=1,
+/// profile-level-id=42e01f), VP8 and Opus, and the MID/RID header
+/// extensions simulcast needs.
+pub fn media_engine() -> Result<MediaEngine, RtcError> {
+    let mut m = MediaEngine::default();
+    let video = [(MIME_TYPE_H264, H264_PAYLOAD_TYPE, H264_FMTP), (MIME_TYPE_VP8, VP8_PAYLOAD_TYPE, "")];
+    for (mime, pt, fmtp) in video {
+        m.register_codec(
+            RTCRtpCodecParameters {
+                capability: RTCRtpCodecCapability {
+                    mime_type: mime.into(),
+                    clock_rate: 90000,
+                    channels: 0,
+                    sdp_fmtp_line: fmtp.into(),
+                    rtcp_feedback: video_feedback(),
+                },
+                payload_type: pt,
+                ..Default::default()
+            },
+            RTPCodecType::Video,
+        )?;
+    }
+    // MID and RID header extensions: needed to send and receive simulcast
+    // (each encoding is told apart by its rid).
+    for uri in [SDES_MID_URI, SDES_RTP_STREAM_ID_URI, SDES_REPAIR_RTP_STREAM_ID_URI] {
+        m.register_header_extension(
+            RTCRtpHeaderExtensionCapability { uri: uri.to_owned() },
+            RTPCodecType::Video,
+            None,
+        )?;
+    }
+    m.register_codec(
+        RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_OPUS.into(),
+                clock_rate: 48000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: OPUS_PAYLOAD_TYPE,
+            ..Default::default()
+        },
+        RTPCodecType::Audio,
+    )?;
+    Ok(m)
+}
+
+/// A setting engine for the ICE policy.
+pub fn setting_engine(policy: IcePolicy) -> SettingEngine {
+    let mut s = SettingEngine::default();
+    if policy.loopback_only {
+        s.set_include_loopback_candidate(true);
+        s.set_ip_filter(Box::new(|ip: IpAddr| ip == IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        s.set_network_types(vec![NetworkType::Udp4]);
+        s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    }
+    s
+}
+
+/// Build the `API` every peer connection of a peer is created from. Build it
+/// once per process (or per role) and share it.
+pub fn build_api(policy: IcePolicy, interceptors: Interceptors) -> Result<API, RtcError> {
+    let mut media = media_engine()?;
+    let mut registry = Registry::new();
+    registry = match interceptors {
+        Interceptors::Full => register_default_interceptors(registry, &mut media)?,
+        Interceptors::Receiver => {
+            // `configure_nack` adds the responder too: add only the generator.
+            for parameter in ["", "pli"] {
+                media.register_feedback(
+                    RTCPFeedback { typ: "nack".into(), parameter: parameter.into() },
+                    RTPCodecType::Video,
+                );
+            }
+            registry.add(Box::new(webrtc::interceptor::nack::generator::Generator::builder()));
+            configure_rtcp_reports(registry)
+        }
+        Interceptors::ReportsOnly => configure_rtcp_reports(registry),
+    };
+    Ok(APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(setting_engine(policy))
+        .build())
+}
+
+/// An `RTCConfiguration` from the `peerConnectionOptions` of `config`
+/// (`{"iceServers":[{"urls":[…]|"…","username":"…","credential":"…"}]}`).
+/// With a loopback-only policy the ICE servers are ignored. Unknown keys are
+/// ignored; a malformed `iceServers` is an error.
+pub fn rtc_configuration(options: &Value, policy: IcePolicy) -> Result<RTCConfiguration, RtcError> {
+    let mut config = RTCConfiguration::default();
+    if policy.loopback_only {
+        return Ok(config);
+    }
+    let servers = match options.get("iceServers") {
+        None | Some(Value::Null) => return Ok(config),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(RtcError::Options("iceServers is not an array".into())),
+    };
+    for server in servers {
+        let urls = match server.get("urls").or_else(|| server.get("url")) {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(|u| u.as_str().map(String::from)).collect(),
+            _ => return Err(RtcError::Options("an ICE server has no urls".into())),
+        };
+        let text = |key: &str| server.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        config.ice_servers.push(RTCIceServer { urls, username: text("username"), credential: text("credential") });
+    }
+    Ok(config)
+}
+
+/// Our signalling candidate → webrtc's.
+pub fn to_rtc_candidate(c: &IceCandidate) -> RTCIceCandidateInit {
+    RTCIceCandidateInit {
+        candidate: c.candidate.clone(),
+        sdp_mid: c.sdp_mid.clone(),
+        sdp_mline_index: c.sdp_mline_index,
+        username_fragment: c.username_fragment.clone(),
+    }
+}
+
+/// webrtc's candidate → our signalling candidate. Browsers need `sdpMid` and
+/// `sdpMLineIndex`: fill them with `"0"` / `0` (the bundled first m-line)
+/// when webrtc left them out.
+pub fn from_rtc_candidate(c: RTCIceCandidateInit) -> IceCandidate {
+    IceCandidate {
+        candidate: c.candidate,
+        sdp_mid: Some(c.sdp_mid.unwrap_or_else(|| "0".into())),
+        sdp_mline_index: Some(c.sdp_mline_index.unwrap_or(0)),
+        username_fragment: c.username_fragment,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_servers_are_read_unless_loopback() {
+        let opts = serde_json::json!({"iceServers":[
+            {"urls":["stun:stun.example:3478"]},
+            {"urls":"turn:turn.example:3478","username":"u","credential":"p"}
+        ], "other": 1});
+        let c = rtc_configuration(&opts, IcePolicy::ANY).unwrap();
+        assert_eq!(c.ice_servers.len(), 2);
+        assert_eq!(c.ice_servers[1].urls, vec!["turn:turn.example:3478".to_string()]);
+        assert_eq!(c.ice_servers[1].credential, "p");
+        let c = rtc_configuration(&opts, IcePolicy::LOOPBACK).unwrap();
+        assert!(c.ice_servers.is_empty());
+        assert!(rtc_configuration(&serde_json::json!({}), IcePolicy::ANY).unwrap().ice_servers.is_empty());
+        assert!(rtc_configuration(&serde_json::json!({"iceServers":5}), IcePolicy::ANY).is_err());
+    }
+
+    #[test]
+    fn candidates_convert_both_ways() {
+        let c = IceCandidate {
+            candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".into(),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+            username_fragment: None,
+        };
+        assert_eq!(from_rtc_candidate(to_rtc_candidate(&c)), c);
+    }
+
+    #[test]
+    fn apis_build() {
+        for i in [Interceptors::Full, Interceptors::Receiver, Interceptors::ReportsOnly] {
+            build_api(IcePolicy::LOOPBACK, i).unwrap();
+        }
+    }
+}

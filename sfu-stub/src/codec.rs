@@ -1,0 +1,250 @@
+//! What the SFU needs to know about a codec's RTP payload without decoding
+//! it: whether a packet starts a keyframe.
+
+/// The video codecs the SFU understands (anything else is forwarded without
+/// keyframe awareness, like audio).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    H264,
+    Vp8,
+    /// Audio, or a codec without keyframe detection: every packet is a
+    /// valid starting point.
+    Other,
+}
+
+impl Codec {
+    pub fn from_mime(mime: &str) -> Codec {
+        let m = mime.to_ascii_lowercase();
+        if m == "video/h264" {
+            Codec::H264
+        } else if m == "video/vp8" {
+            Codec::Vp8
+        } else {
+            Codec::Other
+        }
+    }
+
+    /// Whether a player has to start (or resume) at a keyframe.
+    pub fn needs_keyframe(self) -> bool {
+        self != Codec::Other
+    }
+
+    /// Whether this RTP payload is the first packet of a keyframe (H.264: an
+    /// SPS or IDR NAL unit, alone, in a STAP-A, or starting an FU-A; VP8: the
+    /// start of partition 0 of a key frame). Always true for [`Codec::Other`].
+    pub fn starts_keyframe(self, payload: &[u8]) -> bool {
+        match self {
+            Codec::H264 => h264_starts_keyframe(payload),
+            Codec::Vp8 => vp8_starts_keyframe(payload),
+            Codec::Other => true,
+        }
+    }
+}
+
+const NAL_IDR: u8 = 5;
+const NAL_SPS: u8 = 7;
+const NAL_STAP_A: u8 = 24;
+const NAL_FU_A: u8 = 28;
+
+fn h264_starts_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else { return false };
+    match first & 0x1f {
+        NAL_SPS | NAL_IDR => true,
+        NAL_STAP_A => {
+            // [hdr][size16][nal]…
+            let mut i = 1;
+            while i + 2 < payload.len() {
+                let size = usize::from(u16::from_be_bytes([payload[i], payload[i + 1]]));
+                let nal = payload[i + 2] & 0x1f;
+                if nal == NAL_SPS || nal == NAL_IDR {
+                    return true;
+                }
+                i += 2 + size;
+            }
+            false
+        }
+        NAL_FU_A => payload.get(1).is_some_and(|h| h & 0x80 != 0 && h & 0x1f == NAL_IDR),
+        _ => false,
+    }
+}
+
+fn vp8_starts_keyframe(payload: &[u8]) -> bool {
+    // RFC 7741 payload descriptor.
+    let Some(&b0) = payload.first() else { return false };
+    let start_of_partition = b0 & 0x10 != 0;
+    let partition_id = b0 & 0x0f;
+    if !start_of_partition || partition_id != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if b0 & 0x80 != 0 {
+        let Some(&x) = payload.get(i) else { return false };
+        i += 1;
+        if x & 0x80 != 0 {
+            // PictureID: 7 or 15 bits.
+            let Some(&p) = payload.get(i) else { return false };
+            i += if p & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1; // TL0PICIDX
+        }
+        if x & 0x30 != 0 {
+            i += 1; // TID/KEYIDX
+        }
+    }
+    // VP8 payload header: P bit (bit 0) is 0 for key frames.
+    payload.get(i).is_some_and(|h| h & 0x01 == 0)
+}
+
+/// Width and height from an H.264 SPS NAL unit (starting at the NAL header),
+/// for tests and diagnostics. `None` when it cannot be parsed.
+pub fn h264_sps_resolution(nal: &[u8]) -> Option<(u32, u32)> {
+    if nal.first()? & 0x1f != NAL_SPS {
+        return None;
+    }
+    // Remove emulation-prevention bytes.
+    let mut rbsp = Vec::with_capacity(nal.len());
+    let mut zeros = 0;
+    for &b in &nal[1..] {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        rbsp.push(b);
+    }
+    let mut r = BitReader { data: &rbsp, pos: 0 };
+    let profile_idc = r.bits(8)?;
+    r.bits(16)?; // constraint flags + level
+    r.ue()?; // sps id
+    let mut chroma_format_idc = 1;
+    if matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+        chroma_format_idc = r.ue()?;
+        if chroma_format_idc == 3 {
+            r.bits(1)?;
+        }
+        r.ue()?;
+        r.ue()?;
+        r.bits(1)?;
+        if r.bits(1)? == 1 {
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.bits(1)? == 1 {
+                    let size = if i < 6 { 16 } else { 64 };
+                    let (mut last, mut next) = (8i64, 8i64);
+                    for _ in 0..size {
+                        if next != 0 {
+                            next = (last + r.se()? + 256) % 256;
+                        }
+                        last = if next == 0 { last } else { next };
+                    }
+                }
+            }
+        }
+    }
+    r.ue()?; // log2_max_frame_num
+    let poc_type = r.ue()?;
+    if poc_type == 0 {
+        r.ue()?;
+    } else if poc_type == 1 {
+        r.bits(1)?;
+        r.se()?;
+        r.se()?;
+        let n = r.ue()?;
+        for _ in 0..n {
+            r.se()?;
+        }
+    }
+    r.ue()?; // max_num_ref_frames
+    r.bits(1)?;
+    let width_mbs = r.ue()? + 1;
+    let height_map_units = r.ue()? + 1;
+    let frame_mbs_only = r.bits(1)?;
+    if frame_mbs_only == 0 {
+        r.bits(1)?;
+    }
+    r.bits(1)?; // direct_8x8
+    let (mut crop_x, mut crop_y) = (0, 0);
+    if r.bits(1)? == 1 {
+        let (l, rr, t, b) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+        let (unit_x, unit_y) = match chroma_format_idc {
+            0 | 3 => (1, 2 - frame_mbs_only),
+            2 => (2, 2 - frame_mbs_only),
+            _ => (2, 2 * (2 - frame_mbs_only)),
+        };
+        crop_x = (l + rr) * unit_x;
+        crop_y = (t + b) * unit_y;
+    }
+    let width = width_mbs * 16 - crop_x;
+    let height = (2 - frame_mbs_only) * height_map_units * 16 - crop_y;
+    Some((width, height))
+}
+
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl BitReader<'_> {
+    fn bits(&mut self, n: u32) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = *self.data.get(self.pos / 8)?;
+            let bit = (byte >> (7 - (self.pos % 8))) & 1;
+            v = (v << 1) | u32::from(bit);
+            self.pos += 1;
+        }
+        Some(v)
+    }
+
+    fn ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.bits(1)? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        Some((1u32 << zeros) - 1 + self.bits(zeros)?)
+    }
+
+    fn se(&mut self) -> Option<i64> {
+        let k = i64::from(self.ue()?);
+        Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h264_keyframes() {
+        assert!(Codec::H264.starts_keyframe(&[0x67, 0x42]));
+        assert!(Codec::H264.starts_keyframe(&[0x65, 0x88]));
+        assert!(!Codec::H264.starts_keyframe(&[0x41, 0x9a]));
+        // STAP-A with SPS.
+        assert!(Codec::H264.starts_keyframe(&[0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68]));
+        // FU-A start of IDR, and a middle fragment.
+        assert!(Codec::H264.starts_keyframe(&[0x7c, 0x85, 0x00]));
+        assert!(!Codec::H264.starts_keyframe(&[0x7c, 0x05, 0x00]));
+        assert!(!Codec::H264.starts_keyframe(&[]));
+    }
+
+    #[test]
+    fn vp8_keyframes() {
+        assert!(Codec::Vp8.starts_keyframe(&[0x10, 0x00]));
+        assert!(!Codec::Vp8.starts_keyframe(&[0x10, 0x01]));
+        assert!(!Codec::Vp8.starts_keyframe(&[0x00, 0x00]));
+        // With extended PictureID.
+        assert!(Codec::Vp8.starts_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x00]));
+    }
+
+    #[test]
+    fn sps_resolution() {
+        // 1280x720 constrained baseline SPS (from an x264/openh264 stream).
+        let sps = [0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xec, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40];
+        assert_eq!(h264_sps_resolution(&sps), Some((1280, 720)));
+        assert_eq!(h264_sps_resolution(&[0x65]), None);
+    }
+}

@@ -1,0 +1,54 @@
+//! Configuration of one SFU ([`SfuConfig`]).
+
+use std::time::Duration;
+
+use proto::rtc::IcePolicy;
+
+/// Everything [`crate::spawn`] needs.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// The signalling server's SFU endpoint, e.g. `ws://127.0.0.1:8889`.
+    pub url: String,
+    /// The id registered with `endpointId` (players subscribe to it).
+    pub id: String,
+    /// The streamer to subscribe to; `None`: the first listed id that is not ours.
+    pub streamer: Option<String>,
+    /// Simulcast layer (spatial index, 0 = lowest resolution) a player gets
+    /// until it sends `layerPreference`; `None`: the highest. Clamped to the
+    /// layers the streamer sends.
+    pub default_layer: Option<usize>,
+    pub ice: IcePolicy,
+    /// Re-send `listStreamers` this often while not subscribed.
+    pub list_interval: Duration,
+    /// At most one keyframe request (PLI) per upstream layer this often.
+    pub keyframe_interval: Duration,
+    /// RTP packets queued per player and track before packets are dropped
+    /// for that player (it then waits for the next keyframe).
+    pub player_queue: usize,
+    /// No RTP from the streamer for this long: `stopStreaming`.
+    pub stall_timeout: Duration,
+    /// Send `ping` to the server this often.
+    pub ping_interval: Option<Duration>,
+    /// First and largest delay between signalling reconnect attempts.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        SfuConfig {
+            url: "ws://127.0.0.1:8889".into(),
+            id: "SFU".into(),
+            streamer: None,
+            default_layer: None,
+            ice: IcePolicy::LOOPBACK,
+            list_interval: Duration::from_secs(2),
+            keyframe_interval: Duration::from_millis(500),
+            player_queue: 512,
+            stall_timeout: Duration::from_secs(5),
+            ping_interval: Some(Duration::from_secs(30)),
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(10),
+        }
+    }
+}

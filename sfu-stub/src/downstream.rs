@@ -1,0 +1,218 @@
+//! One peer connection per player: offer the forwarded tracks (`sfu: true`)
+//! and the pre-negotiated data channels, apply the answer, trickle ICE,
+//! subscribe to the forwarders once connected, turn the player's PLI/FIR
+//! into keyframe requests, and tear down.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use proto::client::SignallingSender;
+use proto::rtc::{from_rtc_candidate, rtc_configuration, to_rtc_candidate};
+use proto::{IceCandidate, Message};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use webrtc::api::API;
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use webrtc::track::track_local::TrackLocal;
+
+use crate::config::SfuConfig;
+use crate::error::SfuError;
+use crate::events::{Internal, SfuEvent};
+use crate::forwarder::{Forwarder, PlayerControl, Subscription};
+use crate::relay::Relay;
+use crate::rtc::{candidate_allowed, filter_sdp};
+use crate::stats::SfuStats;
+
+/// What the signalling session forwards to a player's task.
+#[derive(Debug)]
+pub enum DownstreamCommand {
+    Answer(String),
+    Candidate(IceCandidate),
+}
+
+/// Everything one player's task needs.
+pub struct DownstreamParams {
+    pub player_id: String,
+    /// Tells this task's end apart from a later task for the same id.
+    pub key: u64,
+    pub api: Arc<API>,
+    pub config: Arc<SfuConfig>,
+    pub signal: SignallingSender,
+    pub peer_options: Value,
+    pub media: Vec<Arc<Forwarder>>,
+    pub scalability_mode: Option<String>,
+    pub control: Arc<PlayerControl>,
+    pub relay: Arc<Relay>,
+    pub stats: Arc<SfuStats>,
+    pub internal: mpsc::UnboundedSender<Internal>,
+    pub events: broadcast::Sender<SfuEvent>,
+}
+
+/// Run one player's peer connection until it fails, `commands` closes or
+/// `cancel` fires.
+pub async fn run_downstream(
+    p: DownstreamParams,
+    commands: mpsc::UnboundedReceiver<DownstreamCommand>,
+    cancel: CancellationToken,
+) {
+    p.stats.players.fetch_add(1, Relaxed);
+    p.stats.players_total.fetch_add(1, Relaxed);
+    match setup(&p).await {
+        Ok((pc, tracks, channels, state_rx)) => {
+            drive(&p, &pc, tracks, state_rx, commands, &cancel).await;
+            drop(channels);
+            if let Err(e) = pc.close().await {
+                tracing::debug!(player = %p.player_id, error = %e, "close");
+            }
+        }
+        Err(e) => tracing::warn!(player = %p.player_id, error = %e, "cannot set up the player's peer connection"),
+    }
+    p.stats.players.fetch_sub(1, Relaxed);
+    let _ = p.events.send(SfuEvent::PlayerClosed { player_id: p.player_id.clone() });
+    let _ = p.internal.send(Internal::PlayerClosed { player_id: p.player_id.clone(), key: p.key });
+}
+
+type Tracks = Vec<(Arc<Forwarder>, Arc<TrackLocalStaticRTP>)>;
+type Setup = (Arc<RTCPeerConnection>, Tracks, Vec<Arc<RTCDataChannel>>, mpsc::UnboundedReceiver<RTCPeerConnectionState>);
+
+async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
+    let config = rtc_configuration(&p.peer_options, p.config.ice)?;
+    let pc = Arc::new(p.api.new_peer_connection(config).await?);
+    let mut tracks = Vec::new();
+    for forwarder in &p.media {
+        let info = &forwarder.info;
+        let track =
+            Arc::new(TrackLocalStaticRTP::new(info.capability.clone(), info.track_id.clone(), info.stream_id.clone()));
+        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>).await?;
+        tokio::spawn(read_rtcp(sender, forwarder.clone(), p.control.clone(), p.stats.clone()));
+        tracks.push((forwarder.clone(), track));
+    }
+    let channels = p.relay.open_player_side(&pc, &p.player_id).await?;
+    {
+        let signal = p.signal.clone();
+        let player_id = p.player_id.clone();
+        pc.on_ice_candidate(Box::new(move |c| {
+            let (signal, player_id) = (signal.clone(), player_id.clone());
+            Box::pin(async move {
+                let Some(c) = c else { return };
+                match c.to_json() {
+                    Ok(init) => {
+                        let _ = signal.send(&Message::IceCandidate {
+                            candidate: from_rtc_candidate(init),
+                            player_id: Some(player_id),
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "local candidate"),
+                }
+            })
+        }));
+    }
+    let (state_tx, state_rx) = mpsc::unbounded_channel();
+    pc.on_peer_connection_state_change(Box::new(move |s| {
+        let _ = state_tx.send(s);
+        Box::pin(async {})
+    }));
+    let offer = pc.create_offer(None).await?;
+    pc.set_local_description(offer.clone()).await?;
+    let sdp = pc.local_description().await.map_or(offer.sdp, |d| d.sdp);
+    let _ = p.signal.send(&Message::Offer {
+        sdp,
+        player_id: Some(p.player_id.clone()),
+        sfu: Some(true),
+        multiplex: None,
+        scalability_mode: p.scalability_mode.clone(),
+    });
+    Ok((pc, tracks, channels, state_rx))
+}
+
+async fn drive(
+    p: &DownstreamParams,
+    pc: &Arc<RTCPeerConnection>,
+    tracks: Tracks,
+    mut state_rx: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+    mut commands: mpsc::UnboundedReceiver<DownstreamCommand>,
+    cancel: &CancellationToken,
+) {
+    let player_id = &p.player_id;
+    let mut have_answer = false;
+    let mut early: Vec<IceCandidate> = Vec::new();
+    let mut subscriptions: Vec<Subscription> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            command = commands.recv() => match command {
+                None => break,
+                Some(DownstreamCommand::Answer(sdp)) => {
+                    let applied = match RTCSessionDescription::answer(filter_sdp(p.config.ice, &sdp)) {
+                        Ok(d) => pc.set_remote_description(d).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = applied {
+                        tracing::warn!(player = %player_id, error = %e, "bad answer");
+                        break;
+                    }
+                    have_answer = true;
+                    for c in early.drain(..) {
+                        add_candidate(p, pc, &c).await;
+                    }
+                }
+                Some(DownstreamCommand::Candidate(c)) => {
+                    if have_answer {
+                        add_candidate(p, pc, &c).await;
+                    } else {
+                        early.push(c);
+                    }
+                }
+            },
+            state = state_rx.recv() => match state {
+                Some(RTCPeerConnectionState::Connected) => {
+                    tracing::info!(player = %player_id, "player connected");
+                    if subscriptions.is_empty() {
+                        for (forwarder, track) in &tracks {
+                            subscriptions.push(forwarder.subscribe(track.clone(), p.control.clone()));
+                        }
+                    }
+                    let _ = p.events.send(SfuEvent::PlayerConnected { player_id: player_id.clone() });
+                }
+                Some(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) | None => {
+                    tracing::info!(player = %player_id, "player's peer connection failed or closed");
+                    break;
+                }
+                Some(other) => tracing::debug!(player = %player_id, state = %other, "player peer state"),
+            },
+        }
+    }
+}
+
+async fn add_candidate(p: &DownstreamParams, pc: &RTCPeerConnection, c: &IceCandidate) {
+    if c.candidate.is_empty() || !candidate_allowed(p.config.ice, &c.candidate) {
+        return;
+    }
+    if let Err(e) = pc.add_ice_candidate(to_rtc_candidate(c)).await {
+        tracing::warn!(player = %p.player_id, error = %e, "player candidate refused");
+    }
+}
+
+/// Read RTCP from one sender (this also drives its interceptors) and turn
+/// PLI/FIR into a keyframe request for the player's layer.
+async fn read_rtcp(sender: Arc<RTCRtpSender>, forwarder: Arc<Forwarder>, control: Arc<PlayerControl>, stats: Arc<SfuStats>) {
+    while let Ok((packets, _)) = sender.read_rtcp().await {
+        for packet in packets {
+            let any = packet.as_any();
+            if any.downcast_ref::<PictureLossIndication>().is_some() || any.downcast_ref::<FullIntraRequest>().is_some()
+            {
+                stats.player_plis.fetch_add(1, Relaxed);
+                let layer = control.target.load(Relaxed).min(forwarder.layer_count().saturating_sub(1));
+                forwarder.request_keyframe(layer);
+            }
+        }
+    }
+}

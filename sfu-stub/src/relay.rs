@@ -1,0 +1,164 @@
+//! The data-channel relay: each player's channel through the SFU is paired
+//! with a channel for that player on the streamer's peer connection, and
+//! binary messages are copied both ways unchanged.
+//!
+//! Stream ids follow Epic's SFU: towards a player, `sendStreamId` is the id
+//! the player sends on (the SFU receives on it) and `recvStreamId` the one
+//! it receives on; the same holds for the streamer with `streamerDataChannels`.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
+use webrtc::data_channel::data_channel_message::DataChannelMessage;
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::peer_connection::RTCPeerConnection;
+
+use crate::stats::SfuStats;
+
+/// The stream ids of a player's channels on its own peer connection.
+pub const PLAYER_SEND_STREAM_ID: u16 = 2;
+pub const PLAYER_RECV_STREAM_ID: u16 = 3;
+
+/// First stream id used for players' channels on the streamer's connection
+/// (clear of the streamer's own `datachannel`).
+pub const FIRST_STREAMER_STREAM_ID: u16 = 100;
+
+#[derive(Default)]
+struct Link {
+    /// The SFU sends to the player on this one.
+    to_player: Option<Arc<RTCDataChannel>>,
+    /// The SFU sends to the streamer (for this player) on this one.
+    to_streamer: Option<Arc<RTCDataChannel>>,
+}
+
+/// Every player's pair of channels.
+#[derive(Default)]
+pub struct Relay {
+    links: Mutex<HashMap<String, Link>>,
+    stats: Arc<SfuStats>,
+}
+
+/// Which way a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToStreamer,
+    ToPlayer,
+}
+
+impl Relay {
+    pub fn new(stats: Arc<SfuStats>) -> Arc<Self> {
+        Arc::new(Relay { links: Mutex::new(HashMap::new()), stats })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Link>> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forget a player; its streamer-side channels are closed.
+    pub async fn remove(&self, player_id: &str) {
+        let link = self.lock().remove(player_id);
+        if let Some(dc) = link.and_then(|l| l.to_streamer) {
+            let _ = dc.close().await;
+        }
+    }
+
+    /// Forget every player (the streamer is gone).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Open the player's negotiated channels on its peer connection (before
+    /// the offer, so that the offer carries SCTP) and wire them.
+    pub async fn open_player_side(self: &Arc<Self>, pc: &RTCPeerConnection, player_id: &str) -> Result<Vec<Arc<RTCDataChannel>>, webrtc::Error> {
+        let (from_player, to_player) = open_pair(pc, PLAYER_SEND_STREAM_ID, PLAYER_RECV_STREAM_ID).await?;
+        self.lock().entry(player_id.to_string()).or_default().to_player = Some(to_player.clone());
+        self.wire(&from_player, player_id, Direction::ToStreamer);
+        Ok(vec![from_player, to_player])
+    }
+
+    /// Open the channels for `player_id` on the streamer's peer connection:
+    /// the streamer sends on `streamer_send`, receives on `streamer_recv`.
+    pub async fn open_streamer_side(
+        self: &Arc<Self>,
+        pc: &RTCPeerConnection,
+        player_id: &str,
+        streamer_send: u16,
+        streamer_recv: u16,
+    ) -> Result<(), webrtc::Error> {
+        let (from_streamer, to_streamer) = open_pair(pc, streamer_send, streamer_recv).await?;
+        self.lock().entry(player_id.to_string()).or_default().to_streamer = Some(to_streamer);
+        self.wire(&from_streamer, player_id, Direction::ToPlayer);
+        Ok(())
+    }
+
+    fn wire(self: &Arc<Self>, from: &Arc<RTCDataChannel>, player_id: &str, direction: Direction) {
+        let relay = Arc::downgrade(self);
+        let player_id = player_id.to_string();
+        from.on_message(Box::new(move |msg: DataChannelMessage| {
+            let relay = relay.clone();
+            let player_id = player_id.clone();
+            Box::pin(async move {
+                if let Some(relay) = relay.upgrade() {
+                    relay.forward(&player_id, direction, msg).await;
+                }
+            })
+        }));
+    }
+
+    async fn forward(&self, player_id: &str, direction: Direction, msg: DataChannelMessage) {
+        let target = {
+            let links = self.lock();
+            let link = links.get(player_id);
+            match direction {
+                Direction::ToStreamer => link.and_then(|l| l.to_streamer.clone()),
+                Direction::ToPlayer => link.and_then(|l| l.to_player.clone()),
+            }
+        };
+        let Some(target) = target else {
+            self.stats.dc_dropped.fetch_add(1, Relaxed);
+            tracing::debug!(player = %player_id, ?direction, "data-channel message with nowhere to go dropped");
+            return;
+        };
+        let sent = if msg.is_string {
+            // Never turn a frame into another kind: text stays text.
+            target.send_text(String::from_utf8_lossy(&msg.data).into_owned()).await
+        } else {
+            target.send(&Bytes::clone(&msg.data)).await
+        };
+        match sent {
+            Ok(_) => {
+                let counter = match direction {
+                    Direction::ToStreamer => &self.stats.dc_to_streamer,
+                    Direction::ToPlayer => &self.stats.dc_to_player,
+                };
+                counter.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                self.stats.dc_dropped.fetch_add(1, Relaxed);
+                tracing::debug!(player = %player_id, ?direction, error = %e, "data-channel relay send failed");
+            }
+        }
+    }
+}
+
+/// Negotiated channels: the SFU receives on `remote_send` and sends on
+/// `remote_recv` (one `datachannel` when they are equal).
+async fn open_pair(
+    pc: &RTCPeerConnection,
+    remote_send: u16,
+    remote_recv: u16,
+) -> Result<(Arc<RTCDataChannel>, Arc<RTCDataChannel>), webrtc::Error> {
+    let init = |id: u16| Some(RTCDataChannelInit { ordered: Some(true), negotiated: Some(id), ..Default::default() });
+    if remote_send == remote_recv {
+        let dc = pc.create_data_channel("datachannel", init(remote_send)).await?;
+        Ok((dc.clone(), dc))
+    } else {
+        // Labels as the remote end names them.
+        let from_remote = pc.create_data_channel("send-datachannel", init(remote_send)).await?;
+        let to_remote = pc.create_data_channel("recv-datachannel", init(remote_recv)).await?;
+        Ok((from_remote, to_remote))
+    }
+}

@@ -1,0 +1,101 @@
+//! Counters of one SFU and their serialisable snapshot.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// Live counters, updated by every task of the SFU.
+#[derive(Debug, Default)]
+pub struct SfuStats {
+    pub signalling_connects: AtomicU64,
+    pub upstream_connects: AtomicU64,
+    pub streaming: AtomicBool,
+    /// Players with a peer connection now.
+    pub players: AtomicU64,
+    pub players_total: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    /// RTP packets written to players (one per player per packet).
+    pub packets_forwarded: AtomicU64,
+    pub bytes_forwarded: AtomicU64,
+    /// Packets not queued for a player because its queue was full.
+    pub packets_dropped: AtomicU64,
+    /// PLIs sent to the streamer.
+    pub keyframe_requests_sent: AtomicU64,
+    /// Keyframe needs (new players, PLI/FIR from players, layer switches,
+    /// overflows) before rate limiting.
+    pub keyframe_requests_wanted: AtomicU64,
+    /// PLI/FIR received from players.
+    pub player_plis: AtomicU64,
+    pub layer_switches: AtomicU64,
+    pub dc_to_streamer: AtomicU64,
+    pub dc_to_player: AtomicU64,
+    pub dc_dropped: AtomicU64,
+}
+
+/// What [`SfuStats`] held at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SfuSnapshot {
+    pub signalling_connects: u64,
+    pub upstream_connects: u64,
+    pub streaming: bool,
+    pub players: u64,
+    pub players_total: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub packets_forwarded: u64,
+    pub bytes_forwarded: u64,
+    pub packets_dropped: u64,
+    pub keyframe_requests_sent: u64,
+    pub keyframe_requests_wanted: u64,
+    pub player_plis: u64,
+    pub layer_switches: u64,
+    pub dc_to_streamer: u64,
+    pub dc_to_player: u64,
+    pub dc_dropped: u64,
+}
+
+impl SfuStats {
+    pub fn snapshot(&self) -> SfuSnapshot {
+        SfuSnapshot {
+            signalling_connects: self.signalling_connects.load(Relaxed),
+            upstream_connects: self.upstream_connects.load(Relaxed),
+            streaming: self.streaming.load(Relaxed),
+            players: self.players.load(Relaxed),
+            players_total: self.players_total.load(Relaxed),
+            packets_received: self.packets_received.load(Relaxed),
+            bytes_received: self.bytes_received.load(Relaxed),
+            packets_forwarded: self.packets_forwarded.load(Relaxed),
+            bytes_forwarded: self.bytes_forwarded.load(Relaxed),
+            packets_dropped: self.packets_dropped.load(Relaxed),
+            keyframe_requests_sent: self.keyframe_requests_sent.load(Relaxed),
+            keyframe_requests_wanted: self.keyframe_requests_wanted.load(Relaxed),
+            player_plis: self.player_plis.load(Relaxed),
+            layer_switches: self.layer_switches.load(Relaxed),
+            dc_to_streamer: self.dc_to_streamer.load(Relaxed),
+            dc_to_player: self.dc_to_player.load(Relaxed),
+            dc_dropped: self.dc_dropped.load(Relaxed),
+        }
+    }
+}
+
+impl SfuSnapshot {
+    /// One log line.
+    pub fn summary(&self) -> String {
+        format!(
+            "streaming={} players={} (total {}) rtp in={} forwarded={} dropped={} keyframe requests={} (wanted {}) \
+             layer switches={} dc to streamer={} to players={}",
+            self.streaming,
+            self.players,
+            self.players_total,
+            self.packets_received,
+            self.packets_forwarded,
+            self.packets_dropped,
+            self.keyframe_requests_sent,
+            self.keyframe_requests_wanted,
+            self.layer_switches,
+            self.dc_to_streamer,
+            self.dc_to_player,
+        )
+    }
+}
