@@ -21,6 +21,8 @@ pub struct Live {
     pub bytes: AtomicU64,
     /// The player streamed at least once.
     ever_streamed: AtomicU8,
+    /// The streamer it is subscribed to (follows `streamerIdChanged`).
+    streamer: std::sync::Mutex<Option<String>>,
 }
 
 impl Live {
@@ -39,6 +41,16 @@ impl Live {
             3 => Phase::Failed,
             _ => Phase::Done,
         }
+    }
+
+    pub fn set_streamer(&self, id: &str) {
+        if let Ok(mut s) = self.streamer.lock() {
+            *s = Some(id.to_string());
+        }
+    }
+
+    pub fn streamer(&self) -> Option<String> {
+        self.streamer.lock().ok().and_then(|s| s.clone())
     }
 
     pub fn ever_streamed(&self) -> bool {

@@ -10,7 +10,6 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
-use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
@@ -77,12 +76,7 @@ impl PeerSession {
                 }
                 match c.to_json() {
                     Ok(init) => {
-                        let _ = ev.send(PeerEvent::LocalCandidate(IceCandidate {
-                            candidate: init.candidate,
-                            sdp_mid: init.sdp_mid,
-                            sdp_mline_index: init.sdp_mline_index,
-                            username_fragment: init.username_fragment,
-                        }));
+                        let _ = ev.send(PeerEvent::LocalCandidate(proto::rtc::from_rtc_candidate(init)));
                     }
                     Err(e) => tracing::warn!(error = %e, "local candidate not serialisable"),
                 }
@@ -173,14 +167,7 @@ impl PeerSession {
             tracing::debug!(candidate = %c.candidate, "dropping non-loopback remote candidate");
             return Ok(());
         }
-        self.pc
-            .add_ice_candidate(RTCIceCandidateInit {
-                candidate: c.candidate,
-                sdp_mid: c.sdp_mid,
-                sdp_mline_index: c.sdp_mline_index,
-                username_fragment: c.username_fragment,
-            })
-            .await?;
+        self.pc.add_ice_candidate(proto::rtc::to_rtc_candidate(&c)).await?;
         Ok(())
     }
 

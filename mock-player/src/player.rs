@@ -256,6 +256,7 @@ impl Player {
         }
         let mut streamer = streamer.unwrap_or_default();
         acc.stats.streamer_id = Some(streamer.clone());
+        self.live.set_streamer(&streamer);
         sender.send(&Message::Subscribe { streamer_id: streamer.clone() });
 
         // 3. Offer / answer / ICE / media.
@@ -377,6 +378,7 @@ impl Player {
                             tracing::info!(player = self.index, from = %streamer, to = %new_id, "streamer id changed");
                             streamer = new_id;
                             acc.stats.streamer_id = Some(streamer.clone());
+                            self.live.set_streamer(&streamer);
                         }
                         Message::SubscribeFailed { message } => break AttemptEnd::Fatal(PlayerError::SubscribeFailed(message)),
                         Message::StreamerDisconnected => break AttemptEnd::Lost(PlayerError::StreamerDisconnected),

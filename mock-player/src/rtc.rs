@@ -1,24 +1,24 @@
 //! The one WebRTC API object every player of a process shares, and the
 //! per-peer RTCConfiguration.
 //!
-//! Receive-only players need no NACK responder or TWCC: the interceptor
-//! registry holds only RTCP receiver reports (memory per peer). With
-//! loopback-only ICE, candidates are gathered on 127.0.0.1 (IPv4 UDP) only,
-//! mDNS is off, ICE servers from the server's `config` are ignored and remote
-//! candidates that are not 127.0.0.1 are dropped.
+//! Built from `proto::rtc` (codecs, ICE policy, `peerConnectionOptions`)
+//! with two player-specific choices on top:
+//! - interceptors: RTCP reports only (receive-only players need no NACK
+//!   responder or TWCC; memory per peer);
+//! - the answer takes the DTLS server role (see [`RtcContext::new`]).
+//!
+//! With loopback-only ICE, candidates are gathered on 127.0.0.1 (IPv4 UDP)
+//! only, mDNS is off, ICE servers from the server's `config` are ignored and
+//! remote candidates that are not 127.0.0.1 are dropped.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use proto::rtc::IcePolicy;
 use serde_json::Value;
 use webrtc::api::interceptor_registry::configure_rtcp_reports;
-use webrtc::api::media_engine::MediaEngine;
-use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
 use webrtc::dtls_transport::dtls_role::DTLSRole;
-use webrtc::ice::mdns::MulticastDnsMode;
-use webrtc::ice::network_type::NetworkType;
-use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 
@@ -38,16 +38,10 @@ impl std::fmt::Debug for RtcContext {
 
 impl RtcContext {
     pub fn new(loopback_only: bool) -> Result<Arc<RtcContext>, PlayerError> {
-        let mut media = MediaEngine::default();
-        media.register_default_codecs()?;
+        let rtc_err = |e: proto::rtc::RtcError| PlayerError::Rtc(e.to_string());
+        let media = proto::rtc::media_engine().map_err(rtc_err)?;
         let registry = configure_rtcp_reports(Registry::new());
-        let mut settings = SettingEngine::default();
-        if loopback_only {
-            settings.set_include_loopback_candidate(true);
-            settings.set_ip_filter(Box::new(|ip: IpAddr| ip == IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
-            settings.set_network_types(vec![NetworkType::Udp4]);
-            settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
-        }
+        let mut settings = proto::rtc::setting_engine(IcePolicy { loopback_only });
         // Answer `a=setup:passive` (DTLS server; browsers answer active).
         // As DTLS client our first ClientHello often reached the streamer
         // before its DTLS transport was listening and was retransmitted only
@@ -64,32 +58,17 @@ impl RtcContext {
 
     /// The peer configuration: the server's ICE servers unless loopback-only.
     pub fn configuration(&self, peer_connection_options: &Value) -> RTCConfiguration {
-        let ice_servers = if self.loopback_only { Vec::new() } else { ice_servers(peer_connection_options) };
-        RTCConfiguration { ice_servers, ..Default::default() }
+        let policy = IcePolicy { loopback_only: self.loopback_only };
+        proto::rtc::rtc_configuration(peer_connection_options, policy).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring the server's peerConnectionOptions");
+            RTCConfiguration::default()
+        })
     }
 
     /// Whether a remote candidate may be used under the ICE policy.
     pub fn accept_remote_candidate(&self, candidate: &str) -> bool {
         !self.loopback_only || candidate_is_loopback(candidate)
     }
-}
-
-/// `iceServers` of a browser `RTCConfiguration` JSON (`urls` string or array).
-pub fn ice_servers(options: &Value) -> Vec<RTCIceServer> {
-    let Some(list) = options.get("iceServers").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|s| {
-            let urls = match s.get("urls").or_else(|| s.get("url"))? {
-                Value::String(u) => vec![u.clone()],
-                Value::Array(a) => a.iter().filter_map(|u| u.as_str().map(String::from)).collect(),
-                _ => return None,
-            };
-            let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            Some(RTCIceServer { urls, username: text("username"), credential: text("credential") })
-        })
-        .collect()
 }
 
 /// Is a candidate line (`candidate:… <ip> <port> typ …`) on 127.0.0.0/8?
@@ -127,14 +106,5 @@ mod tests {
         assert!(!candidate_is_loopback("garbage"));
         let sdp = "v=0\r\na=candidate:1 1 udp 1 10.0.0.1 9 typ host\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n";
         assert_eq!(filter_sdp_candidates(sdp), "v=0\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n");
-    }
-
-    #[test]
-    fn servers() {
-        let v: Value = serde_json::json!({"iceServers":[{"urls":["stun:a","turn:b"],"username":"u","credential":"c"},{"urls":"stun:x"},{"nope":1}]});
-        let s = ice_servers(&v);
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0].urls.len(), 2);
-        assert_eq!(s[1].urls, vec!["stun:x".to_string()]);
     }
 }

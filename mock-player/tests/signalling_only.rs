@@ -107,19 +107,19 @@ async fn follows_streamer_id_change() {
         join_timeout: Duration::from_secs(10),
         ..Default::default()
     };
+    let live = std::sync::Arc::new(mock_player::live::Live::default());
+    let player = mock_player::Player::new(0, std::sync::Arc::new(cfg), None, live.clone());
     let cancel = CancellationToken::new();
-    let player = tokio::spawn(run_player(cfg, cancel.clone()));
+    let task = tokio::spawn(player.run(cancel.clone(), None));
     streamer.wait_answers(1, Duration::from_secs(10)).await;
+    assert_eq!(live.streamer().as_deref(), Some("S1"));
     streamer.send(proto::Message::EndpointId { id: Some("Renamed".into()), protocol_version: None });
-    common::wait_until(Duration::from_secs(5), "the rename", || {
-        srv.snapshot().streamers.iter().any(|s| s.streamer_id == "Renamed")
+    common::wait_until(Duration::from_secs(5), "the player to follow the rename", || {
+        live.streamer().as_deref() == Some("Renamed")
     })
     .await;
-    // The server sends streamerIdChanged before the streamer's confirm; give
-    // the player's socket a moment by round-tripping through the server.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     cancel.cancel();
-    let stats = player.await.expect("player task").expect("runs");
+    let stats = task.await.expect("player task");
     assert!(stats.passed, "{:?}", stats.error);
     assert_eq!(stats.streamer_id.as_deref(), Some("Renamed"));
     srv.shutdown().await;

@@ -3,7 +3,7 @@
 
 /// Something that happened in one streamer. `streamer` is its index in
 /// [`crate::StreamerConfig::streamer_ids`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StreamerEvent {
     /// `endpointIdConfirm` received.
     Registered { streamer: usize, id: String },
@@ -18,7 +18,8 @@ pub enum StreamerEvent {
     /// A data channel for this player opened (Protocol was sent).
     DataChannelOpen { streamer: usize, player_id: String },
     /// A player → streamer data-channel message was decoded.
-    Input { streamer: usize, player_id: String, name: &'static str },
+    /// `message` is the decoded message (coordinates, strings, …).
+    Input { streamer: usize, player_id: String, name: &'static str, message: proto::datachannel::ToStreamer },
     /// `playerDisconnected` received.
     PlayerDisconnected { streamer: usize, player_id: String },
 }

@@ -118,6 +118,7 @@ impl Protocol {
             streamer: self.streamer,
             player_id: player_id.to_string(),
             name: msg.name(),
+            message: msg.clone(),
         });
         match msg {
             ToStreamer::RequestInitialSettings => {

@@ -44,11 +44,7 @@ pub enum DataChannelError {
     #[error("unknown message id {0}")]
     UnknownId(u8),
     #[error("{name}: payload truncated (needed {needed} more bytes, {had} left)")]
-    Truncated {
-        name: &'static str,
-        needed: usize,
-        had: usize,
-    },
+    Truncated { name: &'static str, needed: usize, had: usize },
     #[error("{name}: {extra} unexpected trailing bytes")]
     TrailingBytes { name: &'static str, extra: usize },
     #[error("{name}: odd UTF-16 byte length {len}")]
@@ -206,21 +202,9 @@ pub const TO_STREAMER_PROTOCOL: &[(&str, u8, &[&str])] = &[
     ("MouseMove", 74, &["uint16", "uint16", "int16", "int16"]),
     ("MouseWheel", 75, &["int16", "uint16", "uint16"]),
     ("MouseDouble", 76, &["uint8", "uint16", "uint16"]),
-    (
-        "TouchStart",
-        80,
-        &["uint8", "uint16", "uint16", "uint8", "uint8", "uint8"],
-    ),
-    (
-        "TouchEnd",
-        81,
-        &["uint8", "uint16", "uint16", "uint8", "uint8", "uint8"],
-    ),
-    (
-        "TouchMove",
-        82,
-        &["uint8", "uint16", "uint16", "uint8", "uint8", "uint8"],
-    ),
+    ("TouchStart", 80, &["uint8", "uint16", "uint16", "uint8", "uint8", "uint8"]),
+    ("TouchEnd", 81, &["uint8", "uint16", "uint16", "uint8", "uint8", "uint8"]),
+    ("TouchMove", 82, &["uint8", "uint16", "uint16", "uint8", "uint8", "uint8"]),
     ("GamepadButtonPressed", 90, &["uint8", "uint8", "uint8"]),
     ("GamepadButtonReleased", 91, &["uint8", "uint8", "uint8"]),
     ("GamepadAnalog", 92, &["uint8", "uint8", "double"]),
@@ -258,10 +242,7 @@ pub fn to_streamer_protocol_json() -> String {
     for (name, id, structure) in TO_STREAMER_PROTOCOL {
         let mut entry = Map::new();
         entry.insert("id".into(), Value::from(*id));
-        entry.insert(
-            "structure".into(),
-            Value::Array(structure.iter().map(|s| Value::from(*s)).collect()),
-        );
+        entry.insert("structure".into(), Value::Array(structure.iter().map(|s| Value::from(*s)).collect()));
         map.insert((*name).into(), Value::Object(entry));
     }
     Value::Object(map).to_string()
@@ -314,11 +295,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], DataChannelError> {
         if self.buf.len() < n {
-            return Err(DataChannelError::Truncated {
-                name: self.name,
-                needed: n,
-                had: self.buf.len(),
-            });
+            return Err(DataChannelError::Truncated { name: self.name, needed: n, had: self.buf.len() });
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;
@@ -350,15 +327,9 @@ impl<'a> Reader<'a> {
     }
     fn utf16(&self, bytes: &[u8]) -> Result<String, DataChannelError> {
         if bytes.len() & 1 != 0 {
-            return Err(DataChannelError::OddUtf16Length {
-                name: self.name,
-                len: bytes.len(),
-            });
+            return Err(DataChannelError::OddUtf16Length { name: self.name, len: bytes.len() });
         }
-        let units: Vec<u16> = bytes
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect();
+        let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
         String::from_utf16(&units).map_err(|_| DataChannelError::InvalidUtf16 { name: self.name })
     }
     fn prefixed_string(&mut self) -> Result<String, DataChannelError> {
@@ -392,10 +363,7 @@ impl<'a> Reader<'a> {
         if self.buf.is_empty() {
             Ok(value)
         } else {
-            Err(DataChannelError::TrailingBytes {
-                name: self.name,
-                extra: self.buf.len(),
-            })
+            Err(DataChannelError::TrailingBytes { name: self.name, extra: self.buf.len() })
         }
     }
 }
@@ -475,28 +443,18 @@ impl ToStreamer {
             | UIInteraction(s)
             | Command(s)
             | TextboxEntry(s) => put_prefixed_string(&mut out, s),
-            KeyDown {
-                key_code,
-                is_repeat,
-            } => {
+            KeyDown { key_code, is_repeat } => {
                 out.push(*key_code);
                 out.push(u8::from(*is_repeat));
             }
             KeyUp { key_code } => out.push(*key_code),
             KeyPress { char_code } => put_u16(&mut out, *char_code),
-            MouseDown { button, x, y }
-            | MouseUp { button, x, y }
-            | MouseDouble { button, x, y } => {
+            MouseDown { button, x, y } | MouseUp { button, x, y } | MouseDouble { button, x, y } => {
                 out.push(*button);
                 put_u16(&mut out, *x);
                 put_u16(&mut out, *y);
             }
-            MouseMove {
-                x,
-                y,
-                delta_x,
-                delta_y,
-            } => {
+            MouseMove { x, y, delta_x, delta_y } => {
                 put_u16(&mut out, *x);
                 put_u16(&mut out, *y);
                 out.extend_from_slice(&delta_x.to_le_bytes());
@@ -508,25 +466,13 @@ impl ToStreamer {
                 put_u16(&mut out, *y);
             }
             TouchStart(t) | TouchEnd(t) | TouchMove(t) => put_touches(&mut out, t),
-            GamepadButtonPressed {
-                controller,
-                button,
-                is_repeat,
-            }
-            | GamepadButtonReleased {
-                controller,
-                button,
-                is_repeat,
-            } => {
+            GamepadButtonPressed { controller, button, is_repeat }
+            | GamepadButtonReleased { controller, button, is_repeat } => {
                 out.push(*controller);
                 out.push(*button);
                 out.push(u8::from(*is_repeat));
             }
-            GamepadAnalog {
-                controller,
-                axis,
-                value,
-            } => {
+            GamepadAnalog { controller, axis, value } => {
                 out.push(*controller);
                 out.push(*axis);
                 out.extend_from_slice(&value.to_le_bytes());
@@ -559,64 +505,24 @@ impl ToStreamer {
             50 => UIInteraction(r.prefixed_string()?),
             51 => Command(r.prefixed_string()?),
             52 => TextboxEntry(r.prefixed_string()?),
-            60 => KeyDown {
-                key_code: r.u8()?,
-                is_repeat: r.bool()?,
-            },
+            60 => KeyDown { key_code: r.u8()?, is_repeat: r.bool()? },
             61 => KeyUp { key_code: r.u8()? },
-            62 => KeyPress {
-                char_code: r.u16()?,
-            },
+            62 => KeyPress { char_code: r.u16()? },
             70 => MouseEnter,
             71 => MouseLeave,
-            72 => MouseDown {
-                button: r.u8()?,
-                x: r.u16()?,
-                y: r.u16()?,
-            },
-            73 => MouseUp {
-                button: r.u8()?,
-                x: r.u16()?,
-                y: r.u16()?,
-            },
-            74 => MouseMove {
-                x: r.u16()?,
-                y: r.u16()?,
-                delta_x: r.i16()?,
-                delta_y: r.i16()?,
-            },
-            75 => MouseWheel {
-                delta: r.i16()?,
-                x: r.u16()?,
-                y: r.u16()?,
-            },
-            76 => MouseDouble {
-                button: r.u8()?,
-                x: r.u16()?,
-                y: r.u16()?,
-            },
+            72 => MouseDown { button: r.u8()?, x: r.u16()?, y: r.u16()? },
+            73 => MouseUp { button: r.u8()?, x: r.u16()?, y: r.u16()? },
+            74 => MouseMove { x: r.u16()?, y: r.u16()?, delta_x: r.i16()?, delta_y: r.i16()? },
+            75 => MouseWheel { delta: r.i16()?, x: r.u16()?, y: r.u16()? },
+            76 => MouseDouble { button: r.u8()?, x: r.u16()?, y: r.u16()? },
             80 => TouchStart(r.touches()?),
             81 => TouchEnd(r.touches()?),
             82 => TouchMove(r.touches()?),
-            90 => GamepadButtonPressed {
-                controller: r.u8()?,
-                button: r.u8()?,
-                is_repeat: r.bool()?,
-            },
-            91 => GamepadButtonReleased {
-                controller: r.u8()?,
-                button: r.u8()?,
-                is_repeat: r.bool()?,
-            },
-            92 => GamepadAnalog {
-                controller: r.u8()?,
-                axis: r.u8()?,
-                value: r.f64()?,
-            },
+            90 => GamepadButtonPressed { controller: r.u8()?, button: r.u8()?, is_repeat: r.bool()? },
+            91 => GamepadButtonReleased { controller: r.u8()?, button: r.u8()?, is_repeat: r.bool()? },
+            92 => GamepadAnalog { controller: r.u8()?, axis: r.u8()?, value: r.f64()? },
             93 => GamepadConnected,
-            94 => GamepadDisconnected {
-                controller: r.u8()?,
-            },
+            94 => GamepadDisconnected { controller: r.u8()? },
             other => return Err(DataChannelError::UnknownId(other)),
         };
         r.finish(msg)
@@ -625,18 +531,12 @@ impl ToStreamer {
 
 /// The player → streamer name of an id, if known.
 pub fn to_streamer_name(id: u8) -> Option<&'static str> {
-    TO_STREAMER_PROTOCOL
-        .iter()
-        .find(|(_, i, _)| *i == id)
-        .map(|(n, _, _)| *n)
+    TO_STREAMER_PROTOCOL.iter().find(|(_, i, _)| *i == id).map(|(n, _, _)| *n)
 }
 
 /// The streamer → player name of an id, if known.
 pub fn to_player_name(id: u8) -> Option<&'static str> {
-    TO_PLAYER_IDS
-        .iter()
-        .find(|(_, i)| *i == id)
-        .map(|(n, _)| *n)
+    TO_PLAYER_IDS.iter().find(|(_, i)| *i == id).map(|(n, _)| *n)
 }
 
 fn norm(v: u16) -> f64 {
@@ -656,10 +556,7 @@ impl fmt::Display for ToStreamer {
             | UIInteraction(s)
             | Command(s)
             | TextboxEntry(s) => write!(f, "{name} {s:?}"),
-            KeyDown {
-                key_code,
-                is_repeat,
-            } => {
+            KeyDown { key_code, is_repeat } => {
                 write!(f, "{name} key_code={key_code} repeat={is_repeat}")
             }
             KeyUp { key_code } => write!(f, "{name} key_code={key_code}"),
@@ -667,34 +564,14 @@ impl fmt::Display for ToStreamer {
                 Some(c) if !c.is_control() => write!(f, "{name} char_code={char_code} ({c:?})"),
                 _ => write!(f, "{name} char_code={char_code}"),
             },
-            MouseDown { button, x, y }
-            | MouseUp { button, x, y }
-            | MouseDouble { button, x, y } => {
-                write!(
-                    f,
-                    "{name} button={button} x={:.2} y={:.2}",
-                    norm(*x),
-                    norm(*y)
-                )
+            MouseDown { button, x, y } | MouseUp { button, x, y } | MouseDouble { button, x, y } => {
+                write!(f, "{name} button={button} x={:.2} y={:.2}", norm(*x), norm(*y))
             }
-            MouseMove {
-                x,
-                y,
-                delta_x,
-                delta_y,
-            } => write!(
-                f,
-                "{name} x={:.2} y={:.2} dx={delta_x} dy={delta_y}",
-                norm(*x),
-                norm(*y)
-            ),
+            MouseMove { x, y, delta_x, delta_y } => {
+                write!(f, "{name} x={:.2} y={:.2} dx={delta_x} dy={delta_y}", norm(*x), norm(*y))
+            }
             MouseWheel { delta, x, y } => {
-                write!(
-                    f,
-                    "{name} delta={delta} x={:.2} y={:.2}",
-                    norm(*x),
-                    norm(*y)
-                )
+                write!(f, "{name} delta={delta} x={:.2} y={:.2}", norm(*x), norm(*y))
             }
             TouchStart(t) | TouchEnd(t) | TouchMove(t) => {
                 write!(f, "{name} touches={}", t.len())?;
@@ -711,28 +588,12 @@ impl fmt::Display for ToStreamer {
                 }
                 Ok(())
             }
-            GamepadButtonPressed {
-                controller,
-                button,
-                is_repeat,
+            GamepadButtonPressed { controller, button, is_repeat }
+            | GamepadButtonReleased { controller, button, is_repeat } => {
+                write!(f, "{name} controller={controller} button={button} repeat={is_repeat}")
             }
-            | GamepadButtonReleased {
-                controller,
-                button,
-                is_repeat,
-            } => write!(
-                f,
-                "{name} controller={controller} button={button} repeat={is_repeat}"
-            ),
-            GamepadAnalog {
-                controller,
-                axis,
-                value,
-            } => {
-                write!(
-                    f,
-                    "{name} controller={controller} axis={axis} value={value:.3}"
-                )
+            GamepadAnalog { controller, axis, value } => {
+                write!(f, "{name} controller={controller} axis={axis} value={value:.3}")
             }
             GamepadDisconnected { controller } => write!(f, "{name} controller={controller}"),
             _ => f.write_str(name),
@@ -800,11 +661,7 @@ impl ToPlayer {
             | GamepadResponse(s)
             | DataChannelLatencyTest(s)
             | Protocol(s) => put_raw_string(&mut out, s),
-            FreezeFrame {
-                total_size,
-                jpeg: data,
-            }
-            | FileContents { total_size, data } => {
+            FreezeFrame { total_size, jpeg: data } | FileContents { total_size, data } => {
                 out.extend_from_slice(&total_size.to_le_bytes());
                 out.extend_from_slice(data);
             }
@@ -823,20 +680,14 @@ impl ToPlayer {
             0 => QualityControlOwnership(r.bool()?),
             1 => Response(r.raw_string()?),
             2 => Command(r.raw_string()?),
-            3 => FreezeFrame {
-                total_size: r.u32()?,
-                jpeg: r.rest(),
-            },
+            3 => FreezeFrame { total_size: r.u32()?, jpeg: r.rest() },
             4 => UnfreezeFrame,
             5 => VideoEncoderAvgQP(r.raw_string()?),
             6 => LatencyTest(r.raw_string()?),
             7 => InitialSettings(r.raw_string()?),
             8 => FileExtension(r.raw_string()?),
             9 => FileMimeType(r.raw_string()?),
-            10 => FileContents {
-                total_size: r.u32()?,
-                data: r.rest(),
-            },
+            10 => FileContents { total_size: r.u32()?, data: r.rest() },
             11 => TestEcho(r.raw_string()?),
             12 => InputControlOwnership(r.bool()?),
             13 => GamepadResponse(r.raw_string()?),
@@ -867,11 +718,7 @@ impl fmt::Display for ToPlayer {
             | Protocol(s) => {
                 write!(f, "{name} {s:?}")
             }
-            FreezeFrame {
-                total_size,
-                jpeg: data,
-            }
-            | FileContents { total_size, data } => {
+            FreezeFrame { total_size, jpeg: data } | FileContents { total_size, data } => {
                 write!(f, "{name} total_size={total_size} bytes={}", data.len())
             }
             UnfreezeFrame => f.write_str(name),
@@ -885,13 +732,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn touch(i: u8) -> Touch {
-        Touch {
-            x: 100 * u16::from(i),
-            y: 65535 - u16::from(i),
-            id: i,
-            force: 128,
-            valid: i & 1 == 0,
-        }
+        Touch { x: 100 * u16::from(i), y: 65535 - u16::from(i), id: i, force: 128, valid: i & 1 == 0 }
     }
 
     fn all_to_streamer() -> Vec<ToStreamer> {
@@ -910,58 +751,22 @@ mod tests {
             UIInteraction(r#"{"action":"go"}"#.into()),
             Command(r#"{"Resolution.Width":800,"Resolution.Height":600}"#.into()),
             TextboxEntry("héllo 😀".into()),
-            KeyDown {
-                key_code: 65,
-                is_repeat: true,
-            },
+            KeyDown { key_code: 65, is_repeat: true },
             KeyUp { key_code: 65 },
             KeyPress { char_code: 0x20AC },
             MouseEnter,
             MouseLeave,
-            MouseDown {
-                button: 2,
-                x: 1,
-                y: 65535,
-            },
-            MouseUp {
-                button: 0,
-                x: 32768,
-                y: 0,
-            },
-            MouseMove {
-                x: 10,
-                y: 20,
-                delta_x: -5,
-                delta_y: 300,
-            },
-            MouseWheel {
-                delta: -120,
-                x: 5,
-                y: 6,
-            },
-            MouseDouble {
-                button: 1,
-                x: 7,
-                y: 8,
-            },
+            MouseDown { button: 2, x: 1, y: 65535 },
+            MouseUp { button: 0, x: 32768, y: 0 },
+            MouseMove { x: 10, y: 20, delta_x: -5, delta_y: 300 },
+            MouseWheel { delta: -120, x: 5, y: 6 },
+            MouseDouble { button: 1, x: 7, y: 8 },
             TouchStart(vec![touch(1)]),
             TouchEnd(vec![touch(1), touch(2)]),
             TouchMove(vec![]),
-            GamepadButtonPressed {
-                controller: 1,
-                button: 3,
-                is_repeat: false,
-            },
-            GamepadButtonReleased {
-                controller: 1,
-                button: 3,
-                is_repeat: true,
-            },
-            GamepadAnalog {
-                controller: 0,
-                axis: 2,
-                value: -0.25,
-            },
+            GamepadButtonPressed { controller: 1, button: 3, is_repeat: false },
+            GamepadButtonReleased { controller: 1, button: 3, is_repeat: true },
+            GamepadAnalog { controller: 0, axis: 2, value: -0.25 },
             GamepadConnected,
             GamepadDisconnected { controller: 3 },
         ]
@@ -973,20 +778,14 @@ mod tests {
             QualityControlOwnership(true),
             Response("ok".into()),
             Command(r#"{"command":"onScreenKeyboard"}"#.into()),
-            FreezeFrame {
-                total_size: 4,
-                jpeg: vec![0xff, 0xd8, 0xff, 0xd9],
-            },
+            FreezeFrame { total_size: 4, jpeg: vec![0xff, 0xd8, 0xff, 0xd9] },
             UnfreezeFrame,
             VideoEncoderAvgQP("27.5".into()),
             LatencyTest(r#"{"ReceiptTimeMs":1}"#.into()),
             InitialSettings(r#"{"PixelStreaming":{}}"#.into()),
             FileExtension(".txt".into()),
             FileMimeType("text/plain".into()),
-            FileContents {
-                total_size: 10,
-                data: vec![1, 2, 3],
-            },
+            FileContents { total_size: 10, data: vec![1, 2, 3] },
             TestEcho("echo".into()),
             InputControlOwnership(false),
             GamepadResponse(r#"{"controllerId":0}"#.into()),
@@ -1029,97 +828,40 @@ mod tests {
     #[test]
     fn byte_exact_vectors() {
         assert_eq!(
-            ToStreamer::MouseDown {
-                button: 1,
-                x: 0x1234,
-                y: 0xABCD
-            }
-            .encode(),
+            ToStreamer::MouseDown { button: 1, x: 0x1234, y: 0xABCD }.encode(),
             vec![72, 1, 0x34, 0x12, 0xCD, 0xAB]
         );
+        assert_eq!(ToStreamer::KeyDown { key_code: 65, is_repeat: false }.encode(), vec![60, 65, 0]);
         assert_eq!(
-            ToStreamer::KeyDown {
-                key_code: 65,
-                is_repeat: false
-            }
-            .encode(),
-            vec![60, 65, 0]
-        );
-        assert_eq!(
-            ToStreamer::MouseMove {
-                x: 1,
-                y: 2,
-                delta_x: -1,
-                delta_y: 256
-            }
-            .encode(),
+            ToStreamer::MouseMove { x: 1, y: 2, delta_x: -1, delta_y: 256 }.encode(),
             vec![74, 1, 0, 2, 0, 0xFF, 0xFF, 0, 1]
         );
         // UIInteraction: id, u16 unit count, UTF-16LE.
-        assert_eq!(
-            ToStreamer::UIInteraction("hi€".into()).encode(),
-            vec![50, 3, 0, b'h', 0, b'i', 0, 0xAC, 0x20]
-        );
+        assert_eq!(ToStreamer::UIInteraction("hi€".into()).encode(), vec![50, 3, 0, b'h', 0, b'i', 0, 0xAC, 0x20]);
         // Streamer → player strings: raw UTF-16LE, no prefix.
-        assert_eq!(
-            ToPlayer::Response("ok".into()).encode(),
-            vec![1, b'o', 0, b'k', 0]
-        );
+        assert_eq!(ToPlayer::Response("ok".into()).encode(), vec![1, b'o', 0, b'k', 0]);
         assert_eq!(ToPlayer::QualityControlOwnership(true).encode(), vec![0, 1]);
-        assert_eq!(
-            ToPlayer::freeze_frame(vec![9, 8]).encode(),
-            vec![3, 2, 0, 0, 0, 9, 8]
-        );
+        assert_eq!(ToPlayer::freeze_frame(vec![9, 8]).encode(), vec![3, 2, 0, 0, 0, 9, 8]);
         // Astral characters take two code units and count as two.
-        assert_eq!(
-            ToStreamer::TextboxEntry("😀".into()).encode(),
-            vec![52, 2, 0, 0x3D, 0xD8, 0x00, 0xDE]
-        );
+        assert_eq!(ToStreamer::TextboxEntry("😀".into()).encode(), vec![52, 2, 0, 0x3D, 0xD8, 0x00, 0xDE]);
     }
 
     #[test]
     fn bad_input_is_an_error() {
         assert_eq!(ToStreamer::decode(&[]), Err(DataChannelError::Empty));
         assert_eq!(ToPlayer::decode(&[]), Err(DataChannelError::Empty));
-        assert_eq!(
-            ToStreamer::decode(&[200]),
-            Err(DataChannelError::UnknownId(200))
-        );
-        assert_eq!(
-            ToPlayer::decode(&[100]),
-            Err(DataChannelError::UnknownId(100))
-        );
-        assert!(matches!(
-            ToStreamer::decode(&[72, 1, 2]),
-            Err(DataChannelError::Truncated { .. })
-        ));
-        assert!(matches!(
-            ToStreamer::decode(&[61, 1, 2]),
-            Err(DataChannelError::TrailingBytes { .. })
-        ));
+        assert_eq!(ToStreamer::decode(&[200]), Err(DataChannelError::UnknownId(200)));
+        assert_eq!(ToPlayer::decode(&[100]), Err(DataChannelError::UnknownId(100)));
+        assert!(matches!(ToStreamer::decode(&[72, 1, 2]), Err(DataChannelError::Truncated { .. })));
+        assert!(matches!(ToStreamer::decode(&[61, 1, 2]), Err(DataChannelError::TrailingBytes { .. })));
         // Count says 5 units, only 1 present.
-        assert!(matches!(
-            ToStreamer::decode(&[50, 5, 0, b'a', 0]),
-            Err(DataChannelError::Truncated { .. })
-        ));
-        assert!(matches!(
-            ToPlayer::decode(&[1, b'a']),
-            Err(DataChannelError::OddUtf16Length { .. })
-        ));
+        assert!(matches!(ToStreamer::decode(&[50, 5, 0, b'a', 0]), Err(DataChannelError::Truncated { .. })));
+        assert!(matches!(ToPlayer::decode(&[1, b'a']), Err(DataChannelError::OddUtf16Length { .. })));
         // Lone high surrogate.
-        assert!(matches!(
-            ToPlayer::decode(&[1, 0x00, 0xD8]),
-            Err(DataChannelError::InvalidUtf16 { .. })
-        ));
-        assert!(matches!(
-            ToStreamer::decode(&[80, 2, 0, 0, 0, 0, 1, 1, 1]),
-            Err(DataChannelError::Truncated { .. })
-        ));
+        assert!(matches!(ToPlayer::decode(&[1, 0x00, 0xD8]), Err(DataChannelError::InvalidUtf16 { .. })));
+        assert!(matches!(ToStreamer::decode(&[80, 2, 0, 0, 0, 0, 1, 1, 1]), Err(DataChannelError::Truncated { .. })));
         // TestEcho with no payload, as the default frontend table sends it.
-        assert_eq!(
-            ToStreamer::decode(&[8]),
-            Ok(ToStreamer::TestEcho(String::new()))
-        );
+        assert_eq!(ToStreamer::decode(&[8]), Ok(ToStreamer::TestEcho(String::new())));
     }
 
     #[test]
@@ -1127,14 +869,8 @@ mod tests {
         let v: Value = serde_json::from_str(&to_streamer_protocol_json()).unwrap();
         assert_eq!(v["Direction"], 0);
         assert_eq!(v["MouseDown"]["id"], 72);
-        assert_eq!(
-            v["MouseDown"]["structure"],
-            serde_json::json!(["uint8", "uint16", "uint16"])
-        );
-        assert_eq!(
-            v["UIInteraction"]["structure"],
-            serde_json::json!(["string"])
-        );
+        assert_eq!(v["MouseDown"]["structure"], serde_json::json!(["uint8", "uint16", "uint16"]));
+        assert_eq!(v["UIInteraction"]["structure"], serde_json::json!(["string"]));
         assert_eq!(v.as_object().unwrap().len(), TO_STREAMER_PROTOCOL.len() + 1);
         // The first key is Direction, as UE sends it.
         assert!(to_streamer_protocol_json().starts_with(r#"{"Direction":0,"#));
@@ -1142,11 +878,7 @@ mod tests {
 
     #[test]
     fn display_is_readable() {
-        let m = ToStreamer::MouseDown {
-            button: 0,
-            x: 33423,
-            y: 14418,
-        };
+        let m = ToStreamer::MouseDown { button: 0, x: 33423, y: 14418 };
         assert_eq!(m.to_string(), "MouseDown button=0 x=0.51 y=0.22");
     }
 

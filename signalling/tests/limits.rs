@@ -114,11 +114,12 @@ async fn metrics_show_connections_messages_drops_closes_latency_and_queues() {
         flooder.send_raw(r#"{"type":"listStreamers"}"#).await;
     }
     while flooder.ended_or_text().await.is_some() {}
+    wait_until("flooder gone", || h.connection_count() == 2).await;
     let (status, text) = http_request(h.player_addr(), "GET", "/metrics", &[]).await;
     assert_eq!(status, 200);
     assert!(text.contains("text/plain; version=0.0.4"), "{text}");
     for needle in [
-        "signalling_connections{role=\"player\"} 2",
+        "signalling_registry_entries 2",
         "signalling_connections{role=\"streamer\"} 1",
         "signalling_connections_accepted_total{role=\"player\"} 2",
         "signalling_messages_in_total{type=\"subscribe\"} 2",

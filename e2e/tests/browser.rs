@@ -1,0 +1,95 @@
+//! 7: the built-in player page in a real browser (headless Chromium) against
+//! the real server and mock streamer: the `<video>` plays decoded frames,
+//! and a click on the video arrives at the mock streamer as a `MouseDown`
+//! with the right coordinates. A screenshot is saved for a person to look at.
+//!
+//! Skipped with a message where no Chromium is installed, except under
+//! `CI=true`, where a missing Chromium is a failure.
+
+use std::time::Duration;
+
+use e2e::browser::{find_chromium, Browser};
+use e2e::topology::{StreamerSpec, Topology};
+use mock_streamer::StreamerEvent;
+use proto::datachannel::ToStreamer;
+
+fn chromium_or_skip() -> Option<std::path::PathBuf> {
+    match find_chromium() {
+        Some(path) => Some(path),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but no Chromium found: install it with `apt-get install -y chromium`")
+        }
+        None => {
+            eprintln!("SKIPPED: no Chromium found (apt-get install -y chromium, or set CHROMIUM=/path)");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_page_plays_the_stream_and_sends_clicks() {
+    let Some(chromium) = chromium_or_skip() else { return };
+    let topology = Topology {
+        streamers: vec![StreamerSpec { width: 640, height: 360, bitrate: 800_000, ..StreamerSpec::default() }],
+        ..Topology::default()
+    };
+    let running = topology.start().await.expect("stack starts");
+    let mut events = running.streamers[0].events();
+    let url = format!("http://{}/", running.server.player_addr());
+
+    let mut browser = Browser::launch(&chromium).await.expect("chromium starts");
+    browser.navigate(&url).await.expect("page loads");
+    // Decoded frames: the element knows the picture size and its clock runs.
+    let playing = "(() => { const v = document.getElementById('video'); \
+                   return v.videoWidth === 640 && v.videoHeight === 360 && v.currentTime > 1 && !v.paused; })()";
+    if let Err(e) = browser.wait_for(playing, Duration::from_secs(30)).await {
+        panic!("video never played: {e}\nconsole: {:#?}", browser.console);
+    }
+    let frames = browser
+        .eval("document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames")
+        .await
+        .expect("quality")
+        .as_u64()
+        .unwrap_or(0);
+    assert!(frames > 10, "only {frames} frames decoded");
+    // The page waits for the streamer's Protocol message before sending input.
+    browser.wait_for("streamerReady === true", Duration::from_secs(10)).await.expect("data channel ready");
+
+    // Click a quarter of the way across and three quarters down the picture.
+    let rect = browser
+        .eval(
+            "(() => { const r = document.getElementById('video').getBoundingClientRect(); \
+             const v = document.getElementById('video'); const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight); \
+             const w = v.videoWidth * s, h = v.videoHeight * s; \
+             return [r.left + (r.width - w) / 2, r.top + (r.height - h) / 2, w, h]; })()",
+        )
+        .await
+        .expect("video rect");
+    let r: Vec<f64> = rect.as_array().expect("array").iter().filter_map(|v| v.as_f64()).collect();
+    let (x, y) = (r[0] + r[2] * 0.25, r[1] + r[3] * 0.75);
+    browser.click(x, y).await.expect("click");
+
+    let down = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(StreamerEvent::Input { message: ToStreamer::MouseDown { button, x, y }, .. }) => break (button, x, y),
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("events ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("MouseDown reached the streamer");
+    let (button, nx, ny) = (down.0, f64::from(down.1) / 65535.0, f64::from(down.2) / 65535.0);
+    assert_eq!(button, 0, "left button");
+    assert!((nx - 0.25).abs() < 0.01 && (ny - 0.75).abs() < 0.01, "clicked at ({nx:.3}, {ny:.3})");
+
+    let png = browser.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("built-in-page.png");
+    std::fs::write(&out, &png).expect("write screenshot");
+    eprintln!("screenshot: {}", out.display());
+    browser.close().await;
+    running.stop().await;
+}
