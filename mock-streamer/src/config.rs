@@ -24,6 +24,8 @@ pub struct StreamerConfig {
     /// Offer SFU connections (`playerConnected` with `sfu: true`) three
     /// simulcast encodings (rids f, h, q: full, half, quarter resolution).
     pub simulcast: bool,
+    /// Add an Opus audio track (a 440 Hz tone) to every offer. Needs libopus.
+    pub audio: bool,
     /// Log stats this often.
     pub stats_interval: Option<Duration>,
     /// Send `ping` to the server this often.
@@ -44,6 +46,7 @@ impl Default for StreamerConfig {
             respond: false,
             signalling_only: false,
             simulcast: false,
+            audio: false,
             stats_interval: None,
             ping_interval: Some(Duration::from_secs(30)),
             reconnect_min: Duration::from_millis(250),

@@ -21,11 +21,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audio;
 pub mod canned;
 pub mod config;
 pub mod encoder;
 pub mod events;
 pub mod fanout;
+pub mod opus;
 pub mod pattern;
 pub mod peer;
 pub mod protocol;
@@ -46,7 +48,7 @@ pub use config::{numbered_ids, StreamerConfig};
 pub use events::StreamerEvent;
 pub use stats::{StatsSnapshot, StreamerSnapshot};
 
-use crate::fanout::VideoLayers;
+use crate::fanout::{Fanout, VideoLayers};
 use crate::peer::PeerShared;
 use crate::protocol::{initial_settings_json, Protocol};
 use crate::session::Session;
@@ -59,6 +61,8 @@ pub enum StreamerError {
     Rtc(#[from] proto::rtc::RtcError),
     #[error("cannot start the video thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("--audio: {0}")]
+    Audio(#[from] opus::OpusError),
     #[error("no streamer ids configured")]
     NoIds,
 }
@@ -114,6 +118,22 @@ pub fn spawn(config: StreamerConfig) -> Result<StreamerHandle, StreamerError> {
                 }
             }
         }
+        let audio = if config.audio && !config.signalling_only {
+            let encoder =
+                opus::OpusEncoder::new(audio::SAMPLE_RATE as i32, audio::CHANNELS).inspect_err(|_| cancel.cancel())?;
+            let fanout = Arc::new(Fanout::default());
+            let thread = audio::spawn_audio_thread(encoder, fanout.clone(), stats.clone(), cancel.clone(), id.clone());
+            match thread {
+                Ok(t) => handle.threads.push(t),
+                Err(e) => {
+                    cancel.cancel();
+                    return Err(e.into());
+                }
+            }
+            Some(fanout)
+        } else {
+            None
+        };
         let protocol = Arc::new(Protocol {
             streamer: index,
             stats: stats.clone(),
@@ -129,6 +149,7 @@ pub fn spawn(config: StreamerConfig) -> Result<StreamerHandle, StreamerError> {
             api: api.clone(),
             ice: config.ice,
             video,
+            audio,
             stats: stats.clone(),
             protocol,
             events: events.clone(),

@@ -72,6 +72,9 @@ struct Args {
     /// Offer SFU connections three simulcast encodings (rids f/h/q: full, half, quarter resolution).
     #[arg(long)]
     simulcast: bool,
+    /// Add an Opus audio track (a 440 Hz tone) to every offer. Needs libopus (libopus0) at run time.
+    #[arg(long)]
+    audio: bool,
     /// Send a signalling ping every N seconds (0 = never).
     #[arg(long, default_value_t = 30)]
     ping_interval: u64,
@@ -85,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,webrtc_srtp=error,webrtc_data=error".into()),
+                .unwrap_or_else(|_| "info,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,webrtc_srtp=error,webrtc_data=error,dtls=error".into()),
         )
         .init();
     let args = Args::parse();
@@ -100,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         respond: args.respond,
         signalling_only: args.signalling_only,
         simulcast: args.simulcast,
+        audio: args.audio,
         stats_interval: secs(args.stats_interval),
         ping_interval: secs(args.ping_interval),
         reconnect_max: Duration::from_secs(args.reconnect_max.max(1)),

@@ -9,7 +9,7 @@ use proto::{IceCandidate, Message};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use webrtc::api::media_engine::MIME_TYPE_H264;
+use webrtc::api::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use webrtc::api::API;
 use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
 use webrtc::data_channel::RTCDataChannel;
@@ -33,6 +33,7 @@ use proto::client::SignallingSender;
 /// MediaStream: msid must be present).
 pub const STREAM_ID: &str = "pixelstreaming_av_stream_id";
 pub const VIDEO_TRACK_ID: &str = "pixelstreaming_video_track_label";
+pub const AUDIO_TRACK_ID: &str = "pixelstreaming_audio_track_label";
 
 /// Errors setting up a peer connection.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,8 @@ pub struct PeerShared {
     pub api: Arc<API>,
     pub ice: IcePolicy,
     pub video: Arc<VideoLayers>,
+    /// The Opus tone, with `--audio`.
+    pub audio: Option<Arc<Fanout>>,
     pub stats: Arc<StreamerStats>,
     pub protocol: Arc<Protocol>,
     pub events: broadcast::Sender<StreamerEvent>,
@@ -116,7 +119,7 @@ async fn setup(p: &PeerParams) -> Result<Setup, PeerError> {
         sdp_fmtp_line: H264_FMTP.to_owned(),
         rtcp_feedback: vec![],
     };
-    let feeds: Vec<Feed> = if p.sfu && shared.video.simulcast() {
+    let mut feeds: Vec<Feed> = if p.sfu && shared.video.simulcast() {
         // Simulcast to an SFU: one encoding (rid) per layer on one sender.
         let mut feeds = Vec::new();
         for (rid, layer) in SIMULCAST_RIDS.iter().zip(&shared.video.layers) {
@@ -143,6 +146,23 @@ async fn setup(p: &PeerParams) -> Result<Setup, PeerError> {
         tokio::spawn(read_rtcp(sender, shared.video.full().clone(), None));
         vec![(track, shared.video.full().clone())]
     };
+    if let Some(audio) = &shared.audio {
+        let track = Arc::new(TrackLocalStaticRTP::new(
+            RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            AUDIO_TRACK_ID.to_owned(),
+            STREAM_ID.to_owned(),
+        ));
+        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>).await?;
+        // Drain its RTCP (runs the interceptors); audio needs no keyframes.
+        tokio::spawn(async move { while sender.read_rtcp().await.is_ok() {} });
+        feeds.push((track, audio.clone()));
+    }
 
     if p.data_channel {
         let dc = pc
@@ -250,7 +270,12 @@ async fn drive(
                     tracing::info!(player = %player_id, "peer connected");
                     if subscriptions.is_empty() {
                         for (track, layer) in &feeds {
-                            subscriptions.push(layer.subscribe(track.clone(), shared.stats.player(player_id)));
+                            // Player stats count video; audio is counted per streamer.
+                            let stats = match &shared.audio {
+                                Some(audio) if Arc::ptr_eq(audio, layer) => Arc::default(),
+                                _ => shared.stats.player(player_id),
+                            };
+                            subscriptions.push(layer.subscribe(track.clone(), stats));
                         }
                     }
                     let _ = shared.events.send(StreamerEvent::PeerConnected {

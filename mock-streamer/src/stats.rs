@@ -62,6 +62,7 @@ pub struct StreamerStats {
     pub keyframes_encoded: AtomicU64,
     pub bytes_encoded: AtomicU64,
     pub encode_micros: AtomicU64,
+    pub audio_frames_encoded: AtomicU64,
     pub players_connected_total: AtomicU64,
     pub signalling_connects: AtomicU64,
     players: Mutex<HashMap<String, Arc<PlayerStats>>>,
@@ -79,6 +80,8 @@ pub struct StreamerSnapshot {
     pub bytes_encoded: u64,
     /// Mean encode time per frame, microseconds.
     pub encode_micros_avg: u64,
+    /// Opus frames encoded (`--audio`).
+    pub audio_frames_encoded: u64,
     pub players_connected_total: u64,
     pub signalling_connects: u64,
     /// Current players, by id.
@@ -140,6 +143,7 @@ impl StreamerStats {
             keyframes_encoded: self.keyframes_encoded.load(Relaxed),
             bytes_encoded: self.bytes_encoded.load(Relaxed),
             encode_micros_avg: self.encode_micros.load(Relaxed).checked_div(frames).unwrap_or(0),
+            audio_frames_encoded: self.audio_frames_encoded.load(Relaxed),
             players_connected_total: self.players_connected_total.load(Relaxed),
             signalling_connects: self.signalling_connects.load(Relaxed),
             players,

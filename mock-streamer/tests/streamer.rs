@@ -292,3 +292,35 @@ async fn simulcast_sends_three_layers_to_an_sfu_only() {
     assert_eq!(decode_dims(&[&first]), (640, 360));
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_is_an_opus_tone() {
+    if !mock_streamer::opus::available() {
+        eprintln!("libopus not installed here: --audio cannot run; skipping");
+        return;
+    }
+    let cfg = StreamerConfig { audio: true, ..config(320, 240) };
+    let mut h = start(cfg, 1).await;
+    let p = &mut h.players[0];
+    p.wait_connected().await;
+    assert!(h.offers.lock().unwrap()[0].contains("opus/48000/2"), "offer has Opus");
+    // Video still works next to audio.
+    assert!(nal_types(&p.next_frame().await).contains(&5));
+    // Decode 0.5 s of audio: a 440 Hz tone, i.e. about 440 rising zero
+    // crossings per second in the left channel, and real energy.
+    let mut decoder = mock_streamer::opus::OpusDecoder::new(48_000, 2).expect("decoder");
+    let mut left = Vec::new();
+    while left.len() < 24_000 {
+        let payload = within("audio packets", p.audio.recv()).await.expect("audio");
+        let pcm = decoder.decode(&payload).expect("decodes");
+        left.extend(pcm.chunks_exact(2).map(|s| f64::from(s[0])));
+    }
+    let tail = &left[4_800..]; // skip the codec's start-up
+    let rms = (tail.iter().map(|v| v * v).sum::<f64>() / tail.len() as f64).sqrt();
+    let crossings = tail.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+    let hz = crossings as f64 / (tail.len() as f64 / 48_000.0);
+    assert!(rms > 1000.0, "tone energy, rms {rms}");
+    assert!((hz - 440.0).abs() < 20.0, "tone frequency {hz} Hz");
+    let stats = h.stop().await;
+    assert!(stats.streamers[0].audio_frames_encoded >= 25);
+}

@@ -62,6 +62,8 @@ pub struct TestPlayer {
     pub frames: mpsc::UnboundedReceiver<Vec<u8>>,
     /// Complete access units of simulcast tracks, with their rid.
     pub rid_frames: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    /// Opus payloads of the audio track, if any.
+    pub audio: mpsc::UnboundedReceiver<Vec<u8>>,
     /// Binary data-channel messages, in arrival order.
     pub dc_messages: mpsc::UnboundedReceiver<Vec<u8>>,
     pub dc: oneshot::Receiver<Arc<RTCDataChannel>>,
@@ -216,6 +218,7 @@ async fn new_player(api: &Arc<API>, id: String, out: mpsc::UnboundedSender<Messa
     let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.expect("pc"));
     let (frames_tx, frames) = mpsc::unbounded_channel();
     let (rid_tx, rid_frames) = mpsc::unbounded_channel();
+    let (audio_tx, audio) = mpsc::unbounded_channel();
     let (dc_tx, dc_messages) = mpsc::unbounded_channel();
     let (dc_handle_tx, dc) = oneshot::channel();
     let (state_tx, connected) = mpsc::unbounded_channel();
@@ -226,6 +229,15 @@ async fn new_player(api: &Arc<API>, id: String, out: mpsc::UnboundedSender<Messa
     pc.on_track(Box::new(move |track, _, _| {
         *sid.lock().unwrap() = Some(track.stream_id());
         let (frames_tx, rid_tx, count) = (frames_tx.clone(), rid_tx.clone(), count.clone());
+        if track.kind() == webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Audio {
+            let audio_tx = audio_tx.clone();
+            tokio::spawn(async move {
+                while let Ok((packet, _)) = track.read_rtp().await {
+                    let _ = audio_tx.send(packet.payload.to_vec());
+                }
+            });
+            return Box::pin(async {});
+        }
         tokio::spawn(async move {
             let rid = track.rid().to_string();
             let mut depacketizer = H264Packet::default();
@@ -298,7 +310,7 @@ async fn new_player(api: &Arc<API>, id: String, out: mpsc::UnboundedSender<Messa
             pc2.add_ice_candidate(to_rtc_candidate(&c)).await.expect("add candidate");
         }
     });
-    let player = TestPlayer { id, pc, frames, rid_frames, dc_messages, dc, connected, stream_id, rtp_packets };
+    let player = TestPlayer { id, pc, frames, rid_frames, audio, dc_messages, dc, connected, stream_id, rtp_packets };
     (player, PlayerWiring { offer_tx, candidate_tx })
 }
 
