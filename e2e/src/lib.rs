@@ -3,6 +3,7 @@
 //! (`src/main.rs`), a recording relay for observing message sequences
 //! ([`tap`]), and a headless-Chromium driver for browser tests ([`browser`]).
 
+pub mod bench;
 pub mod browser;
 pub mod sfu;
 pub mod tap;

@@ -36,8 +36,12 @@ pub struct DcStats {
     /// Messages received, by name.
     pub received: BTreeMap<String, u64>,
     pub decode_errors: u64,
-    /// Round-trip times of latency tests, milliseconds.
+    /// Data-channel round trips (`DataChannelLatencyTest` → its echo), ms.
     pub rtt_ms: Vec<f64>,
+    /// `LatencyTest` → its `LatencyTest` reply, ms. Includes the streamer's
+    /// own processing (Unreal answers with encoder timings), so it is kept
+    /// apart from the pure data-channel round trip.
+    pub latency_test_ms: Vec<f64>,
 }
 
 /// What the player asked the data channel to do.
@@ -133,6 +137,7 @@ impl DcSession {
         };
         let mut first_protocol = false;
         let mut rtt = None;
+        let mut latency = None;
         if let Ok(mut s) = self.stats.lock() {
             s.opened = true;
             *s.received.entry(msg.name().to_string()).or_default() += 1;
@@ -149,7 +154,7 @@ impl DcSession {
         match &msg {
             ToPlayer::LatencyTest(_) => {
                 if let Ok(mut p) = self.pending.lock() {
-                    rtt = p.latency.pop_front().map(|t| now.duration_since(t));
+                    latency = p.latency.pop_front().map(|t| now.duration_since(t));
                 }
             }
             ToPlayer::DataChannelLatencyTest(json) => {
@@ -166,9 +171,14 @@ impl DcSession {
             }
             _ => {}
         }
-        if let Some(rtt) = rtt {
+        if rtt.is_some() || latency.is_some() {
             if let Ok(mut s) = self.stats.lock() {
-                s.rtt_ms.push(rtt.as_secs_f64() * 1000.0);
+                if let Some(rtt) = rtt {
+                    s.rtt_ms.push(rtt.as_secs_f64() * 1000.0);
+                }
+                if let Some(l) = latency {
+                    s.latency_test_ms.push(l.as_secs_f64() * 1000.0);
+                }
             }
         }
         if first_protocol {

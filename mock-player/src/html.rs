@@ -141,6 +141,7 @@ pub fn render(r: &LoadReport) -> String {
         rows.push(("bitrate (kbit/s)".into(), &r.bitrate_bps, 0.001));
         rows.push(("loss (%)".into(), &r.loss, 100.0));
         rows.push(("data-channel RTT (ms)".into(), &r.dc_rtt_ms, 1.0));
+        rows.push(("LatencyTest round trip (ms)".into(), &r.latency_test_ms, 1.0));
     }
     for (name, p, k) in rows {
         let _ = write!(

@@ -1,7 +1,6 @@
 //! One WebRTC peer connection to the streamer (or SFU): answer the offer,
 //! trickle ICE, read RTP into [`RtpStats`], wire the data channel.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -40,9 +39,6 @@ pub enum PeerEvent {
 pub struct PeerSession {
     pc: Arc<RTCPeerConnection>,
     ctx: Arc<RtcContext>,
-    /// Set once the answer (with every candidate gathered so far) is taken:
-    /// only later candidates are trickled.
-    trickle: Arc<AtomicBool>,
     tracks: Arc<Mutex<Vec<Arc<Mutex<RtpStats>>>>>,
     pub dc: DcSession,
     cancel: CancellationToken,
@@ -60,20 +56,14 @@ impl PeerSession {
         let pc = Arc::new(ctx.api.new_peer_connection(ctx.configuration(peer_connection_options)).await?);
         let tracks: Arc<Mutex<Vec<Arc<Mutex<RtpStats>>>>> = Arc::default();
 
-        let trickle = Arc::new(AtomicBool::new(false));
         let ev = events.clone();
-        let trickling = trickle.clone();
         pc.on_ice_candidate(Box::new(move |c| {
             let ev = ev.clone();
-            let trickling = trickling.load(Ordering::SeqCst);
             Box::pin(async move {
                 let Some(c) = c else {
                     let _ = ev.send(PeerEvent::GatheringDone);
                     return;
                 };
-                if !trickling {
-                    return; // in the answer's SDP
-                }
                 match c.to_json() {
                     Ok(init) => {
                         let _ = ev.send(PeerEvent::LocalCandidate(proto::rtc::from_rtc_candidate(init)));
@@ -135,27 +125,19 @@ impl PeerSession {
             Box::pin(async {})
         }));
 
-        Ok(PeerSession { pc, ctx, trickle, tracks, dc, cancel })
+        Ok(PeerSession { pc, ctx, tracks, dc, cancel })
     }
 
-    /// Apply the remote offer and return our answer's SDP.
-    ///
-    /// The answer waits (at most 500 ms) for local gathering and carries the
-    /// candidates gathered so far; later ones are trickled. On loopback
-    /// gathering takes about a millisecond, and a trickle-only answer lets our
-    /// connectivity checks overtake our candidates through the server: the
-    /// streamer then sees a peer-reflexive candidate, and webrtc-rs waits
-    /// 1 s (`prflx_acceptance_min_wait`) before nominating it. Measured with
-    /// 50 players: ICE connected p90 1011 ms trickle-only, 7 ms like this.
+    /// Apply the remote offer and return our answer's SDP. Candidates are
+    /// trickled (`iceCandidate`), as a browser does: the answer goes out at
+    /// once. (Checks that overtake our candidates make peer-reflexive pairs;
+    /// `proto::rtc` lets peers use those without webrtc-rs's default 1 s wait.)
     pub async fn answer(&self, offer_sdp: &str) -> Result<String, PlayerError> {
         let sdp = if self.ctx.loopback_only { filter_sdp_candidates(offer_sdp) } else { offer_sdp.to_string() };
         self.pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
         let answer = self.pc.create_answer(None).await?;
-        let mut gathered = self.pc.gathering_complete_promise().await;
         self.pc.set_local_description(answer.clone()).await?;
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), gathered.recv()).await;
-        self.trickle.store(true, Ordering::SeqCst);
-        Ok(self.pc.local_description().await.map_or(answer.sdp, |d| d.sdp))
+        Ok(answer.sdp)
     }
 
     /// Add a remote candidate (dropped if the ICE policy forbids its address).
@@ -231,7 +213,9 @@ async fn read_track(
         let (pkt, _) = match read {
             Ok(p) => p,
             Err(e) => {
-                tracing::debug!(error = %e, "track ended");
+                if !cancel.is_cancelled() {
+                    tracing::warn!(error = %e, track = %track.id(), "track ended while the session was live");
+                }
                 return;
             }
         };

@@ -273,7 +273,7 @@ impl Player {
         // candidates do, it sees a peer-reflexive candidate and webrtc-rs
         // waits a second before nominating it.
         let mut gathered = false;
-        let mut check = tokio::time::interval(Duration::from_millis(100));
+        let mut check = tokio::time::interval(Duration::from_millis(200));
         let mut phase: &'static str = "waiting for the offer";
 
         let end = loop {
@@ -443,6 +443,7 @@ fn merge_dc(into: &mut DcStats, from: DcStats) {
         *into.received.entry(k).or_default() += v;
     }
     into.rtt_ms.extend(from.rtt_ms);
+    into.latency_test_ms.extend(from.latency_test_ms);
 }
 
 fn summarise_media(s: &mut PlayerStats) {

@@ -83,6 +83,8 @@ pub struct LoadReport {
     pub loss: Percentiles,
     pub jitter_ms: Percentiles,
     pub dc_rtt_ms: Percentiles,
+    /// `LatencyTest` round trips (include the streamer's processing).
+    pub latency_test_ms: Percentiles,
     pub total_video_frames: u64,
     pub total_input_sent: u64,
     pub reconnects: u64,
@@ -138,6 +140,7 @@ impl LoadReport {
             loss: per(|s| s.loss),
             jitter_ms: per(|s| s.jitter_ms),
             dc_rtt_ms: Percentiles::of(stats.iter().flat_map(|s| s.dc.rtt_ms.iter().copied()).collect()),
+            latency_test_ms: Percentiles::of(stats.iter().flat_map(|s| s.dc.latency_test_ms.iter().copied()).collect()),
             total_video_frames: stats.iter().map(|s| s.video_frames).sum(),
             total_input_sent: stats.iter().map(|s| s.dc.input_sent).sum(),
             reconnects: stats.iter().map(|s| u64::from(s.reconnects)).sum(),
@@ -192,6 +195,7 @@ impl LoadReport {
             row("loss", &self.loss, "%", 100.0);
             row("jitter", &self.jitter_ms, "ms", 1.0);
             row("dc rtt", &self.dc_rtt_ms, "ms", 1.0);
+            row("latency test", &self.latency_test_ms, "ms", 1.0);
             let _ = writeln!(
                 o,
                 "video frames {}  input sent {}  reconnects {}",

@@ -313,6 +313,22 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_payloads_never_panic() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let t0 = Instant::now();
+        let mut s = RtpStats::new(Codec::H264, "video", 90_000);
+        let mut v = RtpStats::new(Codec::Vp8, "video", 90_000);
+        for i in 0..20_000u32 {
+            let len = rng.random_range(0..24);
+            let p: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            s.on_packet(t0, rng.random(), rng.random(), &p);
+            v.on_packet(t0, i as u16, i / 3, &p);
+        }
+        let _ = (s.summary(), v.summary());
+    }
+
+    #[test]
     fn frames_loss_and_wrap() {
         let t0 = Instant::now();
         let mut s = RtpStats::new(Codec::H264, "video", 90_000);

@@ -50,8 +50,8 @@ async fn player_streams_through_sfu() {
         .expect("player ends in time")
         .expect("player runs");
     println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
-    assert!(stats.sfu, "the offer did not say sfu: true");
     assert!(stats.passed, "{:?}", stats.error);
+    assert!(stats.sfu, "the offer did not say sfu: true");
     assert!(stats.dc.opened, "{:?}", stats.dc);
     assert!(
         stats.dc.channels.iter().any(|c| c.contains("negotiated")),

@@ -38,6 +38,7 @@ async fn one_player_streams_with_data_channel() {
     assert!(stats.dc.initial_settings_received, "{:?}", stats.dc);
     assert!(stats.dc.input_sent >= 20, "{:?}", stats.dc);
     assert!(!stats.dc.rtt_ms.is_empty(), "no data-channel round trip: {:?}", stats.dc);
+    assert!(!stats.dc.latency_test_ms.is_empty(), "no LatencyTest reply: {:?}", stats.dc);
     // The input reached the streamer.
     wait_until(Duration::from_secs(5), "input counted by the streamer", || {
         let c = st.input_counts();

@@ -135,6 +135,11 @@ pub fn media_engine() -> Result<MediaEngine, RtcError> {
 /// A setting engine for the ICE policy.
 pub fn setting_engine(policy: IcePolicy) -> SettingEngine {
     let mut s = SettingEngine::default();
+    // A trickling peer's connectivity checks often overtake its candidates
+    // (which travel through the signalling server): the pair is then
+    // peer-reflexive, and webrtc-rs by default waits 1 s before using one.
+    // Browsers trickle, so without this every browser join took a second.
+    s.set_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
     if policy.loopback_only {
         s.set_include_loopback_candidate(true);
         s.set_ip_filter(Box::new(|ip: IpAddr| ip == IpAddr::V4(Ipv4Addr::LOCALHOST)));

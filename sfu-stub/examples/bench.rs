@@ -77,6 +77,7 @@ struct RunResult {
     dropped: u64,
     keyframe_requests: u64,
     rss_mb: f64,
+    mbps_per_player: f64,
 }
 
 async fn one_run(n: usize, window: Duration, sfu_rt: &tokio::runtime::Handle) -> anyhow::Result<RunResult> {
@@ -88,7 +89,12 @@ async fn one_run(n: usize, window: Duration, sfu_rt: &tokio::runtime::Handle) ->
     let st = mock_streamer::spawn(mock_streamer::StreamerConfig {
         url: format!("ws://{}", srv.streamer_addr()),
         streamer_ids: vec!["S1".into()],
-        video: mock_streamer::video::VideoSettings { width: w, height: h, fps: 30, bitrate_bps: env("BITRATE", 300_000) },
+        video: mock_streamer::video::VideoSettings {
+            width: w,
+            height: h,
+            fps: 30,
+            bitrate_bps: env("BITRATE", 300_000),
+        },
         ..Default::default()
     })?;
     let sfu_cfg = sfu_stub::SfuConfig {
@@ -105,6 +111,13 @@ async fn one_run(n: usize, window: Duration, sfu_rt: &tokio::runtime::Handle) ->
             if e == sfu_stub::SfuEvent::Streaming {
                 break;
             }
+        }
+    })
+    .await?;
+    // Players that list before the server has the SFU listed would not find it.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !srv.snapshot().streamers.iter().any(|s| s.streamer_id == "SFU" && s.streaming) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await?;
@@ -143,6 +156,7 @@ async fn one_run(n: usize, window: Duration, sfu_rt: &tokio::runtime::Handle) ->
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // settle: keyframes, ramp
     let frames0: Vec<u64> = lives.iter().map(|l| l.frames.load(Relaxed)).collect();
+    let bytes0 = sfu.stats().bytes_forwarded;
     let (sfu0, proc0, t0) = (thread_cpu_secs(SFU_THREAD), process_cpu_secs(), Instant::now());
     tokio::time::sleep(window).await;
     let secs = t0.elapsed().as_secs_f64();
@@ -151,6 +165,7 @@ async fn one_run(n: usize, window: Duration, sfu_rt: &tokio::runtime::Handle) ->
     let frames: u64 = lives.iter().zip(&frames0).map(|(l, f0)| l.frames.load(Relaxed) - f0).sum();
     let expected = 30.0 * secs * n as f64;
     let s = sfu.stats();
+    let mbps_per_player = (s.bytes_forwarded - bytes0) as f64 * 8.0 / secs / 1e6 / n as f64;
     let rss = rss_mb();
     let streaming = lives.iter().filter(|l| l.phase() == Phase::Streaming).count();
     cancel.cancel();
@@ -169,6 +184,7 @@ async fn one_run(n: usize, window: Duration, sfu_rt: &tokio::runtime::Handle) ->
         dropped: s.packets_dropped,
         keyframe_requests: s.keyframe_requests_sent,
         rss_mb: rss,
+        mbps_per_player,
     })
 }
 
@@ -182,13 +198,12 @@ fn main() -> anyhow::Result<()> {
     let counts = if counts.is_empty() { vec![10, 50, 100] } else { counts };
     let runs: usize = env("RUNS", 3);
     let window = Duration::from_secs(env("WINDOW_SECS", 10));
-    let sfu_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(SFU_THREAD)
-        .enable_all()
-        .build()?;
+    let sfu_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name(SFU_THREAD).enable_all().build()?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("rest").enable_all().build()?;
-    println!("players | SFU CPU % of a core (median of {runs}) | per player | process CPU % | delivered frames % | joined | join s | dropped pkts | PLIs | RSS MB");
+    println!(
+        "players | SFU CPU % of a core (median of {runs}) | per player | Mbit/s per player | process CPU % | delivered frames % | joined | join s | dropped pkts | PLIs | RSS MB"
+    );
     for n in counts {
         let mut results = Vec::new();
         for run in 0..runs {
@@ -202,8 +217,9 @@ fn main() -> anyhow::Result<()> {
         let m = |f: fn(&RunResult) -> f64| median(results.iter().map(f).collect());
         let sfu = m(|r| r.sfu_cpu_pct);
         println!(
-            "{n} | {sfu:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0}",
+            "{n} | {sfu:.1} | {:.3} | {:.2} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0}",
             sfu / n as f64,
+            m(|r| r.mbps_per_player),
             m(|r| r.process_cpu_pct),
             m(|r| r.delivered_pct),
             m(|r| r.streaming as f64),

@@ -81,7 +81,8 @@ pub async fn run_downstream(
 }
 
 type Tracks = Vec<(Arc<Forwarder>, Arc<TrackLocalStaticRTP>)>;
-type Setup = (Arc<RTCPeerConnection>, Tracks, Vec<Arc<RTCDataChannel>>, mpsc::UnboundedReceiver<RTCPeerConnectionState>);
+type Setup =
+    (Arc<RTCPeerConnection>, Tracks, Vec<Arc<RTCDataChannel>>, mpsc::UnboundedReceiver<RTCPeerConnectionState>);
 
 async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
     let config = rtc_configuration(&p.peer_options, p.config.ice)?;
@@ -203,7 +204,12 @@ async fn add_candidate(p: &DownstreamParams, pc: &RTCPeerConnection, c: &IceCand
 
 /// Read RTCP from one sender (this also drives its interceptors) and turn
 /// PLI/FIR into a keyframe request for the player's layer.
-async fn read_rtcp(sender: Arc<RTCRtpSender>, forwarder: Arc<Forwarder>, control: Arc<PlayerControl>, stats: Arc<SfuStats>) {
+async fn read_rtcp(
+    sender: Arc<RTCRtpSender>,
+    forwarder: Arc<Forwarder>,
+    control: Arc<PlayerControl>,
+    stats: Arc<SfuStats>,
+) {
     while let Ok((packets, _)) = sender.read_rtcp().await {
         for packet in packets {
             let any = packet.as_any();

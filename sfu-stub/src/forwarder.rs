@@ -195,8 +195,11 @@ impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Arc<Upstream>>) {
         let f = &self.forwarder;
         let clamp = |t: usize| t.min(f.layer_count().saturating_sub(1));
-        let mut selector =
-            LayerSelector::new(clamp(self.control.target.load(Relaxed)), f.codec.needs_keyframe(), f.info.capability.clock_rate);
+        let mut selector = LayerSelector::new(
+            clamp(self.control.target.load(Relaxed)),
+            f.codec.needs_keyframe(),
+            f.info.capability.clock_rate,
+        );
         let mut last_ask: Option<Instant> = None;
         while let Some(item) = rx.recv().await {
             let now = Instant::now();

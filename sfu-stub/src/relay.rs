@@ -72,7 +72,11 @@ impl Relay {
 
     /// Open the player's negotiated channels on its peer connection (before
     /// the offer, so that the offer carries SCTP) and wire them.
-    pub async fn open_player_side(self: &Arc<Self>, pc: &RTCPeerConnection, player_id: &str) -> Result<Vec<Arc<RTCDataChannel>>, webrtc::Error> {
+    pub async fn open_player_side(
+        self: &Arc<Self>,
+        pc: &RTCPeerConnection,
+        player_id: &str,
+    ) -> Result<Vec<Arc<RTCDataChannel>>, webrtc::Error> {
         let (from_player, to_player) = open_pair(pc, PLAYER_SEND_STREAM_ID, PLAYER_RECV_STREAM_ID).await?;
         self.lock().entry(player_id.to_string()).or_default().to_player = Some(to_player.clone());
         self.wire(&from_player, player_id, Direction::ToStreamer);

@@ -187,7 +187,9 @@ impl Connection<'_> {
                     self.subscribed = Some(new_id);
                 }
             }
-            Message::Offer { sdp, player_id, scalability_mode, .. } => self.on_streamer_offer(sdp, player_id, scalability_mode),
+            Message::Offer { sdp, player_id, scalability_mode, .. } => {
+                self.on_streamer_offer(sdp, player_id, scalability_mode)
+            }
             Message::IceCandidate { candidate, player_id } => {
                 match player_id.as_deref().and_then(|id| self.players.get(id)) {
                     Some(player) => {
@@ -225,7 +227,9 @@ impl Connection<'_> {
                     (Some(up), true) => {
                         let _ = up.commands.send(UpstreamCommand::OpenChannels { player_id });
                     }
-                    _ => tracing::warn!(player = %player_id, "peerDataChannelsReady with no streamer or player dropped"),
+                    _ => {
+                        tracing::warn!(player = %player_id, "peerDataChannelsReady with no streamer or player dropped")
+                    }
                 }
             }
             Message::LayerPreference { spatial_layer, temporal_layer, player_id: Some(player_id) } => {

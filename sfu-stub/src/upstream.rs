@@ -37,9 +37,13 @@ pub enum UpstreamCommand {
     Candidate(IceCandidate),
     /// `peerDataChannelsReady` from this player: open its channels on the
     /// streamer's connection and send `streamerDataChannels`.
-    OpenChannels { player_id: String },
+    OpenChannels {
+        player_id: String,
+    },
     /// The player left: close its streamer-side channels.
-    PlayerGone { player_id: String },
+    PlayerGone {
+        player_id: String,
+    },
 }
 
 /// Everything the upstream task needs.
@@ -76,7 +80,11 @@ fn lock(m: &Mutex<Media>) -> std::sync::MutexGuard<'_, Media> {
 
 /// Run until the connection fails, `commands` closes or `cancel` fires;
 /// then report [`Internal::UpstreamClosed`].
-pub async fn run_upstream(p: UpstreamParams, commands: mpsc::UnboundedReceiver<UpstreamCommand>, cancel: CancellationToken) {
+pub async fn run_upstream(
+    p: UpstreamParams,
+    commands: mpsc::UnboundedReceiver<UpstreamCommand>,
+    cancel: CancellationToken,
+) {
     let generation = p.generation;
     let events = p.events.clone();
     let task_cancel = cancel.child_token();
@@ -126,7 +134,8 @@ async fn setup(p: &UpstreamParams, cancel: CancellationToken) -> Result<Setup, S
             })
         })
     };
-    let keyframes = Arc::new(KeyframeRequester::spawn(p.config.keyframe_interval, send, p.stats.clone(), cancel.clone()));
+    let keyframes =
+        Arc::new(KeyframeRequester::spawn(p.config.keyframe_interval, send, p.stats.clone(), cancel.clone()));
 
     {
         let media = media.clone();
@@ -172,7 +181,8 @@ async fn setup(p: &UpstreamParams, cancel: CancellationToken) -> Result<Setup, S
                 match c.to_json() {
                     // No playerId: the server sends it to our streamer with ours.
                     Ok(init) => {
-                        let _ = signal.send(&Message::IceCandidate { candidate: from_rtc_candidate(init), player_id: None });
+                        let _ = signal
+                            .send(&Message::IceCandidate { candidate: from_rtc_candidate(init), player_id: None });
                     }
                     Err(e) => tracing::warn!(error = %e, "local candidate"),
                 }

@@ -64,7 +64,12 @@ fn sfu(srv: &signalling::ServerHandle) -> SfuHandle {
 }
 
 /// Wait for an event matching `f`.
-async fn wait_event(events: &mut broadcast::Receiver<SfuEvent>, within: Duration, what: &str, f: impl Fn(&SfuEvent) -> bool) {
+async fn wait_event(
+    events: &mut broadcast::Receiver<SfuEvent>,
+    within: Duration,
+    what: &str,
+    f: impl Fn(&SfuEvent) -> bool,
+) {
     let found = tokio::time::timeout(within, async {
         loop {
             match events.recv().await {
@@ -76,6 +81,16 @@ async fn wait_event(events: &mut broadcast::Receiver<SfuEvent>, within: Duration
     })
     .await;
     assert!(found.is_ok(), "timed out after {within:?} waiting for {what}");
+}
+
+/// Wait until the SFU has sent `startStreaming` and the server lists it
+/// (players that list before that would not find it).
+async fn wait_streaming(srv: &signalling::ServerHandle, events: &mut broadcast::Receiver<SfuEvent>, what: &str) {
+    wait_event(events, Duration::from_secs(20), what, |e| *e == SfuEvent::Streaming).await;
+    wait_until(Duration::from_secs(5), "the server to list the SFU", || {
+        srv.snapshot().streamers.iter().any(|s| s.streamer_id == "SFU" && s.streaming)
+    })
+    .await;
 }
 
 /// Poll `f` every 20 ms until it is true or `within` passes.
@@ -141,7 +156,7 @@ async fn twenty_players_get_video_through_one_upstream_connection() {
     let st = streamer(&srv, "S1", false).await;
     let sfu = sfu(&srv);
     let mut events = sfu.events();
-    wait_event(&mut events, Duration::from_secs(20), "startStreaming", |e| *e == SfuEvent::Streaming).await;
+    wait_streaming(&srv, &mut events, "startStreaming").await;
 
     let rtc = RtcContext::new(true).expect("rtc");
     let cfg = PlayerConfig { expect_frames: Some(60), stop_at_expected_frames: true, ..player_config(&srv) };
@@ -169,7 +184,11 @@ async fn twenty_players_get_video_through_one_upstream_connection() {
     // relayed through the SFU; only one of them gets video.)
     let with_video: Vec<_> = s.players.iter().filter(|p| p.packets_sent > 0).collect();
     assert_eq!(with_video.len(), 1, "{s:?}");
-    assert_eq!(s.input_counts.get("RequestInitialSettings").copied(), Some(20), "every player's data channel reached the streamer");
+    assert_eq!(
+        s.input_counts.get("RequestInitialSettings").copied(),
+        Some(20),
+        "every player's data channel reached the streamer"
+    );
     let snapshot = srv.snapshot();
     let s1 = snapshot.streamers.iter().find(|s| s.streamer_id == "S1").expect("S1 listed");
     assert_eq!(s1.subscribers.len(), 1, "{:?}", s1.subscribers);
@@ -191,7 +210,7 @@ async fn data_channel_is_relayed_both_ways_per_player() {
     let st = streamer(&srv, "S1", true).await;
     let sfu = sfu(&srv);
     let mut events = sfu.events();
-    wait_event(&mut events, Duration::from_secs(20), "startStreaming", |e| *e == SfuEvent::Streaming).await;
+    wait_streaming(&srv, &mut events, "startStreaming").await;
 
     let rtc = RtcContext::new(true).expect("rtc");
     let cancel = CancellationToken::new();
@@ -235,7 +254,7 @@ async fn streamer_restart_sfu_recovers_and_players_rejoin() {
     let st = streamer(&srv, "S1", false).await;
     let sfu = sfu(&srv);
     let mut events = sfu.events();
-    wait_event(&mut events, Duration::from_secs(20), "startStreaming", |e| *e == SfuEvent::Streaming).await;
+    wait_streaming(&srv, &mut events, "startStreaming").await;
 
     let rtc = RtcContext::new(true).expect("rtc");
     let cancel = CancellationToken::new();
@@ -253,7 +272,7 @@ async fn streamer_restart_sfu_recovers_and_players_rejoin() {
     // A new streamer with the same id: the SFU subscribes again, and the
     // players come back and get video again.
     let st2 = streamer(&srv, "S1", false).await;
-    wait_event(&mut events, Duration::from_secs(20), "startStreaming again", |e| *e == SfuEvent::Streaming).await;
+    wait_streaming(&srv, &mut events, "startStreaming again").await;
     wait_until(Duration::from_secs(30), "video again at every player", || {
         frames(&lives).iter().zip(&before).all(|(now, then)| *now >= then + 30)
     })
@@ -273,7 +292,7 @@ async fn streamer_restart_sfu_recovers_and_players_rejoin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signalling_restart_sfu_reconnects() {
+async fn sfu_connects_late_and_reconnects_after_signalling_restart() {
     let _serial = SERIAL.lock().await;
     init_tracing();
     // An SFU started before any server, then a server on that port: it
@@ -292,8 +311,212 @@ async fn signalling_restart_sfu_reconnects() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let server_cfg = signalling::ServerConfig { sfu_port: port, ..signalling::ServerConfig::ephemeral() };
     let srv = signalling::run(server_cfg).await.expect("server starts");
-    wait_event(&mut events, Duration::from_secs(10), "registration", |e| matches!(e, SfuEvent::Registered { .. })).await;
-    assert!(sfu.stats().signalling_connects >= 1);
+    wait_event(&mut events, Duration::from_secs(10), "registration", |e| matches!(e, SfuEvent::Registered { .. }))
+        .await;
+    assert_eq!(sfu.stats().signalling_connects, 1);
+
+    // The server goes away and comes back on the same port: the SFU notices,
+    // reconnects and registers again.
+    srv.shutdown().await;
+    wait_event(&mut events, Duration::from_secs(10), "the loss", |e| *e == SfuEvent::SignallingLost).await;
+    let server_cfg = signalling::ServerConfig { sfu_port: port, ..signalling::ServerConfig::ephemeral() };
+    let srv = signalling::run(server_cfg).await.expect("server restarts");
+    wait_event(&mut events, Duration::from_secs(10), "registration again", |e| {
+        matches!(e, SfuEvent::Registered { .. })
+    })
+    .await;
+    assert_eq!(sfu.stats().signalling_connects, 2);
     sfu.stop().await;
+    srv.shutdown().await;
+}
+
+/// A small receive-only player for the simulcast test: it reads the
+/// resolution from every SPS it receives and counts sequence-number jumps.
+struct Viewer {
+    signal: proto::client::SignallingSender,
+    resolution: tokio::sync::watch::Receiver<Option<(u32, u32)>>,
+    jumps: Arc<std::sync::atomic::AtomicU64>,
+    packets: Arc<std::sync::atomic::AtomicU64>,
+    cancel: CancellationToken,
+}
+
+/// The SPS in an H.264 RTP payload (single NAL or STAP-A), if any.
+fn sps_in(payload: &[u8]) -> Option<&[u8]> {
+    let first = *payload.first()?;
+    match first & 0x1f {
+        7 => Some(payload),
+        24 => {
+            let mut i = 1;
+            while i + 2 < payload.len() {
+                let size = usize::from(u16::from_be_bytes([payload[i], payload[i + 1]]));
+                let nal = payload.get(i + 2..i + 2 + size)?;
+                if nal.first().is_some_and(|b| b & 0x1f == 7) {
+                    return Some(nal);
+                }
+                i += 2 + size;
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+async fn viewer(srv: &signalling::ServerHandle, layer: Option<i64>) -> Viewer {
+    use proto::rtc::{build_api, from_rtc_candidate, to_rtc_candidate, IcePolicy, Interceptors};
+    use proto::Message;
+    use std::sync::atomic::AtomicU64;
+    use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+
+    let api = build_api(IcePolicy::LOOPBACK, Interceptors::Receiver).expect("api");
+    let pc = Arc::new(api.new_peer_connection(Default::default()).await.expect("pc"));
+    let (signal, mut rx) = proto::client::connect(&format!("ws://{}", srv.player_addr())).await.expect("connect");
+    let (res_tx, resolution) = tokio::sync::watch::channel(None);
+    let res_tx = Arc::new(res_tx);
+    let jumps = Arc::new(AtomicU64::new(0));
+    let packets = Arc::new(AtomicU64::new(0));
+    let cancel = CancellationToken::new();
+    {
+        let (jumps, packets, cancel) = (jumps.clone(), packets.clone(), cancel.clone());
+        pc.on_track(Box::new(move |track, _, _| {
+            let (res_tx, jumps, packets, cancel) = (res_tx.clone(), jumps.clone(), packets.clone(), cancel.clone());
+            tokio::spawn(async move {
+                let mut last: Option<u16> = None;
+                loop {
+                    let read = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        r = track.read_rtp() => r,
+                    };
+                    let Ok((p, _)) = read else { return };
+                    packets.fetch_add(1, Relaxed);
+                    if let Some(prev) = last {
+                        let delta = p.header.sequence_number.wrapping_sub(prev);
+                        if delta > 100 && delta < 65_436 {
+                            jumps.fetch_add(1, Relaxed);
+                        }
+                    }
+                    last = Some(p.header.sequence_number);
+                    if let Some(sps) = sps_in(&p.payload) {
+                        if let Some(r) = sfu_stub::codec::h264_sps_resolution(sps) {
+                            res_tx.send_replace(Some(r));
+                        }
+                    }
+                }
+            });
+            Box::pin(async {})
+        }));
+    }
+    {
+        let signal = signal.clone();
+        pc.on_ice_candidate(Box::new(move |c| {
+            let signal = signal.clone();
+            Box::pin(async move {
+                if let Some(Ok(init)) = c.map(|c| c.to_json()) {
+                    let _ =
+                        signal.send(&Message::IceCandidate { candidate: from_rtc_candidate(init), player_id: None });
+                }
+            })
+        }));
+    }
+    signal.send(&Message::Subscribe { streamer_id: "SFU".into() }).expect("subscribe");
+    let task_signal = signal.clone();
+    let task_cancel = cancel.clone();
+    tokio::spawn(async move {
+        let _pc_alive = pc.clone();
+        loop {
+            let m = tokio::select! {
+                _ = task_cancel.cancelled() => break,
+                m = rx.recv() => match m { Some(m) => m.message, None => break },
+            };
+            match m {
+                Message::Offer { sdp, .. } => {
+                    let Ok(offer) = RTCSessionDescription::offer(sdp) else { break };
+                    if pc.set_remote_description(offer).await.is_err() {
+                        break;
+                    }
+                    let Ok(answer) = pc.create_answer(None).await else { break };
+                    if pc.set_local_description(answer.clone()).await.is_err() {
+                        break;
+                    }
+                    let _ = task_signal.send(&Message::Answer {
+                        sdp: answer.sdp,
+                        player_id: None,
+                        min_bitrate_bps: None,
+                        max_bitrate_bps: None,
+                    });
+                    if let Some(l) = layer {
+                        let _ = task_signal.send(&Message::LayerPreference {
+                            spatial_layer: l,
+                            temporal_layer: 0,
+                            player_id: None,
+                        });
+                    }
+                }
+                Message::IceCandidate { candidate, .. } if !candidate.candidate.is_empty() => {
+                    let _ = pc.add_ice_candidate(to_rtc_candidate(&candidate)).await;
+                }
+                _ => {}
+            }
+        }
+        let _ = pc.close().await;
+    });
+    Viewer { signal, resolution, jumps, packets, cancel }
+}
+
+async fn wait_resolution(v: &mut Viewer, want: (u32, u32), what: &str) {
+    let ok = tokio::time::timeout(Duration::from_secs(20), v.resolution.wait_for(|r| *r == Some(want))).await.is_ok();
+    assert!(ok, "{what}: wanted {want:?}, have {:?}", *v.resolution.borrow());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_players_get_their_layers_and_switch() {
+    let _serial = SERIAL.lock().await;
+    init_tracing();
+    let srv = server().await;
+    let cfg = mock_streamer::StreamerConfig {
+        url: format!("ws://{}", srv.streamer_addr()),
+        streamer_ids: vec!["S1".into()],
+        video: mock_streamer::video::VideoSettings { width: 640, height: 480, fps: 30, bitrate_bps: 600_000 },
+        simulcast: true,
+        ..Default::default()
+    };
+    let st = mock_streamer::spawn(cfg).expect("mock-streamer starts");
+    let sfu = sfu(&srv);
+    let mut events = sfu.events();
+    wait_streaming(&srv, &mut events, "startStreaming").await;
+
+    let full = (640, 480);
+    let half = (320, 240);
+    let quarter = (160, 120);
+    let mut low = viewer(&srv, Some(0)).await;
+    let mut mid = viewer(&srv, Some(1)).await;
+    let mut high = viewer(&srv, Some(2)).await;
+    wait_resolution(&mut low, quarter, "layer 0").await;
+    wait_resolution(&mut mid, half, "layer 1").await;
+    wait_resolution(&mut high, full, "layer 2").await;
+
+    // The low player changes its mind.
+    low.signal
+        .send(&proto::Message::LayerPreference { spatial_layer: 2, temporal_layer: 0, player_id: None })
+        .expect("send");
+    wait_resolution(&mut low, full, "after switching to layer 2").await;
+    low.signal
+        .send(&proto::Message::LayerPreference { spatial_layer: 1, temporal_layer: 0, player_id: None })
+        .expect("send");
+    wait_resolution(&mut low, half, "after switching to layer 1").await;
+    let s = sfu.stats();
+    assert!(s.layer_switches >= 2, "{s:?}");
+    wait_until(Duration::from_secs(10), "packets at every viewer", || {
+        [&low, &mid, &high].iter().all(|v| v.packets.load(Relaxed) > 100)
+    })
+    .await;
+    println!("SFU: {}", sfu.stats().summary());
+    for (name, v) in [("low", &low), ("mid", &mid), ("high", &high)] {
+        // Layers have their own sequence numbers: the rewrite keeps them continuous.
+        assert_eq!(v.jumps.load(Relaxed), 0, "{name}: sequence-number jumps");
+        v.cancel.cancel();
+    }
+    assert_eq!(st.stats().streamers[0].players_connected_total, 1);
+    sfu.stop().await;
+    st.stop().await;
     srv.shutdown().await;
 }

@@ -30,14 +30,10 @@ pub fn token_matches(expected: &Secret, presented: &str) -> bool {
 /// The token a client presents: `Authorization: Bearer <token>` first, else
 /// `?token=<token>` in the request target (what browsers can send on a WebSocket).
 pub fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    let bearer = headers
-        .get_all(http::header::AUTHORIZATION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())
-        });
+    let bearer = headers.get_all(http::header::AUTHORIZATION).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        let (scheme, rest) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())
+    });
     bearer.or_else(|| query_param(query?, "token"))
 }
 

@@ -26,7 +26,9 @@ const REDACTED: &str = "<redacted>";
 /// Pixel Streaming signalling server: a drop-in for Epic's reference server (Wilbur).
 ///
 /// Every flag can also be set in config.json under the same name (e.g. "streamer_port": 8888);
-/// the command line overrides the file.
+/// the command line overrides the file. The player port also serves HTTP: the REST API under
+/// /api, Prometheus metrics at /metrics, liveness at /healthz, and the admin API with
+/// --admin_token.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "signalling", version)]
 pub struct Cli {
@@ -162,7 +164,7 @@ pub struct Cli {
     /// Token players must present (`?token=...` or `Authorization: Bearer ...`); without it the
     /// upgrade is refused with 401. Prefer --player_token_file. [default: none, open]
     #[arg(long = "player_token", value_name = "TOKEN")]
-    pub player_token: Option<String>,
+    pub player_token: Option<SecretArg>,
 
     /// File holding the player token (surrounding whitespace ignored); wins over --player_token.
     #[arg(long = "player_token_file", value_name = "PATH")]
@@ -170,7 +172,7 @@ pub struct Cli {
 
     /// Token streamers must present, like --player_token. [default: none, open]
     #[arg(long = "streamer_token", value_name = "TOKEN")]
-    pub streamer_token: Option<String>,
+    pub streamer_token: Option<SecretArg>,
 
     /// File holding the streamer token; wins over --streamer_token.
     #[arg(long = "streamer_token_file", value_name = "PATH")]
@@ -178,7 +180,7 @@ pub struct Cli {
 
     /// Token SFUs must present, like --player_token. [default: none, open]
     #[arg(long = "sfu_token", value_name = "TOKEN")]
-    pub sfu_token: Option<String>,
+    pub sfu_token: Option<SecretArg>,
 
     /// File holding the SFU token; wins over --sfu_token.
     #[arg(long = "sfu_token_file", value_name = "PATH")]
@@ -187,7 +189,7 @@ pub struct Cli {
     /// Bearer token for the admin API (POST /api/admin/players/ID/kick,
     /// /api/admin/streamers/ID/disconnect, /api/admin/drain). Without it those routes answer 404.
     #[arg(long = "admin_token", value_name = "TOKEN")]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretArg>,
 
     /// File holding the admin token; wins over --admin_token.
     #[arg(long = "admin_token_file", value_name = "PATH")]
@@ -210,7 +212,7 @@ pub struct Cli {
     /// config gets its own time-limited username and credential on every TURN entry of
     /// iceServers. Prefer --turn_secret_file. [default: none]
     #[arg(long = "turn_secret", value_name = "SECRET")]
-    pub turn_secret: Option<String>,
+    pub turn_secret: Option<SecretArg>,
 
     /// File holding the TURN secret; wins over --turn_secret.
     #[arg(long = "turn_secret_file", value_name = "PATH")]
@@ -274,6 +276,24 @@ pub struct Cli {
     /// this server never writes its config file.
     #[arg(long = "save")]
     pub save: bool,
+}
+
+/// A secret as typed on the command line or in config.json, before it is
+/// checked. `Debug` is redacted so printing a [`Cli`] cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretArg(pub String);
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretArg(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
 }
 
 /// `--log_format` values.
@@ -521,17 +541,17 @@ struct Settings {
     ssl_key_path: Option<PathBuf>,
     ssl_cert_path: Option<PathBuf>,
     https_redirect: Option<bool>,
-    player_token: Option<String>,
+    player_token: Option<SecretArg>,
     player_token_file: Option<PathBuf>,
-    streamer_token: Option<String>,
+    streamer_token: Option<SecretArg>,
     streamer_token_file: Option<PathBuf>,
-    sfu_token: Option<String>,
+    sfu_token: Option<SecretArg>,
     sfu_token_file: Option<PathBuf>,
-    admin_token: Option<String>,
+    admin_token: Option<SecretArg>,
     admin_token_file: Option<PathBuf>,
     streamer_ids: Option<Vec<String>>,
     allowed_origins: Option<Vec<String>>,
-    turn_secret: Option<String>,
+    turn_secret: Option<SecretArg>,
     turn_secret_file: Option<PathBuf>,
     turn_ttl: Option<u64>,
     max_connections_player: Option<usize>,
@@ -794,12 +814,12 @@ impl FileValue<'_> {
     }
 
     /// A secret: any non-empty scalar is taken as set (a number token is still a token).
-    fn secret(&self) -> Option<String> {
+    fn secret(&self) -> Option<SecretArg> {
         match self.v {
             Value::Null | Value::Bool(false) => None,
             Value::String(s) if s.is_empty() => None,
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
+            Value::String(s) => Some(SecretArg(s.clone())),
+            other => Some(SecretArg(other.to_string())),
         }
     }
 
@@ -874,7 +894,7 @@ fn check_unsupported(s: &Settings, cli: &Cli, warnings: &mut Vec<String>) -> Res
 
 /// A secret from its `_file` variant (which wins) or its value. An empty one
 /// given explicitly is an error, not "no protection".
-fn secret(value: &Option<String>, file: &Option<PathBuf>, flag: &'static str) -> Result<Option<Secret>, CliError> {
+fn secret(value: &Option<SecretArg>, file: &Option<PathBuf>, flag: &'static str) -> Result<Option<Secret>, CliError> {
     if let Some(path) = file {
         let file_flag: &'static str = match flag {
             "player_token" => "player_token_file",
@@ -883,20 +903,22 @@ fn secret(value: &Option<String>, file: &Option<PathBuf>, flag: &'static str) ->
             "admin_token" => "admin_token_file",
             _ => "turn_secret_file",
         };
-        let text = fs::read_to_string(path)
-            .map_err(|error| CliError::SecretFile { flag: file_flag, path: path.clone(), error })?;
+        let text = fs::read_to_string(path).map_err(|error| CliError::SecretFile {
+            flag: file_flag,
+            path: path.clone(),
+            error,
+        })?;
         return Secret::new(text).map(Some).ok_or(CliError::EmptySecretFile { flag: file_flag, path: path.clone() });
     }
     match value {
         None => Ok(None),
-        Some(v) => Secret::new(v.as_str()).map(Some).ok_or(CliError::EmptySecret(flag)),
+        Some(v) => Secret::new(v.0.as_str()).map(Some).ok_or(CliError::EmptySecret(flag)),
     }
 }
 
 /// A comma list with blanks removed; `None` when nothing is left.
 fn list(items: Option<Vec<String>>) -> Option<Vec<String>> {
-    let items: Vec<String> =
-        items?.iter().map(|i| i.trim().to_string()).filter(|i| !i.is_empty()).collect();
+    let items: Vec<String> = items?.iter().map(|i| i.trim().to_string()).filter(|i| !i.is_empty()).collect();
     (!items.is_empty()).then_some(items)
 }
 
@@ -1279,8 +1301,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let cert = write(&dir, "c.pem", "x");
         let key = write(&dir, "k.pem", "x");
-        let r = resolve_args(&["--https_port=9443", "--ssl_cert_path", &cert, "--ssl_key_path", &key, "--https_redirect"])
-            .expect("https resolves");
+        let r =
+            resolve_args(&["--https_port=9443", "--ssl_cert_path", &cert, "--ssl_key_path", &key, "--https_redirect"])
+                .expect("https resolves");
         let tls = r.config.tls.expect("--https_port implies --https");
         assert_eq!((tls.https_port, tls.https_redirect), (9443, true));
         assert!(resolve_args(&["--https=false"]).expect("off").config.tls.is_none());
@@ -1314,8 +1337,11 @@ mod tests {
         assert_eq!(sec.allowed_origins.len(), 2);
         let turn = r.config.turn.as_ref().expect("turn");
         assert_eq!((turn.secret.expose(), turn.ttl.as_secs()), ("turn-secret-4", 60));
-        let shown = format!("{} {:?}", r.config.public_config, r.config);
-        for secret in ["from-file", "ignored-flag", "sfu-secret-1", "streamer-secret-2", "admin-secret-3", "turn-secret-4"] {
+        let parsed = cli(&["--player_token=ignored-flag", "--streamer_token=streamer-secret-2"]);
+        let shown = format!("{} {:?} {parsed:?}", r.config.public_config, r.config);
+        for secret in
+            ["from-file", "ignored-flag", "sfu-secret-1", "streamer-secret-2", "admin-secret-3", "turn-secret-4"]
+        {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
         assert_eq!(r.config.public_config["config"]["playerToken"], json!(REDACTED));

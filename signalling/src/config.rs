@@ -139,7 +139,13 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_players: 0, max_streamers: 0, max_sfus: 0, max_per_ip: 0, handshake_timeout: Duration::from_secs(10) }
+        Limits {
+            max_players: 0,
+            max_streamers: 0,
+            max_sfus: 0,
+            max_per_ip: 0,
+            handshake_timeout: Duration::from_secs(10),
+        }
     }
 }
 

@@ -16,11 +16,11 @@ pub mod config;
 pub mod http;
 pub mod limits;
 pub mod metrics;
-pub mod tls;
-pub mod turn;
 pub mod registry;
 pub mod router;
 pub mod snapshot;
+pub mod tls;
+pub mod turn;
 
 pub use config::{ConsoleMessages, ServerConfig};
 pub use registry::{ConnId, Role};
@@ -37,9 +37,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::snapshot::Snapshot;
 use crate::limits::Gate;
 use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
 use crate::transport::{Hub, Listener, Shared};
 
 /// Why the server could not start.
@@ -126,8 +126,26 @@ pub async fn run(mut config: ServerConfig) -> Result<ServerHandle, ServerError> 
     if config.public_config.as_object().is_some_and(|o| o.is_empty()) {
         config.public_config = cli::public_config(&config);
     }
+    // Certificate problems first, before any port is taken.
+    let tls = match &config.tls {
+        Some(t) => Some(tls::acceptor(&t.cert_path, &t.key_path)?),
+        None => None,
+    };
     let streamer = bind(&config, config.streamer_port, "streamer").await?;
-    let player = bind(&config, config.player_port, "player").await?;
+    // With TLS the player port proper is `https_port`; `player_port` then
+    // only serves the redirect (when asked for) and is otherwise not bound.
+    let (player, redirect) = match &config.tls {
+        Some(t) => {
+            let https = bind(&config, t.https_port, "player (HTTPS)").await?;
+            let redirect = if t.https_redirect {
+                Some(bind(&config, config.player_port, "player (redirect)").await?)
+            } else {
+                None
+            };
+            (https, redirect)
+        }
+        None => (bind(&config, config.player_port, "player").await?, None),
+    };
     let sfu = bind(&config, config.sfu_port, "SFU").await?;
     let local = |l: &TcpListener, role, port| {
         l.local_addr().map_err(|source| ServerError::Bind { role, addr: SocketAddr::new(config.bind, port), source })
@@ -135,20 +153,6 @@ pub async fn run(mut config: ServerConfig) -> Result<ServerHandle, ServerError> 
     let (streamer_addr, sfu_addr) =
         (local(&streamer, "streamer", config.streamer_port)?, local(&sfu, "SFU", config.sfu_port)?);
 
-    let tls = match &config.tls {
-        Some(t) => Some(tls::acceptor(&t.cert_path, &t.key_path)?),
-        None => None,
-    };
-    // With TLS the player port proper is `https_port`; `player_port` then
-    // only serves the redirect (when asked for) and is otherwise not bound.
-    let (player, redirect) = match &config.tls {
-        Some(t) => {
-            let https = bind(&config, t.https_port, "player (HTTPS)").await?;
-            let redirect = if t.https_redirect { Some(player) } else { None };
-            (https, redirect)
-        }
-        None => (player, None),
-    };
     let player_addr = local(&player, "player", config.player_port)?;
     let redirect_addr = match &redirect {
         Some(l) => Some(local(l, "player (redirect)", config.player_port)?),
@@ -165,9 +169,8 @@ pub async fn run(mut config: ServerConfig) -> Result<ServerHandle, ServerError> 
     });
     let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
         let snapshot_weak = weak.clone();
-        let snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync> = Arc::new(move || {
-            snapshot_weak.upgrade().map(|s| s.hub.with_router(|r| r.snapshot())).unwrap_or_default()
-        });
+        let snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync> =
+            Arc::new(move || snapshot_weak.upgrade().map(|s| s.hub.with_router(|r| r.snapshot())).unwrap_or_default());
         let control: Arc<dyn admin::Control> = Arc::new(ServerControl(weak.clone()));
         let http = http::routes(http::HttpState {
             snapshot,

@@ -12,7 +12,32 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds of the forwarding-latency buckets, in seconds.
-const LATENCY_BUCKETS: [f64; 12] = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5];
+const LATENCY_BUCKETS: [f64; 12] =
+    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5];
+
+/// A compact arrival time for queued frames: microseconds since the first
+/// stamp, wrapping every ~71 minutes (far longer than any frame waits). Four
+/// bytes instead of a 16-byte `Instant`, because every send queue preallocates
+/// a block of slots and idle connections must stay small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp(u32);
+
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+impl Stamp {
+    pub fn of(at: std::time::Instant) -> Stamp {
+        // Truncation is the wrap-around.
+        Stamp(at.saturating_duration_since(epoch()).as_micros() as u32)
+    }
+    /// Time since this stamp (wrong only for waits over ~71 minutes).
+    pub fn elapsed(self) -> Duration {
+        let now = Stamp::of(std::time::Instant::now());
+        Duration::from_micros(u64::from(now.0.wrapping_sub(self.0)))
+    }
+}
 
 /// A fixed-bucket histogram of durations, lock-free.
 #[derive(Debug, Default)]
@@ -66,6 +91,8 @@ pub struct Metrics {
     pub drops: Mutex<BTreeMap<&'static str, u64>>,
     /// Close frames the server sent, by code.
     pub closes: Mutex<BTreeMap<u16, u64>>,
+    /// Close frames peers sent, by code (1005 = a close frame without a code).
+    pub peer_closes: Mutex<BTreeMap<u16, u64>>,
     /// Arrival of a frame → hand-off to the destination's socket write.
     pub forward_latency: Histogram,
     /// Bytes and frames written to sockets.
@@ -89,6 +116,9 @@ impl Metrics {
     }
     pub fn closed(&self, code: u16) {
         bump(&self.closes, code);
+    }
+    pub fn peer_closed(&self, code: u16) {
+        bump(&self.peer_closes, code);
     }
     pub fn refused_count(&self, reason: &str) -> u64 {
         read(&self.refused).get(reason).copied().unwrap_or(0)
@@ -177,6 +207,14 @@ impl Exposition {
             "code",
             closes.into_iter().map(|(k, v)| (k, v as f64)),
         );
+        let peer_closes = read(&m.peer_closes);
+        self.labelled(
+            "signalling_peer_closes_total",
+            "counter",
+            "Close frames received from peers, by close code.",
+            "code",
+            peer_closes.into_iter().map(|(k, v)| (k, v as f64)),
+        );
         self.histogram(
             "signalling_forward_latency_seconds",
             "From a frame's arrival to its hand-off to the destination socket's write.",
@@ -198,6 +236,15 @@ impl Exposition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_measure_elapsed_time() {
+        let t = std::time::Instant::now();
+        let stamp = Stamp::of(t);
+        std::thread::sleep(Duration::from_millis(5));
+        let e = stamp.elapsed();
+        assert!(e >= Duration::from_millis(5) && e < Duration::from_secs(1), "{e:?}");
+    }
 
     #[test]
     fn histogram_and_exposition() {

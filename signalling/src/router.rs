@@ -144,6 +144,8 @@ impl Router {
 
     /// A new connection on one of the listeners: register it and greet it
     /// (SEED order: `config` then `identify`; `config` then `playerCount`).
+    /// At time 0: TURN credentials minted here are already expired, so the
+    /// transport uses [`Router::connect_at`]; this is for tests without TURN.
     pub fn connect(&mut self, role: Role, remote_address: String) -> (ConnId, Vec<Action>) {
         self.connect_at(role, remote_address, 0)
     }

@@ -1335,6 +1335,75 @@ mod property {
         Send(usize, String),
         /// A plausible message: (connection, kind, streamer id pick, player id pick, extra field).
         Message(usize, u8, usize, usize, bool),
+        /// Any JSON at all, often with a known `type`.
+        Json(usize, Value),
+        /// The operator closes a connection (admin API).
+        AdminClose(usize),
+    }
+
+    const TYPES: &[&str] = &[
+        "config",
+        "identify",
+        "endpointId",
+        "endpointIdConfirm",
+        "streamerIdChanged",
+        "listStreamers",
+        "streamerList",
+        "subscribe",
+        "unsubscribe",
+        "subscribeFailed",
+        "playerConnected",
+        "playerDisconnected",
+        "offer",
+        "answer",
+        "iceCandidate",
+        "disconnectPlayer",
+        "ping",
+        "pong",
+        "streamerDisconnected",
+        "layerPreference",
+        "dataChannelRequest",
+        "peerDataChannels",
+        "peerDataChannelsReady",
+        "streamerDataChannels",
+        "startStreaming",
+        "stopStreaming",
+        "playerCount",
+        "stats",
+    ];
+    const FIELDS: &[&str] =
+        &["type", "id", "streamerId", "playerId", "sdp", "candidate", "time", "reason", "sfuId", "newID", "x"];
+
+    /// Arbitrary JSON: scalars, nested arrays and objects whose keys are mostly
+    /// the protocol's own field names (so that type confusion is exercised).
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[a-zA-Z0-9 ]{0,8}".prop_map(Value::from),
+            prop::sample::select(TYPES).prop_map(Value::from),
+            Just(Value::from("Player0")),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(FIELDS), inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        })
+    }
+
+    /// A message with a known type and arbitrary values in its fields.
+    fn typed_json() -> impl Strategy<Value = Value> {
+        (prop::sample::select(TYPES), prop::collection::vec((prop::sample::select(FIELDS), arb_json()), 0..5)).prop_map(
+            |(t, kv)| {
+                let mut map: Map<String, Value> = kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                map.insert("type".into(), Value::from(t));
+                Value::Object(map)
+            },
+        )
     }
 
     const STREAMER_IDS: &[&str] = &["A", "B", "SFU", "A", "B", "SFU", "A1", "UnknownStreamer", "", "Player0"];
@@ -1413,6 +1482,8 @@ mod property {
                 .prop_map(|(c, bytes)| Op::Send(c, String::from_utf8_lossy(&bytes).into_owned())),
             1 => (any::<usize>(), prop::sample::select(vec!["null", "[]", "1", "{}", "{\"type\":1}", "{\"type\":\"subscribe\",\"streamerId\":[]}"]))
                 .prop_map(|(c, t)| Op::Send(c, t.to_string())),
+            2 => (any::<usize>(), prop_oneof![arb_json(), typed_json(), typed_json()]).prop_map(|(c, v)| Op::Json(c, v)),
+            1 => any::<usize>().prop_map(Op::AdminClose),
         ]
     }
 
@@ -1433,6 +1504,30 @@ mod property {
             }
         }
         prop_assert_eq!(router.registry().check_invariants(), Ok(()));
+        check_counts(router, open)
+    }
+
+    /// The numbers every view of the registry gives agree: entries = open
+    /// connections, the REST snapshot lists every player-side connection,
+    /// subscriber lists add up to the subscriptions, `playerCount` counts
+    /// players only.
+    fn check_counts(router: &Router, open: &BTreeSet<ConnId>) -> Result<(), TestCaseError> {
+        let reg = router.registry();
+        prop_assert_eq!(reg.len(), open.len());
+        let entries: Vec<_> = open.iter().filter_map(|c| reg.get(*c)).collect();
+        prop_assert_eq!(entries.len(), open.len(), "an open connection is missing from the registry");
+        let player_side = entries.iter().filter(|e| e.role.is_player_side()).count();
+        let subscribed = entries.iter().filter(|e| e.subscribed_to.is_some()).count();
+        let listed_subscribers: usize = entries.iter().map(|e| e.subscribers.len()).sum();
+        prop_assert_eq!(listed_subscribers, subscribed, "orphan or missing subscription");
+        prop_assert_eq!(reg.player_count(), entries.iter().filter(|e| e.role == Role::Player).count());
+        let snapshot = router.snapshot();
+        prop_assert_eq!(snapshot.players.len(), player_side);
+        let identified = entries.iter().filter(|e| e.role.is_streamer_side() && e.identified).count();
+        prop_assert_eq!(snapshot.streamers.len(), identified);
+        for s in &snapshot.streamers {
+            prop_assert!(s.subscribers.iter().all(|p| p.subscribed_to.as_deref() == Some(s.streamer_id.as_str())));
+        }
         Ok(())
     }
 
@@ -1487,8 +1582,18 @@ mod property {
             ops in proptest::collection::vec(op(), 1..200),
             max_players in 0usize..3,
             max_open in 2usize..8,
+            allow_list in any::<bool>(),
+            turn in any::<bool>(),
         ) {
-            let mut router = Router::new(RouterOptions { max_players, ..RouterOptions::default() });
+            let streamer_ids = allow_list.then(|| ["A", "B", "SFU"].iter().map(|s| s.to_string()).collect());
+            let turn = turn.then(|| crate::config::TurnConfig {
+                secret: crate::config::Secret::new("s").expect("secret"),
+                ttl: std::time::Duration::from_secs(60),
+            });
+            let peer_options: Map<String, Value> =
+                serde_json::from_value(json!({"iceServers": [{"urls": "turn:t"}]})).expect("map");
+            let mut router =
+                Router::new(RouterOptions { max_players, streamer_ids, turn, peer_options, ..RouterOptions::default() });
             let mut open: BTreeSet<ConnId> = BTreeSet::new();
             for op in ops {
                 match op {
@@ -1496,7 +1601,7 @@ mod property {
                     Op::Connect(_) if open.len() >= max_open => {}
                     Op::Connect(r) => {
                         let role = [Role::Streamer, Role::Player, Role::Sfu, Role::Sfu, Role::Player][r as usize % 5];
-                        let (conn, actions) = router.connect(role, "1.2.3.4:5".into());
+                        let (conn, actions) = router.connect_at(role, "1.2.3.4:5".into(), 1_700_000_000);
                         open.insert(conn);
                         apply(&router, &mut open, &actions)?;
                     }
@@ -1518,6 +1623,26 @@ mod property {
                             check_routes(&router, conn, sender, &actions)?;
                         }
                     }
+                    Op::Json(i, value) => {
+                        if let Some(&conn) = open.iter().nth(i % open.len().max(1)) {
+                            let sender = router.registry().get(conn).map(|e| (e.role, e.player_id.clone()));
+                            let actions = router.receive(conn, Bytes::from(value.to_string()));
+                            apply(&router, &mut open, &actions)?;
+                            check_routes(&router, conn, sender, &actions)?;
+                        }
+                    }
+                    Op::AdminClose(i) => {
+                        if let Some(&conn) = open.iter().nth(i % open.len().max(1)) {
+                            let actions = router.close_conn(conn, 1008, "kicked");
+                            prop_assert!(
+                                matches!(actions.first(), Some(Action::Close { conn: c, .. }) if *c == conn),
+                                "the closed connection's own close comes first"
+                            );
+                            apply(&router, &mut open, &actions)?;
+                            prop_assert!(router.registry().get(conn).is_none());
+                            prop_assert!(router.close_conn(conn, 1008, "again").is_empty());
+                        }
+                    }
                     Op::Send(i, text) => {
                         if let Some(&conn) = open.iter().nth(i % open.len().max(1)) {
                             let sender = router.registry().get(conn).map(|e| (e.role, e.player_id.clone()));
@@ -1528,6 +1653,11 @@ mod property {
                     }
                 }
                 prop_assert_eq!(router.registry().len(), open.len());
+                if allow_list {
+                    for st in router.snapshot().streamers.iter().filter(|s| s.kind == crate::snapshot::EndpointKind::Streamer) {
+                        prop_assert!(["A", "B", "SFU"].contains(&st.streamer_id.as_str()), "unlisted id {}", st.streamer_id);
+                    }
+                }
             }
             while let Some(&conn) = open.iter().next() {
                 open.remove(&conn);
@@ -1536,6 +1666,46 @@ mod property {
             }
             prop_assert_eq!(router.registry().len(), 0);
             prop_assert!(router.registry().is_empty());
+        }
+    }
+
+    proptest! {
+        // Parsing is cheap: many more cases than the session test.
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(4096),
+        ))]
+
+        /// The parser never panics on any bytes, and what it accepts is an object with a string type.
+        #[test]
+        fn parser_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(incoming) = Incoming::parse(&bytes) {
+                let v: Value = serde_json::from_slice(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(v.get("type").and_then(Value::as_str).is_some());
+                prop_assert_eq!(incoming.fields.get("type"), v.get("type"));
+            }
+        }
+
+        /// Any JSON, typed or not: parsing never panics, a parsed message keeps
+        /// every field it had, and setting `playerId` touches only `playerId`.
+        #[test]
+        fn parser_keeps_fields_of_any_json(value in prop_oneof![arb_json(), typed_json()]) {
+            let text = value.to_string();
+            if let Ok(mut incoming) = Incoming::parse(text.as_bytes()) {
+                // Compared with serde_json's own reading of the text: its float
+                // parsing may differ from the generated value in the last digit.
+                let reparsed: Value = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let Value::Object(original) = &reparsed else {
+                    return Err(TestCaseError::fail("parsed a non-object"));
+                };
+                prop_assert_eq!(&incoming.fields, original);
+                incoming.set_str("playerId", "P");
+                let out: Value = serde_json::from_str(&incoming.to_json()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let Value::Object(out) = out else { return Err(TestCaseError::fail("not an object")) };
+                prop_assert_eq!(out.get("playerId"), Some(&Value::from("P")));
+                for (k, v) in original.iter().filter(|(k, _)| k.as_str() != "playerId") {
+                    prop_assert_eq!(out.get(k), Some(v));
+                }
+            }
         }
     }
 }

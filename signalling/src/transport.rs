@@ -38,7 +38,7 @@ use warp::reply::{Reply, Response};
 use crate::auth::{self, Refusal};
 use crate::config::ServerConfig;
 use crate::limits::{Gate, LimitRefusal, Permit};
-use crate::metrics::{Exposition, Metrics};
+use crate::metrics::{Exposition, Metrics, Stamp};
 use crate::rate_limit::RateLimit;
 use crate::registry::{ConnId, Role};
 use crate::router::{Action, Frame, Router};
@@ -57,7 +57,7 @@ pub mod reasons {
 
 /// A frame on its way to one connection, stamped with the arrival time of
 /// the frame it answers or forwards (for the forwarding-latency histogram).
-type Queued = (Frame, Instant);
+type Queued = (Frame, Stamp);
 
 /// How a connection's writer is told to stop.
 #[derive(Debug)]
@@ -105,9 +105,7 @@ impl Hub {
     }
 
     fn connect(&self, role: Role, remote: String, outbox: impl FnOnce(ConnId) -> Outbox) -> ConnId {
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut inner = self.lock();
         let (conn, actions) = inner.router.connect_at(role, remote, now_unix);
         inner.outboxes.insert(conn, outbox(conn));
@@ -144,7 +142,11 @@ impl Hub {
     /// Frames queued towards connections: (total, deepest queue).
     pub fn queue_depths(&self) -> (usize, usize) {
         let inner = self.lock();
-        inner.outboxes.values().map(|o| o.queue.max_capacity() - o.queue.capacity()).fold((0, 0), |(t, m), d| (t + d, m.max(d)))
+        inner
+            .outboxes
+            .values()
+            .map(|o| o.queue.max_capacity() - o.queue.capacity())
+            .fold((0, 0), |(t, m), d| (t + d, m.max(d)))
     }
 
     /// The connection is gone or must go: forget it, tell the router, and
@@ -170,6 +172,7 @@ impl Hub {
 
 impl HubInner {
     fn dispatch(&mut self, actions: Vec<Action>, arrived: Instant) {
+        let arrived = Stamp::of(arrived);
         let mut overflowed = Vec::new();
         for action in actions {
             match action {
@@ -270,19 +273,40 @@ impl Shared {
             "type",
             by_type(&counters.sent_by_type),
         );
-        e.single("signalling_forwards_total", "counter", "Messages forwarded between peers.", counters.forwarded as f64);
+        e.single(
+            "signalling_forwards_total",
+            "counter",
+            "Messages forwarded between peers.",
+            counters.forwarded as f64,
+        );
         let mut drops: std::collections::BTreeMap<&'static str, u64> = counters.dropped.clone();
         for (k, v) in self.metrics.drops.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             *drops.entry(k).or_insert(0) += v;
         }
         *drops.entry("queue_full").or_insert(0) += self.hub.queue_full_closes();
-        e.labelled("signalling_drops_total", "counter", "Frames dropped or connections ended, by reason.", "reason", by_type(&drops));
+        e.labelled(
+            "signalling_drops_total",
+            "counter",
+            "Frames dropped or connections ended, by reason.",
+            "reason",
+            by_type(&drops),
+        );
         let failed = counters.sent_by_type.get("subscribeFailed").copied().unwrap_or(0);
         e.single("signalling_subscribe_failures_total", "counter", "subscribeFailed answers.", failed as f64);
         e.single("signalling_queued_frames", "gauge", "Frames waiting in send queues, all connections.", queued as f64);
         e.single("signalling_queue_depth_max", "gauge", "Frames waiting in the deepest send queue.", deepest as f64);
-        e.single("signalling_tasks", "gauge", "Live server tasks (listeners and connections).", self.tasks.len() as f64);
-        e.single("signalling_draining", "gauge", "1 while draining.", f64::from(u8::from(self.draining.load(Ordering::Relaxed))));
+        e.single(
+            "signalling_tasks",
+            "gauge",
+            "Live server tasks (listeners and connections).",
+            self.tasks.len() as f64,
+        );
+        e.single(
+            "signalling_draining",
+            "gauge",
+            "1 while draining.",
+            f64::from(u8::from(self.draining.load(Ordering::Relaxed))),
+        );
         e.finish()
     }
 
@@ -414,11 +438,16 @@ fn redirect(req: &http::Request<HyperBody>, shared: &Shared) -> Response {
 /// Decide whether this upgrade may go ahead; on refusal, the HTTP answer.
 /// Order: draining, origin, token, limits (so a client without the token
 /// learns nothing about the limits).
-fn admit(req: &http::Request<HyperBody>, addr: SocketAddr, role: Role, shared: &Shared) -> Result<Permit, Response> {
+fn admit(
+    req: &http::Request<HyperBody>,
+    addr: SocketAddr,
+    role: Role,
+    shared: &Shared,
+) -> Result<Permit, Box<Response>> {
     let refuse = |reason: &'static str, status: http::StatusCode, body: &'static str| {
         shared.metrics.refused(reason);
         info!("refused a {} connection from {addr}: {reason}", role.as_str());
-        plain(status, body)
+        Box::new(plain(status, body))
     };
     if shared.draining.load(Ordering::Relaxed) {
         return Err(refuse("draining", http::StatusCode::SERVICE_UNAVAILABLE, "Server is draining.\n"));
@@ -486,7 +515,7 @@ async fn handle_request(
     };
     let permit = match admit(&req, addr, role, &shared) {
         Ok(permit) => permit,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     // Echo the first offered subprotocol, as Wilbur does.
     let protocol = req
@@ -575,7 +604,10 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
                     continue;
                 }
                 Ok(WsMessage::Ping(_)) | Ok(WsMessage::Frame(_)) => continue,
-                Ok(WsMessage::Close(_)) => break,
+                Ok(WsMessage::Close(frame)) => {
+                    shared.metrics.peer_closed(frame.map_or(1005, |f| u16::from(f.code)));
+                    break;
+                }
                 Err(err) => {
                     let order = match &err {
                         WsError::Capacity(_) => Some((proto::close::TOO_BIG, reasons::TOO_BIG)),
@@ -584,7 +616,11 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
                     };
                     match order {
                         Some((code, reason)) => {
-                            shared.metrics.dropped(if code == proto::close::TOO_BIG { "too_big" } else { "invalid_utf8" });
+                            shared.metrics.dropped(if code == proto::close::TOO_BIG {
+                                "too_big"
+                            } else {
+                                "invalid_utf8"
+                            });
                             warn!(conn = conn.0, "{reason} from {addr}: {err}; closing with {code}");
                             drain_after_close.store(code == proto::close::TOO_BIG, Ordering::Relaxed);
                             let order = CloseOrder { code, reason: reason.to_string(), urgent: true };

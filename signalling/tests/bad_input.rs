@@ -110,3 +110,59 @@ async fn a_flood_is_closed_with_1008_and_others_are_unaffected() {
     assert_eq!(p.recv().await["sdp"], "fine");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_flood_others_latency_stays_low_and_the_flooder_is_closed() {
+    use std::time::{Duration, Instant};
+    let mut config = ServerConfig::ephemeral();
+    // A burst big enough that the flood lasts a while before the bucket runs dry.
+    config.rate_limit_per_sec = 1000;
+    config.rate_limit_burst = 30_000;
+    let h = server(config).await;
+    let (mut s, id) = Client::streamer(&h, "S").await;
+    let (mut p, pid) = Client::subscribed_player(&h, &mut s, &id).await;
+    let mut flooder = Client::player(&h).await;
+    // Messages that need no answer, so the flooder's own queue never fills:
+    // only the rate limit can stop it.
+    let flood = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while flooder.ws.send(Message::text(r#"{"type":"pong","time":1}"#)).await.is_ok() {
+            sent += 1;
+        }
+        let took = started.elapsed();
+        let mut closed = None;
+        while closed.is_none() {
+            if flooder.ended_or_text().await.is_none() {
+                closed = Some(flooder.last_close.clone());
+            }
+        }
+        (sent, took, closed.flatten())
+    });
+    let mut latencies = Vec::new();
+    let mut i = 0u64;
+    while !flood.is_finished() {
+        let sent = Instant::now();
+        s.send(json!({"type": "offer", "sdp": format!("m{i}"), "playerId": pid})).await;
+        assert_eq!(p.recv().await["sdp"], format!("m{i}"));
+        latencies.push(sent.elapsed());
+        i += 1;
+        assert!(i < 1_000_000, "flood never stopped");
+    }
+    let (sent, took, closed) = flood.await.unwrap();
+    assert_eq!(closed, Some((1008, "message rate limit exceeded".to_string())));
+    latencies.sort();
+    let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    eprintln!(
+        "flood: flooder sent {sent} frames in {took:?} before its close; others' round trip over {} messages: \
+         p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    assert!(latencies.len() >= 10, "too few samples during the flood");
+    assert!(pct(0.99) < Duration::from_millis(100), "p99 {:?}", pct(0.99));
+    assert!(h.counters().received_by_type.get("pong").copied().unwrap_or(0) >= 30_000);
+    h.shutdown().await;
+}

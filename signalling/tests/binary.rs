@@ -63,3 +63,52 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[tokio::test]
+async fn the_binary_logs_json_lines_and_never_a_token() {
+    let dir = tempfile::tempdir().expect("dir");
+    let token_file = dir.path().join("player.token");
+    std::fs::write(&token_file, "file-token-Z1\n").expect("write token");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalling"))
+        .args(["--no_config", "--streamer_port", "0", "--player_port", "0", "--sfu_port", "0"])
+        .args(["--log_format", "json", "--log_level_console", "debug", "--console_messages", "verbose"])
+        .args(["--streamer_token", "flag-token-Z2", "--player_token_file"])
+        .arg(&token_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = Vec::new();
+    while lines.iter().filter(|l: &&String| l.contains("listening on")).count() < 3 {
+        let line = tokio::time::timeout(WAIT, out.next_line()).await.expect("prints addresses").unwrap().expect("line");
+        lines.push(line);
+    }
+    let streamer_addr = addr_on(&lines, "streamer");
+    let player_addr = addr_on(&lines, "player");
+    assert_eq!(try_connect(player_addr, "/?token=guess-Z3", &[]).await.err(), Some(401));
+    let mut s = try_connect(streamer_addr, "/?token=flag-token-Z2", &[]).await.expect("streamer");
+    s.expect_type("config").await;
+    let mut p = try_connect(player_addr, "/", &[("authorization", "Bearer file-token-Z1")]).await.expect("player");
+    p.expect_type("config").await;
+
+    let pid_os = child.id().expect("running") as i32;
+    // SAFETY: plain kill(2) on our own child process.
+    assert_eq!(unsafe { libc_kill(pid_os, 15) }, 0);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(WAIT, out.next_line()).await {
+        lines.push(line);
+    }
+    let _ = child.wait().await;
+    let json_lines: Vec<&String> = lines.iter().filter(|l| l.starts_with('{')).collect();
+    assert!(json_lines.len() >= 3, "{lines:?}");
+    for line in &json_lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(v.get("level").is_some() && v.get("fields").is_some(), "{line}");
+    }
+    assert!(json_lines.iter().any(|l| l.contains("refused a player connection")), "{lines:?}");
+    let all = lines.join("\n");
+    for secret in ["file-token-Z1", "flag-token-Z2", "guess-Z3"] {
+        assert!(!all.contains(secret), "{secret} logged:\n{all}");
+    }
+}

@@ -114,22 +114,26 @@ async fn metrics_show_connections_messages_drops_closes_latency_and_queues() {
         flooder.send_raw(r#"{"type":"listStreamers"}"#).await;
     }
     while flooder.ended_or_text().await.is_some() {}
-    wait_until("flooder gone", || h.connection_count() == 2).await;
+    let mut leaver = Client::player(&h).await;
+    leaver.ws.close(None).await.expect("close");
+    while leaver.ended_or_text().await.is_some() {}
+    wait_until("flooder and leaver gone", || h.connection_count() == 2).await;
     let (status, text) = http_request(h.player_addr(), "GET", "/metrics", &[]).await;
     assert_eq!(status, 200);
     assert!(text.contains("text/plain; version=0.0.4"), "{text}");
     for needle in [
         "signalling_registry_entries 2",
         "signalling_connections{role=\"streamer\"} 1",
-        "signalling_connections_accepted_total{role=\"player\"} 2",
+        "signalling_connections_accepted_total{role=\"player\"} 3",
         "signalling_messages_in_total{type=\"subscribe\"} 2",
         "signalling_messages_out_total{type=\"offer\"} 1",
-        "signalling_messages_out_total{type=\"config\"} 3",
+        "signalling_messages_out_total{type=\"config\"} 4",
         "signalling_forwards_total 1",
         "signalling_drops_total{reason=\"not_json\"} 1",
         "signalling_drops_total{reason=\"rate_limit\"} 1",
         "signalling_closes_total{code=\"1008\"} 1",
         "signalling_subscribe_failures_total 1",
+        "signalling_peer_closes_total{code=\"1005\"} 1",
         "signalling_forward_latency_seconds_bucket{le=\"+Inf\"}",
         "signalling_forward_latency_seconds_count",
         "signalling_queued_frames",

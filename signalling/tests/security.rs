@@ -83,8 +83,10 @@ async fn secrets_never_appear_in_logs_or_api_config() {
     let mut config = tokens_config();
     config.console_messages = signalling::ConsoleMessages::Verbose;
     config.security.admin_token = secret("admin-tok-Q4");
-    config.turn = Some(TurnConfig { secret: Secret::new("turn-secret-Q5").expect("s"), ttl: std::time::Duration::from_secs(60) });
-    config.peer_options = serde_json::from_value(json!({"iceServers": [{"urls": ["turn:t.example:3478"]}]})).expect("map");
+    config.turn =
+        Some(TurnConfig { secret: Secret::new("turn-secret-Q5").expect("s"), ttl: std::time::Duration::from_secs(60) });
+    config.peer_options =
+        serde_json::from_value(json!({"iceServers": [{"urls": ["turn:t.example:3478"]}]})).expect("map");
     config.public_config = signalling::cli::public_config(&config);
     let h = server(config).await;
     let _ = try_connect(h.player_addr(), "/?token=wrong-guess-Q6", &[]).await;
@@ -95,11 +97,13 @@ async fn secrets_never_appear_in_logs_or_api_config() {
     s.expect_type("endpointIdConfirm").await;
     let mut p = try_connect(h.player_addr(), "/?token=player-tok-Q1", &[]).await.expect("player");
     let config_msg = p.expect_type("config").await;
-    let credential = config_msg["peerConnectionOptions"]["iceServers"][0]["credential"].as_str().expect("cred").to_string();
+    let credential =
+        config_msg["peerConnectionOptions"]["iceServers"][0]["credential"].as_str().expect("cred").to_string();
     p.send(json!({"type": "subscribe", "streamerId": "S"})).await;
     s.expect_type("playerConnected").await;
     let (_, api) = http_request(h.player_addr(), "GET", "/api/config", &[]).await;
-    let (status, _) = http_request(h.player_addr(), "POST", "/api/admin/drain", &[("Authorization", "Bearer bad-admin-Q7")]).await;
+    let (status, _) =
+        http_request(h.player_addr(), "POST", "/api/admin/drain", &[("Authorization", "Bearer bad-admin-Q7")]).await;
     assert_eq!(status, 401);
     drop(p);
     s.expect_type("playerDisconnected").await;
@@ -107,9 +111,16 @@ async fn secrets_never_appear_in_logs_or_api_config() {
 
     let logs = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
     assert!(logs.contains("refused a player connection"), "logging works: {logs}");
-    for needle in
-        ["player-tok-Q1", "streamer-tok-Q2", "sfu-tok-Q3", "admin-tok-Q4", "turn-secret-Q5", "wrong-guess-Q6", "bad-admin-Q7", &credential]
-    {
+    for needle in [
+        "player-tok-Q1",
+        "streamer-tok-Q2",
+        "sfu-tok-Q3",
+        "admin-tok-Q4",
+        "turn-secret-Q5",
+        "wrong-guess-Q6",
+        "bad-admin-Q7",
+        &credential,
+    ] {
         assert!(!logs.contains(needle), "{needle} in the logs");
         assert!(!api.contains(needle), "{needle} in /api/config: {api}");
     }
@@ -169,7 +180,8 @@ async fn streamer_ids_outside_the_allow_list_or_taken_are_closed_1008() {
 #[tokio::test]
 async fn each_connection_gets_its_own_turn_credentials() {
     let mut config = ServerConfig::ephemeral();
-    config.turn = Some(TurnConfig { secret: Secret::new("north").expect("s"), ttl: std::time::Duration::from_secs(3600) });
+    config.turn =
+        Some(TurnConfig { secret: Secret::new("north").expect("s"), ttl: std::time::Duration::from_secs(3600) });
     config.peer_options = serde_json::from_value(json!({"iceServers": [
         {"urls": ["stun:s.example:3478"]},
         {"urls": ["turn:t.example:3478", "turns:t.example:5349"], "username": "static", "credential": "static"},
@@ -201,7 +213,9 @@ async fn each_connection_gets_its_own_turn_credentials() {
     // Streamers get theirs too.
     let mut s = Client::connect(h.streamer_addr(), "s").await;
     let c = s.expect_type("config").await;
-    assert!(c["peerConnectionOptions"]["iceServers"][1]["username"].as_str().is_some_and(|u| u.contains(":UnknownStreamer")));
+    assert!(c["peerConnectionOptions"]["iceServers"][1]["username"]
+        .as_str()
+        .is_some_and(|u| u.contains(":UnknownStreamer")));
     h.shutdown().await;
 }
 
@@ -232,7 +246,8 @@ async fn admin_kick_disconnect_and_drain() {
     // GET is not an admin verb.
     assert_eq!(http_request(h.player_addr(), "GET", "/api/admin/drain", &auth).await.0, 404);
 
-    let (status, body) = http_request(h.player_addr(), "POST", &format!("/api/admin/players/{p1_id}/kick"), &auth).await;
+    let (status, body) =
+        http_request(h.player_addr(), "POST", &format!("/api/admin/players/{p1_id}/kick"), &auth).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(p1.expect_close(1008).await, "kicked by the operator");
     assert_eq!(s.recv().await, json!({"type": "playerDisconnected", "playerId": p1_id}));

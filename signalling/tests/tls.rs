@@ -104,7 +104,10 @@ async fn wss_on_every_listener_and_https_on_the_player_port() {
 
     // HTTPS REST on the player port.
     let mut https = tls_stream(h.player_addr(), &certs.cert).await;
-    https.write_all(b"GET /api/streamers/S HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.expect("write");
+    https
+        .write_all(b"GET /api/streamers/S HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
     let mut body = String::new();
     https.read_to_string(&mut body).await.expect("read");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
@@ -162,4 +165,21 @@ async fn bad_certificate_files_fail_to_start_with_a_clear_error() {
     config.tls = Some(TlsConfig { cert_path: junk.clone(), key_path: junk, https_port: 0, https_redirect: false });
     let err = signalling::run(config).await.err().expect("refuses to start");
     assert!(err.to_string().contains("junk.pem"), "{err}");
+}
+
+#[tokio::test]
+async fn a_silent_connection_to_a_tls_port_is_dropped_after_the_handshake_timeout() {
+    let certs = certs(false);
+    let mut config = ServerConfig::ephemeral();
+    config.tls = Some(certs.config.clone());
+    config.limits.handshake_timeout = std::time::Duration::from_millis(300);
+    let h = server(config).await;
+    let started = std::time::Instant::now();
+    let mut silent = TcpStream::connect(h.streamer_addr()).await.expect("tcp");
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, silent.read(&mut buf)).await.expect("dropped in time").unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < std::time::Duration::from_millis(1300), "{:?}", started.elapsed());
+    assert_eq!(h.metrics().drop_count("handshake_timeout"), 1);
+    h.shutdown().await;
 }

@@ -41,11 +41,10 @@ impl Client {
     pub async fn connect(addr: SocketAddr, name: &str) -> Client {
         let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
         let url = format!("ws://{addr}/");
-        let (ws, _) =
-            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(url, Some(config), false))
-                .await
-                .expect("connect in time")
-                .expect("connect");
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(url, Some(config), true))
+            .await
+            .expect("connect in time")
+            .expect("connect");
         Client { ws, name: name.to_string(), last_close: None }
     }
 
@@ -186,7 +185,8 @@ pub async fn dead_player(addr: std::net::SocketAddr) -> TcpStream {
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut buf = [0u8; 1024];
     let n = tcp.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 101"), "handshake answer: {head:?}");
     tcp
 }
 
@@ -217,13 +217,10 @@ pub async fn try_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)])
     use tokio_tungstenite::tungstenite::Error;
     let mut request = format!("ws://{addr}{path}").into_client_request().expect("request");
     for (k, v) in headers {
-        request.headers_mut().insert(
-            http_header_name(k),
-            v.parse().expect("header value"),
-        );
+        request.headers_mut().insert(http_header_name(k), v.parse().expect("header value"));
     }
     let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(request, Some(config), false))
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(request, Some(config), true))
         .await
         .expect("answer in time")
     {

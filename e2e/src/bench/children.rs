@@ -1,0 +1,132 @@
+//! Child-process entry points of the `bench` executable: the signalling
+//! server, the mock streamer, the SFU and the mock players each run from
+//! their library in a process of their own, so `/proc/<pid>` shows what each
+//! one costs. (Used when the sibling binaries are absent, and always for the
+//! media bench's peers so it does not depend on their command lines.)
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+/// `bench child-streamer`
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamerChild {
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub id: String,
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    #[arg(long, default_value_t = 360)]
+    pub height: u32,
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub bitrate: u32,
+}
+
+/// `bench child-sfu`
+#[derive(Debug, Clone, clap::Args)]
+pub struct SfuChild {
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub id: String,
+    #[arg(long)]
+    pub streamer: String,
+}
+
+/// `bench child-players`
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlayersChild {
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub streamer: String,
+    #[arg(long)]
+    pub players: usize,
+    #[arg(long)]
+    pub duration: f64,
+    #[arg(long)]
+    pub report: PathBuf,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")
+}
+
+pub fn signalling(args: Vec<String>) -> anyhow::Result<()> {
+    use clap::Parser;
+    let cli = signalling::cli::Cli::try_parse_from(std::iter::once("signalling".to_string()).chain(args))?;
+    let resolved = signalling::cli::resolve_full(cli).context("invalid configuration")?;
+    runtime()?.block_on(async {
+        let handle = signalling::run(resolved.config).await.context("starting the server")?;
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        handle.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+pub fn streamer(a: StreamerChild) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let config = mock_streamer::StreamerConfig {
+            url: a.url,
+            streamer_ids: vec![a.id],
+            video: mock_streamer::video::VideoSettings {
+                width: a.width,
+                height: a.height,
+                fps: a.fps,
+                bitrate_bps: a.bitrate,
+            },
+            ping_interval: None,
+            ..mock_streamer::StreamerConfig::default()
+        };
+        let handle = mock_streamer::spawn(config).context("starting the streamer")?;
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        let _ = tokio::time::timeout(Duration::from_secs(3), handle.stop()).await;
+        anyhow::Ok(())
+    })
+}
+
+pub fn sfu(a: SfuChild) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let config = sfu_stub::SfuConfig {
+            url: a.url,
+            id: a.id,
+            streamer: Some(a.streamer),
+            list_interval: Duration::from_millis(200),
+            ping_interval: None,
+            ..sfu_stub::SfuConfig::default()
+        };
+        let handle = sfu_stub::spawn(config).context("starting the SFU")?;
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        let _ = tokio::time::timeout(Duration::from_secs(3), handle.stop()).await;
+        anyhow::Ok(())
+    })
+}
+
+pub fn players(a: PlayersChild) -> anyhow::Result<()> {
+    let report = runtime()?.block_on(async {
+        let cfg = mock_player::PlayerConfig {
+            url: a.url,
+            streamer_id: Some(a.streamer),
+            duration: Some(Duration::from_secs_f64(a.duration.clamp(0.5, 3600.0))),
+            join_timeout: Duration::from_secs(20),
+            list_interval: Duration::from_millis(200),
+            ..mock_player::PlayerConfig::default()
+        };
+        // All at once: no ramp, every join in flight.
+        let load = mock_player::LoadConfig {
+            players: a.players.max(1),
+            ramp: 0.0,
+            max_joining: a.players.max(1),
+            ..mock_player::LoadConfig::default()
+        };
+        mock_player::run_load(cfg, load, CancellationToken::new()).await
+    })?;
+    let json = serde_json::to_string(&report).context("serialising the report")?;
+    std::fs::write(&a.report, json).with_context(|| format!("writing {}", a.report.display()))?;
+    Ok(())
+}

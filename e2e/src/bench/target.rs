@@ -1,0 +1,177 @@
+//! The server under test: our `signalling` started as a child process on
+//! free loopback ports (so its `/proc` can be read), or any server given by
+//! URL (with `--server-pid` for memory and CPU).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::bench::util::{free_port, loopback_addr, wait_listening};
+
+/// Which server the benches talk to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetOpts {
+    /// Player WebSocket URL of a server that is already running (ours, the reference server, any
+    /// other). Without it, our `signalling` is started as a child process on free ports.
+    #[arg(long, value_name = "URL", global = true)]
+    pub server_url: Option<String>,
+    /// Streamer WebSocket URL of that server (default: the player URL's host with port 8888).
+    #[arg(long, value_name = "URL", global = true)]
+    pub streamer_url: Option<String>,
+    /// SFU WebSocket URL of that server (media bench through the SFU; default: port 8889).
+    #[arg(long, value_name = "URL", global = true)]
+    pub sfu_url: Option<String>,
+    /// Process id of that server, to read its memory and CPU from /proc (without it those
+    /// figures are not reported for an external server).
+    #[arg(long, value_name = "PID", global = true)]
+    pub server_pid: Option<u32>,
+    /// Start our server as a child process (the default when --server-url is not given).
+    #[arg(long, global = true, conflicts_with = "server_url")]
+    pub spawn_ours: bool,
+    /// Our `signalling` binary. Default: `signalling` next to this executable, else this
+    /// executable runs the signalling library itself in a child process (also what
+    /// `--server-bin builtin` asks for).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub server_bin: Option<PathBuf>,
+}
+
+/// A running (or attached) server.
+pub struct Target {
+    pub label: String,
+    pub player_url: String,
+    pub streamer_url: String,
+    pub sfu_url: String,
+    pub pid: Option<u32>,
+    child: Option<Child>,
+}
+
+impl Target {
+    pub async fn start(opts: &TargetOpts) -> anyhow::Result<Target> {
+        if let Some(url) = &opts.server_url {
+            let addr = loopback_addr(url)?;
+            let with_port = |p: u16| format!("ws://{}:{p}", addr.ip());
+            let streamer_url = opts.streamer_url.clone().unwrap_or_else(|| with_port(8888));
+            let sfu_url = opts.sfu_url.clone().unwrap_or_else(|| with_port(8889));
+            loopback_addr(&streamer_url)?;
+            loopback_addr(&sfu_url)?;
+            wait_listening(addr, Duration::from_secs(5)).await?;
+            return Ok(Target {
+                label: format!("external {url}{}", opts.server_pid.map(|p| format!(" (pid {p})")).unwrap_or_default()),
+                player_url: url.clone(),
+                streamer_url,
+                sfu_url,
+                pid: opts.server_pid,
+                child: None,
+            });
+        }
+        let (sp, pp, fp) = (free_port()?, free_port()?, free_port()?);
+        let args: Vec<String> = [
+            "--no_config",
+            "--streamer_port",
+            &sp.to_string(),
+            "--player_port",
+            &pp.to_string(),
+            "--sfu_port",
+            &fp.to_string(),
+            "--ping_interval",
+            "0",
+            // No rate limit in effect (the benches send far more than a browser does).
+            "--rate_limit",
+            "100000000",
+            "--rate_limit_burst",
+            "100000000",
+            "--log_level_console",
+            "warn",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (mut cmd, how) = match server_binary(opts) {
+            Some(bin) => (Command::new(&bin), bin.display().to_string()),
+            None => {
+                let me = std::env::current_exe().context("locating the bench executable")?;
+                let mut c = Command::new(me);
+                c.arg("child-signalling");
+                (c, "bench child-signalling (the signalling library)".to_string())
+            }
+        };
+        cmd.args(&args).env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        let child = cmd.spawn().with_context(|| format!("starting {how}"))?;
+        let pid = child.id();
+        let mut t = Target {
+            label: format!("ours ({how}, pid {pid})"),
+            player_url: format!("ws://127.0.0.1:{pp}"),
+            streamer_url: format!("ws://127.0.0.1:{sp}"),
+            sfu_url: format!("ws://127.0.0.1:{fp}"),
+            pid: Some(pid),
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for port in [sp, pp, fp] {
+            for _ in 0..1000 {
+                if let Some(Ok(Some(st))) = t.child.as_mut().map(Child::try_wait) {
+                    t.child = None;
+                    bail!("our server exited at start-up ({st}); its error is above");
+                }
+                if wait_listening(([127, 0, 0, 1], port).into(), Duration::from_millis(100)).await.is_ok() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    t.stop();
+                    bail!("our server is not listening on port {port} after 15 s");
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// Whether this target is a child we started (so a fresh one per run is possible).
+    pub fn is_ours(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, Duration::from_secs(3));
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn server_binary(opts: &TargetOpts) -> Option<PathBuf> {
+    if let Some(p) = &opts.server_bin {
+        return (p.as_os_str() != "builtin").then(|| p.clone());
+    }
+    let me = std::env::current_exe().ok()?;
+    let sibling = me.parent()?.join("signalling");
+    sibling.is_file().then_some(sibling)
+}
+
+/// SIGINT, wait up to `grace`, then SIGKILL; always reaps.
+pub fn stop_child(c: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = c.try_wait() {
+        return;
+    }
+    if let Ok(pid) = i32::try_from(c.id()) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
