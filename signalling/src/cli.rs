@@ -118,14 +118,25 @@ pub struct Cli {
     #[arg(long = "max_message_size", value_name = "BYTES")]
     pub max_message_size: Option<usize>,
 
-    /// Messages per second each connection may send, sustained; more closes it with 1008.
-    /// [default: 200]
+    /// Messages per second each player connection may send, sustained; more closes it with
+    /// 1008. [default: 200]
     #[arg(long = "rate_limit", value_name = "PER_SEC")]
     pub rate_limit: Option<u32>,
 
     /// Messages each connection may send in a burst above --rate_limit. [default: 1000]
     #[arg(long = "rate_limit_burst", value_name = "N")]
     pub rate_limit_burst: Option<u32>,
+
+    /// Messages per second each streamer or SFU connection may send, sustained; more closes it
+    /// with 1008. They speak for all their players (an offer and ICE candidates per join), so
+    /// they have their own limit. 0 = no limit. [default: 0]
+    #[arg(long = "streamer_rate_limit", value_name = "PER_SEC")]
+    pub streamer_rate_limit: Option<u32>,
+
+    /// Messages each streamer or SFU connection may send in a burst above
+    /// --streamer_rate_limit. [default: 2 x --streamer_rate_limit]
+    #[arg(long = "streamer_rate_limit_burst", value_name = "N")]
+    pub streamer_rate_limit_burst: Option<u32>,
 
     /// Messages queued towards one connection before it is closed as not reading.
     /// [default: 1024]
@@ -452,6 +463,10 @@ fn resolve_with_default_file(cli: Cli, default_file: &Path) -> Result<Resolved, 
         max_message_size: nonzero(merged.max_message_size, defaults.max_message_size, "max_message_size")?,
         rate_limit_per_sec: nonzero(merged.rate_limit, defaults.rate_limit_per_sec, "rate_limit")?,
         rate_limit_burst: nonzero(merged.rate_limit_burst, defaults.rate_limit_burst, "rate_limit_burst")?,
+        streamer_rate_limit_per_sec: merged.streamer_rate_limit.unwrap_or(defaults.streamer_rate_limit_per_sec),
+        streamer_rate_limit_burst: merged
+            .streamer_rate_limit_burst
+            .unwrap_or_else(|| merged.streamer_rate_limit.unwrap_or(0).saturating_mul(2)),
         send_queue_len: nonzero(merged.send_queue_len, defaults.send_queue_len, "send_queue_len")?,
         serve: merged.serve.unwrap_or(defaults.serve),
         http_root: merged.http_root.clone().or(defaults.http_root),
@@ -535,6 +550,8 @@ struct Settings {
     max_message_size: Option<usize>,
     rate_limit: Option<u32>,
     rate_limit_burst: Option<u32>,
+    streamer_rate_limit: Option<u32>,
+    streamer_rate_limit_burst: Option<u32>,
     send_queue_len: Option<usize>,
     https: Option<bool>,
     https_port: Option<u16>,
@@ -592,6 +609,8 @@ impl Settings {
             max_message_size: cli.max_message_size,
             rate_limit: cli.rate_limit,
             rate_limit_burst: cli.rate_limit_burst,
+            streamer_rate_limit: cli.streamer_rate_limit,
+            streamer_rate_limit_burst: cli.streamer_rate_limit_burst,
             send_queue_len: cli.send_queue_len,
             // `--https_port` implies `--https` on the command line, as in Wilbur.
             https: cli.https.or(cli.https_port.map(|_| true)),
@@ -644,6 +663,8 @@ impl Settings {
             max_message_size: self.max_message_size.or(lower.max_message_size),
             rate_limit: self.rate_limit.or(lower.rate_limit),
             rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
+            streamer_rate_limit: self.streamer_rate_limit.or(lower.streamer_rate_limit),
+            streamer_rate_limit_burst: self.streamer_rate_limit_burst.or(lower.streamer_rate_limit_burst),
             send_queue_len: self.send_queue_len.or(lower.send_queue_len),
             https: self.https.or(lower.https),
             https_port: self.https_port.or(lower.https_port),
@@ -716,6 +737,8 @@ fn read_config_file(path: &Path) -> Result<Settings, CliError> {
             "max_message_size" => s.max_message_size = f.parsed("a number of bytes")?,
             "rate_limit" => s.rate_limit = f.parsed("a whole number")?,
             "rate_limit_burst" => s.rate_limit_burst = f.parsed("a whole number")?,
+            "streamer_rate_limit" => s.streamer_rate_limit = f.parsed("a whole number")?,
+            "streamer_rate_limit_burst" => s.streamer_rate_limit_burst = f.parsed("a whole number")?,
             "send_queue_len" => s.send_queue_len = f.parsed("a whole number")?,
             "peer_options" => {
                 peer_text = match v {
@@ -971,6 +994,8 @@ pub fn public_config(c: &ServerConfig) -> Value {
             "maxMessageSize": c.max_message_size,
             "rateLimit": c.rate_limit_per_sec,
             "rateLimitBurst": c.rate_limit_burst,
+            "streamerRateLimit": c.streamer_rate_limit_per_sec,
+            "streamerRateLimitBurst": c.streamer_rate_limit_burst,
             "sendQueueLen": c.send_queue_len,
             "serve": c.serve,
             "homepage": c.homepage,

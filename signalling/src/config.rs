@@ -42,8 +42,13 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// Messages each connection may send per second (sustained) …
     pub rate_limit_per_sec: u32,
-    /// … and in a burst; more closes the connection with 1008.
+    /// … and in a burst; more closes the connection with 1008. Applies to players.
     pub rate_limit_burst: u32,
+    /// The same for streamers and SFUs, which speak for all their players (an
+    /// offer and candidates per join), so a player's limit would throttle them
+    /// under load. 0 = no limit (the default; protect these ports with tokens).
+    pub streamer_rate_limit_per_sec: u32,
+    pub streamer_rate_limit_burst: u32,
     /// Frames queued towards one connection before it is closed as not reading.
     pub send_queue_len: usize,
     /// Serve static files from `http_root` on the player port.
@@ -163,6 +168,8 @@ impl Default for ServerConfig {
             max_message_size: 1 << 20,
             rate_limit_per_sec: 200,
             rate_limit_burst: 1000,
+            streamer_rate_limit_per_sec: 0,
+            streamer_rate_limit_burst: 0,
             send_queue_len: 1024,
             serve: true,
             http_root: None,

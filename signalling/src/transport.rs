@@ -588,8 +588,12 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
     let closing = CancellationToken::new();
 
     let reader = async {
-        let mut limit =
-            RateLimit::new(shared.config.rate_limit_per_sec, shared.config.rate_limit_burst, Instant::now());
+        let c = &shared.config;
+        let (per_sec, burst) = match role {
+            Role::Player => (c.rate_limit_per_sec, c.rate_limit_burst),
+            Role::Streamer | Role::Sfu => (c.streamer_rate_limit_per_sec, c.streamer_rate_limit_burst),
+        };
+        let mut limit = RateLimit::new(per_sec, burst, Instant::now());
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,

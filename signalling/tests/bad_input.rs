@@ -166,3 +166,39 @@ async fn during_a_flood_others_latency_stays_low_and_the_flooder_is_closed() {
     assert!(h.counters().received_by_type.get("pong").copied().unwrap_or(0) >= 30_000);
     h.shutdown().await;
 }
+
+/// Streamers speak for all their players: by default they have no message
+/// rate limit, and `streamer_rate_limit` gives them one of their own.
+#[tokio::test]
+async fn streamers_have_their_own_rate_limit() {
+    let h = default_server().await;
+    let (mut s, _) = Client::streamer(&h, "Busy").await;
+    // 2,700 messages in a few milliseconds: far over a player's burst of
+    // 1,000. (In rounds, reading the answers, so our own send queue of
+    // 1,024 never fills.)
+    for round in 0..3 {
+        for i in 0..900 {
+            s.ws.feed(Message::text(format!(r#"{{"type":"ping","time":{}}}"#, round * 900 + i))).await.unwrap();
+        }
+        s.ws.flush().await.unwrap();
+        for i in 0..900 {
+            assert_eq!(s.recv().await, json!({"type": "pong", "time": round * 900 + i}));
+        }
+    }
+    h.shutdown().await;
+
+    let mut config = ServerConfig::ephemeral();
+    config.streamer_rate_limit_per_sec = 100;
+    config.streamer_rate_limit_burst = 200;
+    let h = server(config).await;
+    let (mut s, _) = Client::streamer(&h, "Flooder").await;
+    for i in 0..3000 {
+        if s.ws.feed(Message::text(format!(r#"{{"type":"ping","time":{i}}}"#))).await.is_err() {
+            break;
+        }
+    }
+    let _ = s.ws.flush().await;
+    while s.ended_or_text().await.is_some() {}
+    assert_eq!(s.last_close, Some((1008, "message rate limit exceeded".to_string())));
+    h.shutdown().await;
+}
