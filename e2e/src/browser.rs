@@ -148,7 +148,12 @@ impl Browser {
         self.send_command(Some(session), method, params).await
     }
 
-    async fn send_command(&mut self, session: Option<String>, method: &str, params: Value) -> Result<Value, BrowserError> {
+    async fn send_command(
+        &mut self,
+        session: Option<String>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, BrowserError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut command = json!({"id": id, "method": method, "params": params});
         if let Some(session) = session {
@@ -201,10 +206,7 @@ impl Browser {
     /// Evaluate a JavaScript expression (promises awaited) and return its value.
     pub async fn eval(&mut self, expression: &str) -> Result<Value, BrowserError> {
         let result = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
-            )
+            .call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true, "awaitPromise": true}))
             .await?;
         if let Some(exception) = result.get("exceptionDetails") {
             return Err(BrowserError::Script(exception.to_string()));

@@ -100,7 +100,8 @@ fn topology_from(cli: &Cli) -> anyhow::Result<Topology> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,webrtc_ice=error,webrtc=error,input=info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,webrtc_ice=error,webrtc=error,input=info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,7 +117,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let running = topology.start().await.context("starting the stack")?;
     let player_addr = running.server.player_addr();
     println!("Pixel Streaming local stack is up:");
-    println!("  signalling  streamers ws://{}  players ws://{}  SFUs ws://{}", running.server.streamer_addr(), player_addr, running.server.sfu_addr());
+    println!(
+        "  signalling  streamers ws://{}  players ws://{}  SFUs ws://{}",
+        running.server.streamer_addr(),
+        player_addr,
+        running.server.sfu_addr()
+    );
     for id in topology.streamer_ids() {
         println!("  streamer    {id} (mock, {}x{} H.264)", topology.streamers[0].width, topology.streamers[0].height);
     }

@@ -114,11 +114,13 @@ impl Drop for Tap {
 
 async fn relay<P, U>(connection: usize, peer: P, upstream: U, log: Arc<Mutex<Vec<Recorded>>>, cancel: CancellationToken)
 where
-    P: futures_util::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
-        + futures_util::Sink<tokio_tungstenite::tungstenite::Message>
+    P: futures_util::Stream<
+            Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+        > + futures_util::Sink<tokio_tungstenite::tungstenite::Message>
         + Unpin,
-    U: futures_util::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
-        + futures_util::Sink<tokio_tungstenite::tungstenite::Message>
+    U: futures_util::Stream<
+            Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+        > + futures_util::Sink<tokio_tungstenite::tungstenite::Message>
         + Unpin,
 {
     use tokio_tungstenite::tungstenite::Message;

@@ -50,19 +50,13 @@ pub enum TopologyError {
 }
 
 /// The signalling server's part.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SignallingSpec {
     pub streamer_port: u16,
     pub player_port: u16,
     pub sfu_port: u16,
     pub max_players: usize,
-}
-
-impl Default for SignallingSpec {
-    fn default() -> Self {
-        SignallingSpec { streamer_port: 0, player_port: 0, sfu_port: 0, max_players: 0 }
-    }
 }
 
 /// One group of mock streamers.
@@ -160,7 +154,12 @@ fn default_streamers() -> Vec<StreamerSpec> {
 
 impl Default for Topology {
     fn default() -> Self {
-        Topology { signalling: SignallingSpec::default(), streamers: default_streamers(), sfu: None, players: Vec::new() }
+        Topology {
+            signalling: SignallingSpec::default(),
+            streamers: default_streamers(),
+            sfu: None,
+            players: Vec::new(),
+        }
     }
 }
 
@@ -168,7 +167,8 @@ impl Topology {
     /// Read a topology from a `.toml` or `.json` file.
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read { path: shown.clone(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| TopologyError::Read { path: shown.clone(), source })?;
         let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
         if is_json {
             serde_json::from_str(&text).map_err(|e| TopologyError::Parse { path: shown, reason: e.to_string() })

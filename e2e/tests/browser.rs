@@ -72,7 +72,9 @@ async fn built_in_page_plays_the_stream_and_sends_clicks() {
     let down = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match events.recv().await {
-                Ok(StreamerEvent::Input { message: ToStreamer::MouseDown { button, x, y }, .. }) => break (button, x, y),
+                Ok(StreamerEvent::Input { message: ToStreamer::MouseDown { button, x, y }, .. }) => {
+                    break (button, x, y)
+                }
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(e) => panic!("events ended: {e}"),

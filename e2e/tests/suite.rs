@@ -51,7 +51,8 @@ async fn seed_sequence_message_by_message_then_both_disconnects() {
     let streamer_tap = Tap::start(format!("ws://{}", server.streamer_addr())).await.unwrap();
     let player_tap = Tap::start(format!("ws://{}", server.player_addr())).await.unwrap();
 
-    let streamer = mock_streamer::spawn(streamer_config(&small_streamer("DefaultStreamer"), &streamer_tap.url())).unwrap();
+    let streamer =
+        mock_streamer::spawn(streamer_config(&small_streamer("DefaultStreamer"), &streamer_tap.url())).unwrap();
     streamer_tap
         .wait_for("endpointIdConfirm", WAIT, |l| find(l, 0, 0, Direction::FromServer, "endpointIdConfirm").is_some())
         .await;
@@ -78,8 +79,30 @@ async fn seed_sequence_message_by_message_then_both_disconnects() {
         }
     };
     use Direction::{FromServer as In, ToServer as Out};
-    order(&s, &[(In, "config"), (In, "identify"), (Out, "endpointId"), (In, "endpointIdConfirm"), (In, "playerConnected"), (Out, "offer"), (In, "answer")]);
-    order(&p, &[(In, "config"), (In, "playerCount"), (Out, "listStreamers"), (In, "streamerList"), (Out, "subscribe"), (In, "offer"), (Out, "answer")]);
+    order(
+        &s,
+        &[
+            (In, "config"),
+            (In, "identify"),
+            (Out, "endpointId"),
+            (In, "endpointIdConfirm"),
+            (In, "playerConnected"),
+            (Out, "offer"),
+            (In, "answer"),
+        ],
+    );
+    order(
+        &p,
+        &[
+            (In, "config"),
+            (In, "playerCount"),
+            (Out, "listStreamers"),
+            (In, "streamerList"),
+            (Out, "subscribe"),
+            (In, "offer"),
+            (Out, "answer"),
+        ],
+    );
     // playerId rules as the peers saw them.
     let pc = &s[find(&s, 0, 0, In, "playerConnected").unwrap()].json;
     let pid = pc["playerId"].as_str().unwrap().to_string();
@@ -100,9 +123,7 @@ async fn seed_sequence_message_by_message_then_both_disconnects() {
     cancel.cancel();
     let stats = player.task.await.unwrap();
     assert!(stats.video_frames >= 30, "{stats:?}");
-    streamer_tap
-        .wait_for("playerDisconnected", WAIT, |l| find(l, 0, 0, In, "playerDisconnected").is_some())
-        .await;
+    streamer_tap.wait_for("playerDisconnected", WAIT, |l| find(l, 0, 0, In, "playerDisconnected").is_some()).await;
 
     // opt: the streamer leaves → a subscribed player gets streamerDisconnected.
     let cancel2 = CancellationToken::new();
@@ -111,9 +132,7 @@ async fn seed_sequence_message_by_message_then_both_disconnects() {
     let second = RunningPlayer::spawn(1, std::sync::Arc::new(config), Some(rtc), cancel2.clone());
     until("second player streaming", WAIT, || second.streaming()).await;
     streamer.stop().await;
-    player_tap
-        .wait_for("streamerDisconnected", WAIT, |l| find(l, 0, 1, In, "streamerDisconnected").is_some())
-        .await;
+    player_tap.wait_for("streamerDisconnected", WAIT, |l| find(l, 0, 1, In, "streamerDisconnected").is_some()).await;
     cancel2.cancel();
     let _ = second.task.await;
     server.shutdown().await;
@@ -131,9 +150,14 @@ async fn fifty_players_on_one_streamer_all_stream() {
     let running = topology.start().await.unwrap();
     until("50 players streaming", Duration::from_secs(60), || running.players_streaming() == 50).await;
     // Every player keeps receiving: frames grow for each of them.
-    let before: Vec<u64> = running.players.iter().map(|p| p.live.frames.load(std::sync::atomic::Ordering::Relaxed)).collect();
+    let before: Vec<u64> =
+        running.players.iter().map(|p| p.live.frames.load(std::sync::atomic::Ordering::Relaxed)).collect();
     until("every player received more frames", WAIT, || {
-        running.players.iter().zip(&before).all(|(p, b)| p.live.frames.load(std::sync::atomic::Ordering::Relaxed) > b + 10)
+        running
+            .players
+            .iter()
+            .zip(&before)
+            .all(|(p, b)| p.live.frames.load(std::sync::atomic::Ordering::Relaxed) > b + 10)
     })
     .await;
     let stats = running.stop().await;
@@ -152,7 +176,15 @@ async fn two_streamers_each_player_gets_the_right_stream() {
     until("5 players streaming", WAIT, || running.players_streaming() == 5).await;
     let snapshot = running.server.snapshot();
     let subscribers = |id: &str| -> Vec<String> {
-        snapshot.streamers.iter().find(|s| s.streamer_id == id).unwrap().subscribers.iter().map(|p| p.player_id.clone()).collect()
+        snapshot
+            .streamers
+            .iter()
+            .find(|s| s.streamer_id == id)
+            .unwrap()
+            .subscribers
+            .iter()
+            .map(|p| p.player_id.clone())
+            .collect()
     };
     let (alpha, beta) = (subscribers("Alpha"), subscribers("Beta"));
     assert_eq!((alpha.len(), beta.len()), (3, 2));

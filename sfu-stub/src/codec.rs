@@ -157,8 +157,8 @@ pub fn h264_sps_resolution(nal: &[u8]) -> Option<(u32, u32)> {
     }
     r.ue()?; // max_num_ref_frames
     r.bits(1)?;
-    let width_mbs = r.ue()? + 1;
-    let height_map_units = r.ue()? + 1;
+    let width_mbs = r.ue()?.checked_add(1)?;
+    let height_map_units = r.ue()?.checked_add(1)?;
     let frame_mbs_only = r.bits(1)?;
     if frame_mbs_only == 0 {
         r.bits(1)?;
@@ -172,11 +172,12 @@ pub fn h264_sps_resolution(nal: &[u8]) -> Option<(u32, u32)> {
             2 => (2, 2 - frame_mbs_only),
             _ => (2, 2 * (2 - frame_mbs_only)),
         };
-        crop_x = (l + rr) * unit_x;
-        crop_y = (t + b) * unit_y;
+        crop_x = l.checked_add(rr)?.checked_mul(unit_x)?;
+        crop_y = t.checked_add(b)?.checked_mul(unit_y)?;
     }
-    let width = width_mbs * 16 - crop_x;
-    let height = (2 - frame_mbs_only) * height_map_units * 16 - crop_y;
+    // Checked: the SPS comes from the network.
+    let width = width_mbs.checked_mul(16)?.checked_sub(crop_x)?;
+    let height = (2 - frame_mbs_only).checked_mul(height_map_units)?.checked_mul(16)?.checked_sub(crop_y)?;
     Some((width, height))
 }
 
@@ -246,5 +247,16 @@ mod tests {
         let sps = [0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xec, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40];
         assert_eq!(h264_sps_resolution(&sps), Some((1280, 720)));
         assert_eq!(h264_sps_resolution(&[0x65]), None);
+        // Garbage never panics.
+        for n in 0..64u8 {
+            let junk: Vec<u8> = std::iter::once(0x67).chain((0..n).map(|i| i.wrapping_mul(37) ^ 0xff)).collect();
+            let _ = h264_sps_resolution(&junk);
+            let _ = Codec::H264.starts_keyframe(&junk[1..]);
+            let _ = Codec::Vp8.starts_keyframe(&junk[1..]);
+        }
+        let all_ones = [0x67, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let _ = h264_sps_resolution(&all_ones);
+        let zeros = [0x67, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let _ = h264_sps_resolution(&zeros);
     }
 }

@@ -66,8 +66,8 @@ pub async fn run_downstream(
     p.stats.players.fetch_add(1, Relaxed);
     p.stats.players_total.fetch_add(1, Relaxed);
     match setup(&p).await {
-        Ok((pc, tracks, channels, state_rx)) => {
-            drive(&p, &pc, tracks, state_rx, commands, &cancel).await;
+        Ok((pc, tracks, channels, state_rx, gathered_rx)) => {
+            drive(&p, &pc, tracks, state_rx, gathered_rx, commands, &cancel).await;
             drop(channels);
             if let Err(e) = pc.close().await {
                 tracing::debug!(player = %p.player_id, error = %e, "close");
@@ -81,8 +81,13 @@ pub async fn run_downstream(
 }
 
 type Tracks = Vec<(Arc<Forwarder>, Arc<TrackLocalStaticRTP>)>;
-type Setup =
-    (Arc<RTCPeerConnection>, Tracks, Vec<Arc<RTCDataChannel>>, mpsc::UnboundedReceiver<RTCPeerConnectionState>);
+type Setup = (
+    Arc<RTCPeerConnection>,
+    Tracks,
+    Vec<Arc<RTCDataChannel>>,
+    mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+    tokio::sync::watch::Receiver<bool>,
+);
 
 async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
     let config = rtc_configuration(&p.peer_options, p.config.ice)?;
@@ -97,13 +102,17 @@ async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
         tracks.push((forwarder.clone(), track));
     }
     let channels = p.relay.open_player_side(&pc, &p.player_id).await?;
+    let (gathered_tx, gathered_rx) = tokio::sync::watch::channel(false);
     {
         let signal = p.signal.clone();
         let player_id = p.player_id.clone();
         pc.on_ice_candidate(Box::new(move |c| {
-            let (signal, player_id) = (signal.clone(), player_id.clone());
+            let (signal, player_id, gathered) = (signal.clone(), player_id.clone(), gathered_tx.clone());
             Box::pin(async move {
-                let Some(c) = c else { return };
+                let Some(c) = c else {
+                    let _ = gathered.send(true);
+                    return;
+                };
                 match c.to_json() {
                     Ok(init) => {
                         let _ = signal.send(&Message::IceCandidate {
@@ -131,7 +140,7 @@ async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
         multiplex: None,
         scalability_mode: p.scalability_mode.clone(),
     });
-    Ok((pc, tracks, channels, state_rx))
+    Ok((pc, tracks, channels, state_rx, gathered_rx))
 }
 
 async fn drive(
@@ -139,11 +148,16 @@ async fn drive(
     pc: &Arc<RTCPeerConnection>,
     tracks: Tracks,
     mut state_rx: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+    mut gathered_rx: tokio::sync::watch::Receiver<bool>,
     mut commands: mpsc::UnboundedReceiver<DownstreamCommand>,
     cancel: &CancellationToken,
 ) {
     let player_id = &p.player_id;
     let mut have_answer = false;
+    // Remote candidates are added once the answer is applied and our own
+    // candidates are gathered (see the upstream: avoids a peer-reflexive
+    // candidate and webrtc-rs's one-second nomination delay).
+    let mut gathered = *gathered_rx.borrow();
     let mut early: Vec<IceCandidate> = Vec::new();
     let mut subscriptions: Vec<Subscription> = Vec::new();
     loop {
@@ -161,18 +175,28 @@ async fn drive(
                         break;
                     }
                     have_answer = true;
-                    for c in early.drain(..) {
-                        add_candidate(p, pc, &c).await;
+                    if gathered {
+                        for c in early.drain(..) {
+                            add_candidate(p, pc, &c).await;
+                        }
                     }
                 }
                 Some(DownstreamCommand::Candidate(c)) => {
-                    if have_answer {
+                    if have_answer && gathered {
                         add_candidate(p, pc, &c).await;
                     } else {
                         early.push(c);
                     }
                 }
             },
+            changed = gathered_rx.changed(), if !gathered => {
+                gathered = changed.is_err() || *gathered_rx.borrow();
+                if gathered && have_answer {
+                    for c in early.drain(..) {
+                        add_candidate(p, pc, &c).await;
+                    }
+                }
+            }
             state = state_rx.recv() => match state {
                 Some(RTCPeerConnectionState::Connected) => {
                     tracing::info!(player = %player_id, "player connected");

@@ -86,18 +86,19 @@ mod tests {
         let cancel = CancellationToken::new();
         let k = KeyframeRequester::spawn(Duration::from_millis(300), send, stats.clone(), cancel.clone());
         tokio::task::yield_now().await;
-        // 100 requests within about 100 ms: one at once, one at the end of the interval.
+        // A burst of 100 requests (far shorter than the interval): one goes
+        // out at once, one at the end of the interval.
         for _ in 0..100 {
             k.request(0);
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::task::yield_now().await;
         }
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         assert_eq!(sent.load(Relaxed), 2);
         assert_eq!(stats.keyframe_requests_sent.load(Relaxed), 2);
         assert_eq!(stats.keyframe_requests_wanted.load(Relaxed), 100);
         // Quiet for a while: the next one goes out at once.
         k.request(0);
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(sent.load(Relaxed), 3);
         cancel.cancel();
     }

@@ -381,7 +381,17 @@ impl Connection<'_> {
             }
             Internal::PlayerClosed { player_id, key } => {
                 if self.players.get(&player_id).is_some_and(|p| p.key == key) {
+                    // Its peer connection failed while it is still subscribed:
+                    // let the server close it so that it can join again.
                     self.players.remove(&player_id);
+                    if let Some(up) = &self.upstream {
+                        let _ = up.commands.send(UpstreamCommand::PlayerGone { player_id: player_id.clone() });
+                    }
+                    tracing::warn!(player = %player_id, "player's peer connection ended: disconnectPlayer");
+                    self.send(&Message::DisconnectPlayer {
+                        player_id,
+                        reason: Some("SFU peer connection failed".into()),
+                    });
                 }
             }
             _ => tracing::debug!("stale upstream event ignored"),

@@ -89,8 +89,8 @@ pub async fn run_upstream(
     let events = p.events.clone();
     let task_cancel = cancel.child_token();
     match setup(&p, task_cancel.clone()).await {
-        Ok((pc, media, keyframes, state_rx)) => {
-            drive(&p, &pc, media, state_rx, commands, &cancel).await;
+        Ok((pc, media, keyframes, state_rx, gathered_rx)) => {
+            drive(&p, &pc, media, state_rx, gathered_rx, commands, &cancel).await;
             drop(keyframes);
             if let Err(e) = pc.close().await {
                 tracing::debug!(error = %e, "closing the upstream connection");
@@ -103,7 +103,13 @@ pub async fn run_upstream(
     let _ = events.send(Internal::UpstreamClosed { generation });
 }
 
-type Setup = (Arc<RTCPeerConnection>, Shared, Arc<KeyframeRequester>, mpsc::UnboundedReceiver<RTCPeerConnectionState>);
+type Setup = (
+    Arc<RTCPeerConnection>,
+    Shared,
+    Arc<KeyframeRequester>,
+    mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+    tokio::sync::watch::Receiver<bool>,
+);
 
 async fn setup(p: &UpstreamParams, cancel: CancellationToken) -> Result<Setup, SfuError> {
     let offered = offered_media(&p.offer_sdp);
@@ -113,6 +119,7 @@ async fn setup(p: &UpstreamParams, cancel: CancellationToken) -> Result<Setup, S
     let config = rtc_configuration(&p.peer_options, p.config.ice)?;
     let pc = Arc::new(p.api.new_peer_connection(config).await?);
     let media: Shared = Arc::default();
+    let (gathered_tx, gathered_rx) = tokio::sync::watch::channel(false);
 
     // PLIs go to the SSRC of the layer asked for.
     let send: SendRequest = {
@@ -174,10 +181,14 @@ async fn setup(p: &UpstreamParams, cancel: CancellationToken) -> Result<Setup, S
     }
     {
         let signal = p.signal.clone();
+        let gathered = gathered_tx;
         pc.on_ice_candidate(Box::new(move |c| {
-            let signal = signal.clone();
+            let (signal, gathered) = (signal.clone(), gathered.clone());
             Box::pin(async move {
-                let Some(c) = c else { return };
+                let Some(c) = c else {
+                    let _ = gathered.send(true);
+                    return;
+                };
                 match c.to_json() {
                     // No playerId: the server sends it to our streamer with ours.
                     Ok(init) => {
@@ -200,7 +211,7 @@ async fn setup(p: &UpstreamParams, cancel: CancellationToken) -> Result<Setup, S
     pc.set_local_description(answer.clone()).await?;
     let sdp = pc.local_description().await.map_or(answer.sdp, |d| d.sdp);
     let _ = p.signal.send(&Message::Answer { sdp, player_id: None, min_bitrate_bps: None, max_bitrate_bps: None });
-    Ok((pc, media, keyframes, state_rx))
+    Ok((pc, media, keyframes, state_rx, gathered_rx))
 }
 
 /// `RTPCodecType` is not `Hash`: key maps by its discriminant.
@@ -261,9 +272,16 @@ async fn drive(
     pc: &Arc<RTCPeerConnection>,
     media: Shared,
     mut state_rx: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+    mut gathered_rx: tokio::sync::watch::Receiver<bool>,
     mut commands: mpsc::UnboundedReceiver<UpstreamCommand>,
     cancel: &CancellationToken,
 ) {
+    // Remote candidates wait until our own are gathered (and so on their
+    // way): connectivity checks that reach the streamer before our
+    // candidates do make it see a peer-reflexive candidate, and webrtc-rs
+    // then waits a second before nominating.
+    let mut early: Vec<IceCandidate> = Vec::new();
+    let mut gathered = *gathered_rx.borrow();
     let expected: HashSet<u8> = offered_media(&p.offer_sdp).into_iter().map(|(k, _)| key(k)).collect();
     let mut streaming = false;
     let mut next_stream_id = FIRST_STREAMER_STREAM_ID;
@@ -275,11 +293,10 @@ async fn drive(
             command = commands.recv() => match command {
                 None => break,
                 Some(UpstreamCommand::Candidate(c)) => {
-                    if c.candidate.is_empty() || !candidate_allowed(p.config.ice, &c.candidate) {
-                        continue;
-                    }
-                    if let Err(e) = pc.add_ice_candidate(to_rtc_candidate(&c)).await {
-                        tracing::warn!(error = %e, "streamer candidate refused");
+                    if gathered {
+                        add_candidate(p, pc, &c).await;
+                    } else {
+                        early.push(c);
                     }
                 }
                 Some(UpstreamCommand::OpenChannels { player_id }) => {
@@ -302,6 +319,14 @@ async fn drive(
                 }
                 Some(UpstreamCommand::PlayerGone { player_id }) => p.relay.remove(&player_id).await,
             },
+            changed = gathered_rx.changed(), if !gathered => {
+                gathered = changed.is_err() || *gathered_rx.borrow();
+                if gathered {
+                    for c in early.drain(..) {
+                        add_candidate(p, pc, &c).await;
+                    }
+                }
+            }
             state = state_rx.recv() => match state {
                 Some(RTCPeerConnectionState::Connected) => {
                     tracing::info!("connected to the streamer");
@@ -334,5 +359,14 @@ async fn drive(
                 }
             }
         }
+    }
+}
+
+async fn add_candidate(p: &UpstreamParams, pc: &RTCPeerConnection, c: &IceCandidate) {
+    if c.candidate.is_empty() || !candidate_allowed(p.config.ice, &c.candidate) {
+        return;
+    }
+    if let Err(e) = pc.add_ice_candidate(to_rtc_candidate(c)).await {
+        tracing::warn!(error = %e, "streamer candidate refused");
     }
 }

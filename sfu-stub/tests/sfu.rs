@@ -29,11 +29,21 @@ async fn server() -> signalling::ServerHandle {
 }
 
 async fn streamer(srv: &signalling::ServerHandle, id: &str, respond: bool) -> mock_streamer::StreamerHandle {
+    streamer_with(srv, id, respond, false).await
+}
+
+async fn streamer_with(
+    srv: &signalling::ServerHandle,
+    id: &str,
+    respond: bool,
+    audio: bool,
+) -> mock_streamer::StreamerHandle {
     let cfg = mock_streamer::StreamerConfig {
         url: format!("ws://{}", srv.streamer_addr()),
         streamer_ids: vec![id.to_string()],
         video: mock_streamer::video::VideoSettings { width: 320, height: 240, fps: 30, bitrate_bps: 300_000 },
         respond,
+        audio,
         reconnect_min: Duration::from_millis(100),
         ..Default::default()
     };
@@ -168,6 +178,8 @@ async fn twenty_players_get_video_through_one_upstream_connection() {
         assert!(s.video_frames >= 60, "player {}: {} frames", s.index, s.video_frames);
         assert!(s.keyframes >= 1, "player {} saw no keyframe", s.index);
     }
+    // Every player left (playerDisconnected): its connection is torn down.
+    wait_until(Duration::from_secs(10), "the SFU to drop the players", || sfu.stats().players == 0).await;
     let sfu_stats = sfu.stats();
     println!("SFU: {}", sfu_stats.summary());
     assert_eq!(sfu_stats.players_total, 20);
@@ -203,11 +215,11 @@ async fn twenty_players_get_video_through_one_upstream_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_channel_is_relayed_both_ways_per_player() {
+async fn data_channel_is_relayed_both_ways_per_player_with_audio_and_video() {
     let _serial = SERIAL.lock().await;
     init_tracing();
     let srv = server().await;
-    let st = streamer(&srv, "S1", true).await;
+    let st = streamer_with(&srv, "S1", true, true).await;
     let sfu = sfu(&srv);
     let mut events = sfu.events();
     wait_streaming(&srv, &mut events, "startStreaming").await;
@@ -239,6 +251,13 @@ async fn data_channel_is_relayed_both_ways_per_player() {
     assert!(talker.dc.input_sent >= 5, "{:?}", talker.dc);
     assert!(talker.dc.received.get("Response").copied().unwrap_or(0) >= 1, "{:?}", talker.dc);
     assert!(!talker.dc.rtt_ms.is_empty(), "no latency-test round trip: {:?}", talker.dc);
+    // Both tracks were forwarded.
+    for p in [&talker, &quiet] {
+        for kind in ["video", "audio"] {
+            let packets: u64 = p.tracks.iter().filter(|t| t.kind == kind).map(|t| t.packets).sum();
+            assert!(packets > 10, "player {}: {kind} packets {packets}: {:?}", p.index, p.tracks);
+        }
+    }
     // Responses go to the player that asked, only.
     assert_eq!(quiet.dc.received.get("Response").copied().unwrap_or(0), 0, "{:?}", quiet.dc);
     sfu.stop().await;
@@ -334,6 +353,8 @@ async fn sfu_connects_late_and_reconnects_after_signalling_restart() {
 /// resolution from every SPS it receives and counts sequence-number jumps.
 struct Viewer {
     signal: proto::client::SignallingSender,
+    pc: Arc<webrtc::peer_connection::RTCPeerConnection>,
+    ssrc: Arc<std::sync::atomic::AtomicU32>,
     resolution: tokio::sync::watch::Receiver<Option<(u32, u32)>>,
     jumps: Arc<std::sync::atomic::AtomicU64>,
     packets: Arc<std::sync::atomic::AtomicU64>,
@@ -375,9 +396,11 @@ async fn viewer(srv: &signalling::ServerHandle, layer: Option<i64>) -> Viewer {
     let jumps = Arc::new(AtomicU64::new(0));
     let packets = Arc::new(AtomicU64::new(0));
     let cancel = CancellationToken::new();
+    let ssrc = Arc::new(std::sync::atomic::AtomicU32::new(0));
     {
-        let (jumps, packets, cancel) = (jumps.clone(), packets.clone(), cancel.clone());
+        let (jumps, packets, cancel, ssrc) = (jumps.clone(), packets.clone(), cancel.clone(), ssrc.clone());
         pc.on_track(Box::new(move |track, _, _| {
+            ssrc.store(track.ssrc(), Relaxed);
             let (res_tx, jumps, packets, cancel) = (res_tx.clone(), jumps.clone(), packets.clone(), cancel.clone());
             tokio::spawn(async move {
                 let mut last: Option<u16> = None;
@@ -420,8 +443,9 @@ async fn viewer(srv: &signalling::ServerHandle, layer: Option<i64>) -> Viewer {
     signal.send(&Message::Subscribe { streamer_id: "SFU".into() }).expect("subscribe");
     let task_signal = signal.clone();
     let task_cancel = cancel.clone();
+    let task_pc = pc.clone();
     tokio::spawn(async move {
-        let _pc_alive = pc.clone();
+        let pc = task_pc;
         loop {
             let m = tokio::select! {
                 _ = task_cancel.cancelled() => break,
@@ -459,7 +483,7 @@ async fn viewer(srv: &signalling::ServerHandle, layer: Option<i64>) -> Viewer {
         }
         let _ = pc.close().await;
     });
-    Viewer { signal, resolution, jumps, packets, cancel }
+    Viewer { signal, pc, ssrc, resolution, jumps, packets, cancel }
 }
 
 async fn wait_resolution(v: &mut Viewer, want: (u32, u32), what: &str) {
@@ -505,6 +529,18 @@ async fn simulcast_players_get_their_layers_and_switch() {
     wait_resolution(&mut low, half, "after switching to layer 1").await;
     let s = sfu.stats();
     assert!(s.layer_switches >= 2, "{s:?}");
+
+    // A PLI from a player becomes a (rate-limited) keyframe request upstream.
+    let pli = webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+        sender_ssrc: 0,
+        media_ssrc: mid.ssrc.load(Relaxed),
+    };
+    mid.pc.write_rtcp(&[Box::new(pli)]).await.expect("PLI sent");
+    wait_until(Duration::from_secs(5), "the PLI to reach the SFU", || {
+        let now = sfu.stats();
+        now.player_plis >= 1 && now.keyframe_requests_wanted > s.keyframe_requests_wanted
+    })
+    .await;
     wait_until(Duration::from_secs(10), "packets at every viewer", || {
         [&low, &mid, &high].iter().all(|v| v.packets.load(Relaxed) > 100)
     })
@@ -518,5 +554,147 @@ async fn simulcast_players_get_their_layers_and_switch() {
     assert_eq!(st.stats().streamers[0].players_connected_total, 1);
     sfu.stop().await;
     st.stop().await;
+    srv.shutdown().await;
+}
+
+/// A minimal streamer that sends synthetic H.264 RTP (every packet an IDR
+/// NAL) while `sending` is true: lets a test stop the media without
+/// closing anything.
+async fn pausable_streamer(
+    srv: &signalling::ServerHandle,
+    sending: Arc<std::sync::atomic::AtomicBool>,
+    cancel: CancellationToken,
+) {
+    use proto::rtc::{build_api, from_rtc_candidate, to_rtc_candidate, IcePolicy, Interceptors, H264_FMTP};
+    use proto::Message;
+    use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+    use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
+    use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+    use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
+
+    let api = build_api(IcePolicy::LOOPBACK, Interceptors::ReportsOnly).expect("api");
+    let (signal, mut rx) = proto::client::connect(&format!("ws://{}", srv.streamer_addr())).await.expect("connect");
+    let track = Arc::new(TrackLocalStaticRTP::new(
+        RTCRtpCodecCapability {
+            mime_type: "video/H264".into(),
+            clock_rate: 90_000,
+            sdp_fmtp_line: H264_FMTP.into(),
+            ..Default::default()
+        },
+        "video".into(),
+        "stream".into(),
+    ));
+    {
+        let (track, cancel) = (track.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(33));
+            let mut seq: u16 = 0;
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if !sending.load(Relaxed) {
+                    continue;
+                }
+                seq = seq.wrapping_add(1);
+                let mut p = webrtc::rtp::packet::Packet::default();
+                p.header.version = 2;
+                p.header.marker = true;
+                p.header.sequence_number = seq;
+                p.header.timestamp = u32::from(seq) * 3000;
+                p.payload = bytes::Bytes::from_static(&[0x65, 0x88, 0x84, 0x00]);
+                let _ = track.write_rtp(&p).await;
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let mut pc: Option<Arc<webrtc::peer_connection::RTCPeerConnection>> = None;
+        loop {
+            let m = tokio::select! {
+                _ = cancel.cancelled() => break,
+                m = rx.recv() => match m { Some(m) => m.message, None => break },
+            };
+            match m {
+                Message::Identify => {
+                    let _ = signal.send(&Message::EndpointId { id: Some("P1".into()), protocol_version: None });
+                }
+                Message::PlayerConnected { player_id, .. } => {
+                    let Ok(new_pc) = api.new_peer_connection(Default::default()).await else { break };
+                    let new_pc = Arc::new(new_pc);
+                    let _ = new_pc.add_track(track.clone() as Arc<dyn TrackLocal + Send + Sync>).await;
+                    let (signal2, id2) = (signal.clone(), player_id.clone());
+                    new_pc.on_ice_candidate(Box::new(move |c| {
+                        let (signal, id) = (signal2.clone(), id2.clone());
+                        Box::pin(async move {
+                            if let Some(Ok(init)) = c.map(|c| c.to_json()) {
+                                let _ = signal.send(&Message::IceCandidate {
+                                    candidate: from_rtc_candidate(init),
+                                    player_id: Some(id),
+                                });
+                            }
+                        })
+                    }));
+                    let Ok(offer) = new_pc.create_offer(None).await else { break };
+                    let _ = new_pc.set_local_description(offer.clone()).await;
+                    let _ = signal.send(&Message::Offer {
+                        sdp: offer.sdp,
+                        player_id: Some(player_id),
+                        sfu: None,
+                        multiplex: None,
+                        scalability_mode: None,
+                    });
+                    pc = Some(new_pc);
+                }
+                Message::Answer { sdp, .. } => {
+                    if let (Some(pc), Ok(answer)) = (&pc, RTCSessionDescription::answer(sdp)) {
+                        let _ = pc.set_remote_description(answer).await;
+                    }
+                }
+                Message::IceCandidate { candidate, .. } if !candidate.candidate.is_empty() => {
+                    if let Some(pc) = &pc {
+                        let _ = pc.add_ice_candidate(to_rtc_candidate(&candidate)).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(pc) = pc {
+            let _ = pc.close().await;
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_stall_stops_streaming_and_resume_starts_again() {
+    let _serial = SERIAL.lock().await;
+    init_tracing();
+    let srv = server().await;
+    let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let cancel = CancellationToken::new();
+    pausable_streamer(&srv, sending.clone(), cancel.clone()).await;
+    let cfg = SfuConfig {
+        url: format!("ws://{}", srv.sfu_addr()),
+        list_interval: Duration::from_millis(200),
+        stall_timeout: Duration::from_millis(800),
+        ..Default::default()
+    };
+    let sfu = sfu_stub::spawn(cfg).expect("SFU starts");
+    let mut events = sfu.events();
+    wait_streaming(&srv, &mut events, "startStreaming").await;
+
+    sending.store(false, Relaxed);
+    wait_event(&mut events, Duration::from_secs(5), "stopStreaming on a stall", |e| *e == SfuEvent::StreamingStopped)
+        .await;
+    wait_until(Duration::from_secs(5), "the server to unlist the SFU", || {
+        !srv.snapshot().streamers.iter().any(|s| s.streamer_id == "SFU" && s.streaming)
+    })
+    .await;
+
+    sending.store(true, Relaxed);
+    wait_streaming(&srv, &mut events, "startStreaming on resume").await;
+    assert_eq!(sfu.stats().upstream_connects, 1, "the same upstream connection throughout");
+    cancel.cancel();
+    sfu.stop().await;
     srv.shutdown().await;
 }

@@ -35,7 +35,8 @@ pub async fn connect(url: &str, addr: SocketAddr, src: Option<Ipv4Addr>) -> anyh
     let tcp = sock.connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     tcp.set_nodelay(true)?;
     let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0).max_message_size(Some(1 << 20));
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(cfg)).await.context("WebSocket handshake")?;
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(url, tcp, Some(cfg)).await.context("WebSocket handshake")?;
     Ok(ws)
 }
 
@@ -123,52 +124,82 @@ impl Streamer {
         let (out, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Ws>();
         let c = counters.clone();
         let offer = mock_streamer::canned::canned_offer();
-        let task = tokio::spawn(async move {
-            let (mut sink, mut stream) = ws.split();
+        // Reading never waits for writing: the server closes a peer whose queue it does not drain.
+        let (mut sink, mut stream) = ws.split();
+        let writer_cancel = cancel.clone();
+        let writer = tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    m = out_rx.recv() => {
-                        let Some(m) = m else { break };
-                        // Batch whatever else is queued, then flush once.
-                        let mut batch = vec![m];
-                        while batch.len() < 1024 {
-                            match out_rx.try_recv() { Ok(m) => batch.push(m), Err(_) => break }
-                        }
-                        let mut failed = false;
-                        for m in batch {
-                            if sink.feed(m).await.is_err() { failed = true; break; }
-                        }
-                        if failed || sink.flush().await.is_err() { break; }
+                let m = tokio::select! {
+                    _ = writer_cancel.cancelled() => break,
+                    m = out_rx.recv() => match m { Some(m) => m, None => break },
+                };
+                // Batch whatever else is queued, then flush once.
+                let mut batch = vec![m];
+                while batch.len() < 1024 {
+                    match out_rx.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
                     }
-                    f = stream.next() => {
-                        let frame = match f { Some(Ok(f)) => f, _ => break };
-                        let bytes: &[u8] = match &frame { Ws::Text(t) => t.as_bytes(), Ws::Binary(b) => b, Ws::Close(_) => break, _ => continue };
-                        let Ok(v) = serde_json::from_slice::<Value>(bytes) else { continue };
-                        match msg_type(&v) {
-                            "playerConnected" => {
-                                c.player_connected.fetch_add(1, Ordering::Relaxed);
-                                let Some(pid) = v.get("playerId").and_then(Value::as_str) else { continue };
-                                let _ = players_tx.send(pid.to_string());
-                                let mut ok = sink.feed(Ws::text(json!({"type": "offer", "playerId": pid, "sdp": offer}).to_string())).await.is_ok();
-                                for i in 0..CANDIDATES {
-                                    ok = ok && sink.feed(Ws::text(json!({"type": "iceCandidate", "playerId": pid, "candidate": candidate(i)}).to_string())).await.is_ok();
-                                }
-                                if !ok || sink.flush().await.is_err() { break; }
-                            }
-                            "answer" => { c.answers.fetch_add(1, Ordering::Relaxed); }
-                            "iceCandidate" => { c.candidates.fetch_add(1, Ordering::Relaxed); }
-                            "playerDisconnected" => { c.player_disconnected.fetch_add(1, Ordering::Relaxed); }
-                            "ping" => {
-                                let time = v.get("time").cloned().unwrap_or(json!(0));
-                                if sink.send(Ws::text(json!({"type": "pong", "time": time}).to_string())).await.is_err() { break; }
-                            }
-                            _ => {}
-                        }
+                }
+                let mut failed = false;
+                for m in batch {
+                    if sink.feed(m).await.is_err() {
+                        failed = true;
+                        break;
                     }
+                }
+                if failed || sink.flush().await.is_err() {
+                    break;
                 }
             }
             let _ = sink.close().await;
+        });
+        let tx = out.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let f = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    f = stream.next() => f,
+                };
+                let frame = match f {
+                    Some(Ok(f)) => f,
+                    _ => break,
+                };
+                let bytes: &[u8] = match &frame {
+                    Ws::Text(t) => t.as_bytes(),
+                    Ws::Binary(b) => b,
+                    Ws::Close(_) => break,
+                    _ => continue,
+                };
+                let Ok(v) = serde_json::from_slice::<Value>(bytes) else { continue };
+                match msg_type(&v) {
+                    "playerConnected" => {
+                        c.player_connected.fetch_add(1, Ordering::Relaxed);
+                        let Some(pid) = v.get("playerId").and_then(Value::as_str) else { continue };
+                        let _ = players_tx.send(pid.to_string());
+                        let _ = tx.send(Ws::text(json!({"type": "offer", "playerId": pid, "sdp": offer}).to_string()));
+                        for i in 0..CANDIDATES {
+                            let m = json!({"type": "iceCandidate", "playerId": pid, "candidate": candidate(i)});
+                            let _ = tx.send(Ws::text(m.to_string()));
+                        }
+                    }
+                    "answer" => {
+                        c.answers.fetch_add(1, Ordering::Relaxed);
+                    }
+                    "iceCandidate" => {
+                        c.candidates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    "playerDisconnected" => {
+                        c.player_disconnected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    "ping" => {
+                        let time = v.get("time").cloned().unwrap_or(json!(0));
+                        let _ = tx.send(Ws::text(json!({"type": "pong", "time": time}).to_string()));
+                    }
+                    _ => {}
+                }
+            }
+            writer.abort();
         });
         Ok(Streamer { id: committed, counters, players, out, task })
     }
@@ -239,7 +270,8 @@ pub async fn join(
         }
         bail!("join did not finish within 1000 messages")
     };
-    let ws = tokio::time::timeout_at(deadline, run).await.map_err(|_| anyhow!("join timed out after {timeout:?}"))??;
+    let ws =
+        tokio::time::timeout_at(deadline, run).await.map_err(|_| anyhow!("join timed out after {timeout:?}"))??;
     Ok((ws, JoinTiming { total_ms: t0.elapsed().as_secs_f64() * 1000.0 }))
 }
 

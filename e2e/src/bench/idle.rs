@@ -62,7 +62,12 @@ pub async fn run(target: &TargetOpts, o: &IdleOpts, runs: usize, smoke: bool) ->
             fig("connections open", "count", conns, Goal::None),
             fig("server RSS per idle connection", "KiB", per_conn, Goal::AtMost(8.0)),
             fig("server RSS before", "MiB", r["rss_before_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0, Goal::None),
-            fig("server RSS with connections", "MiB", r["rss_after_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0, Goal::None),
+            fig(
+                "server RSS with connections",
+                "MiB",
+                r["rss_after_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+                Goal::None,
+            ),
             fig("connect rate", "conn/s", r["connects_per_sec"].as_f64().unwrap_or(f64::NAN), Goal::None),
         ]);
         report.details.push(r);
@@ -93,7 +98,8 @@ async fn one_run(t: &Target, n: usize, parallel: usize, settle: Duration) -> any
             break;
         }
         let permit = gate.clone().acquire_owned().await?;
-        let (url, c, ok, bad, src) = (t.player_url.clone(), cancel.clone(), connected.clone(), failed.clone(), ips.get(i));
+        let (url, c, ok, bad, src) =
+            (t.player_url.clone(), cancel.clone(), connected.clone(), failed.clone(), ips.get(i));
         set.spawn(async move {
             let ws = tokio::time::timeout(Duration::from_secs(20), async {
                 let mut ws = connect(&url, addr, Some(src)).await?;
@@ -143,7 +149,7 @@ async fn one_run(t: &Target, n: usize, parallel: usize, settle: Duration) -> any
     }
     let per = after.saturating_sub(before) as f64 / ok as f64;
     Ok(json!({
-        "connections": n, "connected": ok, "failed": bad, "source_ips": (n / 20_000 + 2),
+        "connections": n, "connected": ok, "failed": bad, "source_ips": (n / 4_000 + 2).min(250),
         "rss_before_kib": before, "rss_after_kib": after, "kib_per_connection": per,
         "connect_secs": connect_secs, "connects_per_sec": ok as f64 / connect_secs.max(1e-9),
     }))

@@ -53,7 +53,15 @@ pub async fn run(target: &TargetOpts, o: &JoinsOpts, runs: usize, smoke: bool) -
         };
         report.server = t.label.clone();
         let has_pid = t.pid.is_some();
-        let r = one_run(t, conc, o.streamers.clamp(1, 64), secs, Duration::from_secs_f64(o.join_timeout.clamp(0.1, 120.0)), run).await;
+        let r = one_run(
+            t,
+            conc,
+            o.streamers.clamp(1, 64),
+            secs,
+            Duration::from_secs_f64(o.join_timeout.clamp(0.1, 120.0)),
+            run,
+        )
+        .await;
         drop(fresh);
         let r = r?;
         eprintln!("joins run {}: {}", run + 1, r);
@@ -80,7 +88,10 @@ pub async fn run(target: &TargetOpts, o: &JoinsOpts, runs: usize, smoke: bool) -
         "concurrency {conc}, {secs} s per run, {} streamer(s); reference server (Node): 0.74 server CPU-s per 1,000 joins, ~1,400 joins/s (client-bound)",
         o.streamers.clamp(1, 64)
     ));
-    report.notes.push("the bench's own CPU per join is shown: on a small machine joins/s is bounded by client + server CPU together".into());
+    report.notes.push(
+        "the bench's own CPU per join is shown: on a small machine joins/s is bounded by client + server CPU together"
+            .into(),
+    );
     Ok(report)
 }
 
@@ -120,16 +131,14 @@ async fn one_run(
             (joins.clone(), failed.clone(), times.clone(), errors.clone(), cancel.clone());
         set.spawn(async move {
             let mut local = Vec::new();
-            let mut k = 0usize;
             // Bounded: at most 10 million joins per worker, and by time.
-            for _ in 0..10_000_000u64 {
+            for k in 0..10_000_000usize {
                 let now = Instant::now();
                 if now >= end || cancel.is_cancelled() {
                     break;
                 }
                 let sid = &ids[(w + k) % ids.len()];
                 let src = ips.get(w + k * conc);
-                k += 1;
                 let res = join(&url, addr, Some(src), sid, &answer, join_timeout).await;
                 let done = Instant::now();
                 match res {
@@ -168,7 +177,8 @@ async fn one_run(
     let me1 = cpu_secs(me);
     let n = joins.load(Ordering::Relaxed) - j0;
     let bad = failed.load(Ordering::Relaxed);
-    let drain = tokio::time::timeout(join_timeout + Duration::from_secs(5), async { while set.join_next().await.is_some() {} });
+    let drain =
+        tokio::time::timeout(join_timeout + Duration::from_secs(5), async { while set.join_next().await.is_some() {} });
     if drain.await.is_err() {
         set.abort_all();
     }

@@ -65,6 +65,8 @@ pub async fn run(target: &TargetOpts, o: &MediaOpts, runs: usize, smoke: bool) -
                 figs.push(fig(&k("delivered frames"), "%", g("delivered_pct"), Goal::None));
                 figs.push(fig(&k("first frame p50"), "ms", g("ttff_p50_ms"), ttff_goal50));
                 figs.push(fig(&k("first frame p99"), "ms", g("ttff_p99_ms"), ttff_goal99));
+                figs.push(fig(&k("offer received p50"), "ms", g("offer_ms_p50"), Goal::None));
+                figs.push(fig(&k("ICE connected p50"), "ms", g("ice_connected_ms_p50"), Goal::None));
                 for p in ["players", "streamer", "sfu", "server"] {
                     let cpu = g(&format!("{p}_cpu_pct_per_player"));
                     let mem = g(&format!("{p}_kib_per_player"));
@@ -196,6 +198,16 @@ async fn one_run(t: &Target, o: &MediaOpts, mode: &str, n: usize, secs: f64, run
     let fps = f64::from(o.fps.max(1));
     let (mut frames, mut expected, mut joined) = (0.0, 0.0, 0usize);
     let mut ttff = Vec::new();
+    // Where the time to first frame goes: each join phase's median.
+    let mut phases: Vec<(&str, Vec<f64>)> =
+        ["ws_connect_ms", "offer_ms", "ice_connected_ms", "first_rtp_ms"].iter().map(|k| (*k, Vec::new())).collect();
+    for p in &stats {
+        for (k, v) in phases.iter_mut() {
+            if let Some(ms) = p["join"][*k].as_f64() {
+                v.push(ms);
+            }
+        }
+    }
     for p in &stats {
         let elapsed = p["elapsed_secs"].as_f64().unwrap_or(secs);
         let first = p["join"]["first_keyframe_ms"].as_f64().or_else(|| p["join"]["first_rtp_ms"].as_f64());
@@ -221,11 +233,16 @@ async fn one_run(t: &Target, o: &MediaOpts, mode: &str, n: usize, secs: f64, run
         "players_kib_per_player": pl.peak_rss_kib.map_or(f64::NAN, |k| k as f64) / n as f64,
         "failures": rep["failures"].clone(),
     });
+    for (k, mut v) in phases {
+        v.sort_by(|a, b| a.total_cmp(b));
+        out[format!("{}_p50", k)] = json!(percentile(&v, 50.0));
+    }
     for (i, (name, pid)) in pids.iter().enumerate() {
         if pid.is_none() {
             continue;
         }
-        let cpu = (cur[i].cpu_secs.unwrap_or(f64::NAN) - base[i].cpu_secs.unwrap_or(f64::NAN)) / wall * 100.0 / n as f64;
+        let cpu =
+            (cur[i].cpu_secs.unwrap_or(f64::NAN) - base[i].cpu_secs.unwrap_or(f64::NAN)) / wall * 100.0 / n as f64;
         let mem = (cur[i].peak_rss_kib.unwrap_or(0) as f64 - base[i].rss_kib.unwrap_or(0) as f64) / n as f64;
         out[format!("{name}_cpu_pct_per_player")] = json!(cpu);
         out[format!("{name}_kib_per_player")] = json!(mem);

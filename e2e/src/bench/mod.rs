@@ -108,7 +108,8 @@ impl BenchReport {
             if self.smoke { " (smoke)" } else { "" }
         );
         let w = self.figures.iter().map(|f| f.name.len()).max().unwrap_or(10).max(10);
-        let _ = writeln!(s, "{:<w$}  {:>12}  {:<12}  {:<30}  {:<10}  status", "figure", "median", "unit", "runs", "target");
+        let _ =
+            writeln!(s, "{:<w$}  {:>12}  {:<12}  {:<30}  {:<10}  status", "figure", "median", "unit", "runs", "target");
         for f in &self.figures {
             let runs: Vec<String> = f.runs.iter().map(|v| fmt_num(*v)).collect();
             let _ = writeln!(

@@ -35,6 +35,11 @@ pub struct TargetOpts {
     /// `--server-bin builtin` asks for).
     #[arg(long, value_name = "PATH", global = true)]
     pub server_bin: Option<PathBuf>,
+    /// Extra flag for our server (repeatable), e.g. `--server-arg=--send_queue_len=1024`. The
+    /// bench starts it with `--send_queue_len 65536` (a streamer of 1,000 joining players gets
+    /// bursts of thousands of messages; the default 1,024 closes it) and no rate limit.
+    #[arg(long, value_name = "FLAG", global = true, allow_hyphen_values = true)]
+    pub server_arg: Vec<String>,
 }
 
 /// A running (or attached) server.
@@ -82,11 +87,14 @@ impl Target {
             "100000000",
             "--rate_limit_burst",
             "100000000",
+            "--send_queue_len",
+            "65536",
             "--log_level_console",
             "warn",
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(opts.server_arg.iter().cloned())
         .collect();
         let (mut cmd, how) = match server_binary(opts) {
             Some(bin) => (Command::new(&bin), bin.display().to_string()),

@@ -108,9 +108,10 @@ pub struct SourceIps {
 }
 
 impl SourceIps {
-    /// Enough addresses for `sockets` sockets at about 20,000 each (at least 2).
+    /// Enough addresses for `sockets` sockets at about 4,000 each (at least 2): the kernel's
+    /// search for a free port in `bind` slows down as an address fills up.
     pub fn for_sockets(sockets: usize) -> SourceIps {
-        SourceIps { count: (sockets / 20_000 + 2).clamp(2, 250) as u32 }
+        SourceIps { count: (sockets / 4_000 + 2).clamp(2, 250) as u32 }
     }
     /// A fixed number of addresses (1..=250).
     pub fn fixed(count: u32) -> SourceIps {

@@ -18,12 +18,16 @@ use e2e::bench::BenchReport;
 /// media path (mock streamer → players, directly and through the SFU). Every figure is the
 /// median over --runs runs; the output names the machine's core count. Loopback only.
 #[derive(Debug, Parser)]
-#[command(name = "bench", version, after_help = "Examples:\n  \
+#[command(
+    name = "bench",
+    version,
+    after_help = "Examples:\n  \
 bench idle --connections 50000\n  \
 bench joins --concurrency 1000 --duration 30\n  \
 bench latency --players 1000 --rates 1000,10000,50000\n  \
 bench media --players 50,100,200,300\n  \
-bench joins --server-url ws://127.0.0.1:80 --streamer-url ws://127.0.0.1:8888 --server-pid 1234")]
+bench joins --server-url ws://127.0.0.1:80 --streamer-url ws://127.0.0.1:8888 --server-pid 1234"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -73,7 +77,10 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    let quiet = matches!(cli.cmd, Cmd::ChildPlayers(_) | Cmd::ChildSfu(_) | Cmd::ChildStreamer(_) | Cmd::ChildSignalling { .. });
+    let quiet = matches!(
+        cli.cmd,
+        Cmd::ChildPlayers(_) | Cmd::ChildSfu(_) | Cmd::ChildStreamer(_) | Cmd::ChildSignalling { .. }
+    );
     if quiet {
         let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
         let _ = tracing_subscriber::fmt()
@@ -122,8 +129,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         print!("{}", r.to_text());
     }
     if let Some(path) = &cli.json {
-        let value = if reports.len() == 1 { serde_json::to_value(&reports[0])? } else { serde_json::to_value(&reports)? };
-        std::fs::write(path, serde_json::to_string_pretty(&value)?).with_context(|| format!("writing {}", path.display()))?;
+        let value =
+            if reports.len() == 1 { serde_json::to_value(&reports[0])? } else { serde_json::to_value(&reports)? };
+        std::fs::write(path, serde_json::to_string_pretty(&value)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(reports.iter().all(BenchReport::has_numbers))
 }
