@@ -215,14 +215,18 @@ impl Browser {
     }
 
     /// Evaluate `expression` until it is `true`, or fail after `timeout`.
+    /// A script error (the page is still loading, say) counts as "not yet".
     pub async fn wait_for(&mut self, expression: &str, timeout: Duration) -> Result<(), BrowserError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.eval(expression).await? == Value::Bool(true) {
-                return Ok(());
-            }
+            let last = match self.eval(expression).await {
+                Ok(Value::Bool(true)) => return Ok(()),
+                Ok(other) => other.to_string(),
+                Err(BrowserError::Script(e)) => e,
+                Err(e) => return Err(e),
+            };
             if tokio::time::Instant::now() >= deadline {
-                return Err(BrowserError::Timeout(expression.to_string()));
+                return Err(BrowserError::Timeout(format!("{expression} (last: {last})")));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -101,13 +101,14 @@ pub struct SfuSpec {
     pub id: String,
     /// The streamer it forwards; `None` = the first one listed.
     pub streamer: Option<String>,
-    /// The simulcast layer players get until they ask for another.
-    pub default_layer: usize,
+    /// The simulcast layer (0 = lowest resolution) players get until they
+    /// ask for another; `None` = the highest.
+    pub default_layer: Option<usize>,
 }
 
 impl Default for SfuSpec {
     fn default() -> Self {
-        SfuSpec { id: "SFU".into(), streamer: None, default_layer: 0 }
+        SfuSpec { id: "SFU".into(), streamer: None, default_layer: None }
     }
 }
 

@@ -26,23 +26,55 @@ fn chromium_or_skip() -> Option<std::path::PathBuf> {
     }
 }
 
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_in_page_plays_the_stream_and_sends_clicks() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let Some(chromium) = chromium_or_skip() else { return };
     let topology = Topology {
         streamers: vec![StreamerSpec { width: 640, height: 360, bitrate: 800_000, ..StreamerSpec::default() }],
         ..Topology::default()
     };
+    watch_and_click(&chromium, topology, "", (640, 360), "built-in-page.png").await;
+}
+
+/// The same page through the SFU: pre-negotiated data channels, the full
+/// simulcast layer by default, input relayed to the streamer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_page_through_the_sfu() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(chromium) = chromium_or_skip() else { return };
+    let topology = Topology {
+        streamers: vec![StreamerSpec {
+            width: 640,
+            height: 360,
+            bitrate: 800_000,
+            simulcast: true,
+            ..StreamerSpec::default()
+        }],
+        sfu: Some(e2e::topology::SfuSpec::default()),
+        ..Topology::default()
+    };
+    watch_and_click(&chromium, topology, "?StreamerId=SFU", (640, 360), "built-in-page-sfu.png").await;
+}
+
+/// Open the page, wait for decoded frames of `size`, click at (25%, 75%) of
+/// the picture, and check the streamer decodes a MouseDown there.
+async fn watch_and_click(chromium: &std::path::Path, topology: Topology, query: &str, size: (u32, u32), shot: &str) {
     let running = topology.start().await.expect("stack starts");
     let mut events = running.streamers[0].events();
-    let url = format!("http://{}/", running.server.player_addr());
+    let url = format!("http://{}/{query}", running.server.player_addr());
 
-    let mut browser = Browser::launch(&chromium).await.expect("chromium starts");
+    let mut browser = Browser::launch(chromium).await.expect("chromium starts");
     browser.navigate(&url).await.expect("page loads");
     // Decoded frames: the element knows the picture size and its clock runs.
-    let playing = "(() => { const v = document.getElementById('video'); \
-                   return v.videoWidth === 640 && v.videoHeight === 360 && v.currentTime > 1 && !v.paused; })()";
-    if let Err(e) = browser.wait_for(playing, Duration::from_secs(30)).await {
+    let playing = format!(
+        "(() => {{ const v = document.getElementById('video'); \
+         return v.videoWidth === {} && v.videoHeight === {} && v.currentTime > 1 && !v.paused; }})()",
+        size.0, size.1
+    );
+    if let Err(e) = browser.wait_for(&playing, Duration::from_secs(30)).await {
         panic!("video never played: {e}\nconsole: {:#?}", browser.console);
     }
     let frames = browser
@@ -89,7 +121,7 @@ async fn built_in_page_plays_the_stream_and_sends_clicks() {
 
     let png = browser.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("built-in-page.png");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(shot);
     std::fs::write(&out, &png).expect("write screenshot");
     eprintln!("screenshot: {}", out.display());
     browser.close().await;

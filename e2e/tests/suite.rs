@@ -228,3 +228,72 @@ async fn streamer_restart_players_reconnect() {
     let stats = running.stop().await;
     assert!(stats.iter().all(|s| s.reconnects >= 1 && !s.rejoins.is_empty()), "{stats:#?}");
 }
+
+/// 5: streamer → SFU → players, with simulcast and the data-channel relay:
+/// the streamer encodes once and has one peer connection (to the SFU); each
+/// player gets the layer it asked for; input from a player reaches the
+/// streamer and the streamer's responses come back to that player only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sfu_path_with_simulcast_and_data_channel_relay() {
+    let _serial = serial();
+    let topology = Topology {
+        streamers: vec![StreamerSpec {
+            simulcast: true,
+            respond: true,
+            width: 640,
+            height: 480,
+            bitrate: 1_200_000,
+            ..small_streamer("DefaultStreamer")
+        }],
+        sfu: Some(e2e::topology::SfuSpec { streamer: Some("DefaultStreamer".into()), ..Default::default() }),
+        players: vec![
+            // Low layer, sending input (UIInteractions get a Response).
+            PlayerGroup {
+                streamer: Some("SFU".into()),
+                count: 2,
+                layer: Some((0, 0)),
+                input_rate: 10.0,
+                ..Default::default()
+            },
+            // High layer, silent.
+            PlayerGroup { streamer: Some("SFU".into()), count: 2, layer: Some((2, 0)), ..Default::default() },
+        ],
+        ..Topology::default()
+    };
+    let running = topology.start().await.unwrap();
+    until("4 players streaming through the SFU", Duration::from_secs(60), || running.players_streaming() == 4).await;
+    // Let input and responses flow for a moment, measured by the streamer.
+    until("input from both low-layer players", WAIT, || {
+        let s = running.streamers[0].stats();
+        s.streamers[0].input_counts.get("UIInteraction").copied().unwrap_or(0) >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // a measurement window for bitrates
+
+    let snapshot = running.server.snapshot();
+    let streamer = snapshot.streamers.iter().find(|s| s.streamer_id == "DefaultStreamer").unwrap();
+    assert_eq!(streamer.subscribers.len(), 1, "only the SFU subscribes to the streamer");
+    assert_eq!(streamer.subscribers[0].kind, signalling::snapshot::SubscriberKind::Sfu);
+    let sfu_entry = snapshot.streamers.iter().find(|s| s.streamer_id == "SFU").unwrap();
+    assert_eq!(sfu_entry.subscribers.len(), 4);
+    let streamer_stats = running.streamers[0].stats();
+    assert_eq!(streamer_stats.streamers[0].players_connected_total, 1, "one peer connection, however many watch");
+
+    let stats = running.stop().await;
+    let (low, high): (Vec<_>, Vec<_>) = stats.iter().partition(|s| s.index < 2);
+    for s in &stats {
+        assert!(s.sfu && s.video_frames > 30, "player {} through the SFU: {s:?}", s.index);
+        assert!(s.dc.protocol_received, "player {} never got Protocol through the relay", s.index);
+    }
+    // Responses come back to the players that sent UIInteractions, and only to them.
+    for s in &low {
+        assert!(s.dc.received.get("Response").copied().unwrap_or(0) > 0, "player {} got no Response", s.index);
+    }
+    for s in &high {
+        assert_eq!(s.dc.received.get("Response"), None, "player {} got someone else's Response", s.index);
+    }
+    // Layer 2 (full size) carries several times the bits of layer 0 (quarter size).
+    let min_high = high.iter().map(|s| s.bitrate_bps).fold(f64::MAX, f64::min);
+    let max_low = low.iter().map(|s| s.bitrate_bps).fold(0.0, f64::max);
+    assert!(min_high > 2.0 * max_low, "layer 2 at {min_high} bit/s vs layer 0 at {max_low} bit/s");
+}

@@ -230,6 +230,7 @@ impl Player {
         let mut options = Value::Object(Default::default());
         let mut streamer: Option<String> = None;
         sender.send(&Message::ListStreamers);
+        let attempt_started = Instant::now();
         let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + cfg.list_interval, cfg.list_interval);
         while streamer.is_none() {
             let ev = tokio::select! {
@@ -243,7 +244,8 @@ impl Player {
                 Event::Closed(why) => return AttemptEnd::Lost(PlayerError::SocketClosed(why)),
                 Event::Message(Message::Config { peer_connection_options, .. }) => options = peer_connection_options,
                 Event::Message(Message::StreamerList { ids }) => {
-                    match choose(cfg.streamer_id.as_deref(), &ids, attempt > 0) {
+                    let grace_over = attempt_started.elapsed() >= NOT_LISTED_GRACE;
+                    match choose(cfg.streamer_id.as_deref(), &ids, attempt > 0 || !grace_over) {
                         Ok(Some(id)) => streamer = Some(id),
                         Ok(None) => {}
                         Err(e) => return AttemptEnd::Fatal(e),
@@ -407,11 +409,19 @@ impl Player {
 }
 
 /// Pick the streamer from a `streamerList`. `Ok(None)`: wait and re-list.
-fn choose(wanted: Option<&str>, ids: &[String], rejoining: bool) -> Result<Option<String>, PlayerError> {
+/// How long a wanted streamer that is not listed (while others are) is
+/// waited for before subscribing anyway, so that the server's
+/// `subscribeFailed` gives a bad id its clear error. An SFU, for one, is
+/// listed only once media flows to it, a moment after it connects.
+const NOT_LISTED_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `keep_waiting`: rejoining after a restart, or still within
+/// [`NOT_LISTED_GRACE`]: a wanted id that is not listed is waited for.
+fn choose(wanted: Option<&str>, ids: &[String], keep_waiting: bool) -> Result<Option<String>, PlayerError> {
     match wanted {
         Some(w) if ids.iter().any(|i| i == w) => Ok(Some(w.to_string())),
-        // Nobody there yet, or coming back after a restart: wait.
-        Some(_) if ids.is_empty() || rejoining => Ok(None),
+        // Nobody there yet, or worth waiting for: wait.
+        Some(_) if ids.is_empty() || keep_waiting => Ok(None),
         // Others are there but not this one: subscribe anyway and let the
         // server say `subscribeFailed` (the clear error).
         Some(w) => Ok(Some(w.to_string())),

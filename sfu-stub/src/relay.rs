@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
 use webrtc::data_channel::data_channel_message::DataChannelMessage;
+use webrtc::data_channel::data_channel_state::RTCDataChannelState;
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::peer_connection::RTCPeerConnection;
 
@@ -26,12 +27,31 @@ pub const PLAYER_RECV_STREAM_ID: u16 = 3;
 /// (clear of the streamer's own `datachannel`).
 pub const FIRST_STREAMER_STREAM_ID: u16 = 100;
 
+/// Messages held per direction while the channel they go to is missing or
+/// not open yet, at most this many (then the oldest are dropped, counted).
+const PENDING_MAX: usize = 256;
+
 #[derive(Default)]
 struct Link {
     /// The SFU sends to the player on this one.
     to_player: Option<Arc<RTCDataChannel>>,
     /// The SFU sends to the streamer (for this player) on this one.
     to_streamer: Option<Arc<RTCDataChannel>>,
+    /// Held messages, by [`Direction::index`]. The streamer sends `Protocol`
+    /// the moment its channel opens, which can be before the player's
+    /// channel is open: dropping it would leave the player waiting forever.
+    pending: [std::collections::VecDeque<DataChannelMessage>; 2],
+    /// A flush of that direction is under way (keeps messages in order).
+    flushing: [bool; 2],
+}
+
+impl Link {
+    fn target(&self, direction: Direction) -> Option<Arc<RTCDataChannel>> {
+        match direction {
+            Direction::ToStreamer => self.to_streamer.clone(),
+            Direction::ToPlayer => self.to_player.clone(),
+        }
+    }
 }
 
 /// Every player's pair of channels.
@@ -46,6 +66,15 @@ pub struct Relay {
 enum Direction {
     ToStreamer,
     ToPlayer,
+}
+
+impl Direction {
+    fn index(self) -> usize {
+        match self {
+            Direction::ToStreamer => 0,
+            Direction::ToPlayer => 1,
+        }
+    }
 }
 
 impl Relay {
@@ -80,6 +109,7 @@ impl Relay {
         let (from_player, to_player) = open_pair(pc, PLAYER_SEND_STREAM_ID, PLAYER_RECV_STREAM_ID).await?;
         self.lock().entry(player_id.to_string()).or_default().to_player = Some(to_player.clone());
         self.wire(&from_player, player_id, Direction::ToStreamer);
+        self.flush_on_open(&to_player, player_id, Direction::ToPlayer);
         Ok(vec![from_player, to_player])
     }
 
@@ -93,8 +123,9 @@ impl Relay {
         streamer_recv: u16,
     ) -> Result<(), webrtc::Error> {
         let (from_streamer, to_streamer) = open_pair(pc, streamer_send, streamer_recv).await?;
-        self.lock().entry(player_id.to_string()).or_default().to_streamer = Some(to_streamer);
+        self.lock().entry(player_id.to_string()).or_default().to_streamer = Some(to_streamer.clone());
         self.wire(&from_streamer, player_id, Direction::ToPlayer);
+        self.flush_on_open(&to_streamer, player_id, Direction::ToStreamer);
         Ok(())
     }
 
@@ -112,20 +143,86 @@ impl Relay {
         }));
     }
 
+    /// When `target` opens, send what was held for it.
+    fn flush_on_open(self: &Arc<Self>, target: &Arc<RTCDataChannel>, player_id: &str, direction: Direction) {
+        let relay = Arc::downgrade(self);
+        let player_id = player_id.to_string();
+        target.on_open(Box::new(move || {
+            Box::pin(async move {
+                if let Some(relay) = relay.upgrade() {
+                    relay.flush(&player_id, direction).await;
+                }
+            })
+        }));
+    }
+
     async fn forward(&self, player_id: &str, direction: Direction, msg: DataChannelMessage) {
-        let target = {
-            let links = self.lock();
-            let link = links.get(player_id);
-            match direction {
-                Direction::ToStreamer => link.and_then(|l| l.to_streamer.clone()),
-                Direction::ToPlayer => link.and_then(|l| l.to_player.clone()),
+        let i = direction.index();
+        // Some(open) when the message was held.
+        let held = {
+            let mut links = self.lock();
+            let Some(link) = links.get_mut(player_id) else {
+                // The player is gone (removed while this was in flight).
+                self.stats.dc_dropped.fetch_add(1, Relaxed);
+                return;
+            };
+            let open = link.target(direction).is_some_and(|t| t.ready_state() == RTCDataChannelState::Open);
+            // Behind held messages, or with nowhere open to go: hold it.
+            if !open || !link.pending[i].is_empty() || link.flushing[i] {
+                if link.pending[i].len() >= PENDING_MAX {
+                    link.pending[i].pop_front();
+                    self.stats.dc_dropped.fetch_add(1, Relaxed);
+                    tracing::debug!(player = %player_id, ?direction, "data-channel hold full; oldest message dropped");
+                }
+                link.pending[i].push_back(msg.clone());
+                Some(open)
+            } else {
+                None
             }
         };
-        let Some(target) = target else {
-            self.stats.dc_dropped.fetch_add(1, Relaxed);
-            tracing::debug!(player = %player_id, ?direction, "data-channel message with nowhere to go dropped");
-            return;
+        match held {
+            Some(true) => return self.flush(player_id, direction).await,
+            Some(false) => return,
+            None => {}
+        }
+        let target = self.lock().get(player_id).and_then(|l| l.target(direction));
+        if let Some(target) = target {
+            self.send(&target, player_id, direction, msg).await;
+        }
+    }
+
+    /// Send the held messages of one direction, in order, once its channel
+    /// is open. Only one flush per direction runs at a time.
+    async fn flush(&self, player_id: &str, direction: Direction) {
+        let i = direction.index();
+        let target = {
+            let mut links = self.lock();
+            let Some(link) = links.get_mut(player_id) else { return };
+            let Some(target) = link.target(direction) else { return };
+            if link.flushing[i] || target.ready_state() != RTCDataChannelState::Open {
+                return;
+            }
+            link.flushing[i] = true;
+            target
         };
+        loop {
+            let next = {
+                let mut links = self.lock();
+                let Some(link) = links.get_mut(player_id) else { return };
+                let next = link.pending[i].pop_front();
+                if next.is_none() {
+                    link.flushing[i] = false;
+                }
+                next
+            };
+            match next {
+                Some(msg) => self.send(&target, player_id, direction, msg).await,
+                None => return,
+            }
+        }
+    }
+
+    async fn send(&self, target: &RTCDataChannel, player_id: &str, direction: Direction, msg: DataChannelMessage) {
         let sent = if msg.is_string {
             // Never turn a frame into another kind: text stays text.
             target.send_text(String::from_utf8_lossy(&msg.data).into_owned()).await

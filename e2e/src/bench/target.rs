@@ -72,30 +72,34 @@ impl Target {
             });
         }
         let (sp, pp, fp) = (free_port()?, free_port()?, free_port()?);
-        let args: Vec<String> = [
-            "--no_config",
-            "--streamer_port",
-            &sp.to_string(),
-            "--player_port",
-            &pp.to_string(),
-            "--sfu_port",
-            &fp.to_string(),
-            "--ping_interval",
-            "0",
+        let (sp, pp, fp) = (sp.to_string(), pp.to_string(), fp.to_string());
+        let defaults: [(&str, &str); 9] = [
+            ("--streamer_port", &sp),
+            ("--player_port", &pp),
+            ("--sfu_port", &fp),
+            ("--ping_interval", "0"),
             // No rate limit in effect (the benches send far more than a browser does).
-            "--rate_limit",
-            "100000000",
-            "--rate_limit_burst",
-            "100000000",
-            "--send_queue_len",
-            "65536",
-            "--log_level_console",
-            "warn",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(opts.server_arg.iter().cloned())
-        .collect();
+            ("--rate_limit", "100000000"),
+            ("--rate_limit_burst", "100000000"),
+            // A streamer serving 1,000 joining players gets bursts of thousands of messages.
+            ("--send_queue_len", "65536"),
+            ("--log_level_console", "warn"),
+            ("--no_config", ""),
+        ];
+        // A flag given with --server-arg replaces the default one.
+        let overridden =
+            |flag: &str| opts.server_arg.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+        let mut args: Vec<String> = Vec::new();
+        for (flag, value) in defaults {
+            if overridden(flag) {
+                continue;
+            }
+            args.push(flag.to_string());
+            if !value.is_empty() {
+                args.push(value.to_string());
+            }
+        }
+        args.extend(opts.server_arg.iter().cloned());
         let (mut cmd, how) = match server_binary(opts) {
             Some(bin) => (Command::new(&bin), bin.display().to_string()),
             None => {
@@ -117,7 +121,8 @@ impl Target {
             child: Some(child),
         };
         let deadline = Instant::now() + Duration::from_secs(15);
-        for port in [sp, pp, fp] {
+        for port in [&sp, &pp, &fp] {
+            let port: u16 = port.parse().context("port")?;
             for _ in 0..1000 {
                 if let Some(Ok(Some(st))) = t.child.as_mut().map(Child::try_wait) {
                     t.child = None;
