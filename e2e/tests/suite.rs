@@ -292,8 +292,16 @@ async fn sfu_path_with_simulcast_and_data_channel_relay() {
     for s in &high {
         assert_eq!(s.dc.received.get("Response"), None, "player {} got someone else's Response", s.index);
     }
-    // Layer 2 (full size) carries several times the bits of layer 0 (quarter size).
-    let min_high = high.iter().map(|s| s.bitrate_bps).fold(f64::MAX, f64::min);
-    let max_low = low.iter().map(|s| s.bitrate_bps).fold(0.0, f64::max);
-    assert!(min_high > 2.0 * max_low, "layer 2 at {min_high} bit/s vs layer 0 at {max_low} bit/s");
+    // Each player got the layer it asked for: the picture size from the SPS
+    // in the bitstream it received (layer 0 = quarter size, 2 = full).
+    let size = |s: &mock_player::PlayerStats| {
+        let video = s.tracks.iter().rev().find(|t| t.kind == "video").expect("a video track");
+        (video.width, video.height)
+    };
+    for s in &low {
+        assert_eq!(size(s), (160, 120), "player {} (layer 0)", s.index);
+    }
+    for s in &high {
+        assert_eq!(size(s), (640, 480), "player {} (layer 2)", s.index);
+    }
 }

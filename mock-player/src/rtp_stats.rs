@@ -10,100 +10,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-/// Which payload format a track carries, for keyframe detection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Codec {
-    H264,
-    Vp8,
-    /// Audio or anything else: counted, no keyframes.
-    Other,
-}
-
-impl Codec {
-    /// From a MIME type such as `video/H264`.
-    pub fn from_mime(mime: &str) -> Codec {
-        let m = mime.to_ascii_lowercase();
-        if m.ends_with("/h264") {
-            Codec::H264
-        } else if m.ends_with("/vp8") {
-            Codec::Vp8
-        } else {
-            Codec::Other
-        }
-    }
-}
-
-/// Is this RTP payload the start of (or part of) a keyframe?
-pub fn is_keyframe(codec: Codec, payload: &[u8]) -> bool {
-    match codec {
-        Codec::H264 => h264_is_keyframe(payload),
-        Codec::Vp8 => vp8_is_keyframe(payload),
-        Codec::Other => false,
-    }
-}
-
-fn h264_key_nal(nal_type: u8) -> bool {
-    nal_type == 5 || nal_type == 7
-}
-
-fn h264_is_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    match first & 0x1f {
-        // STAP-A: 1 byte header, then (u16 size, NAL)*
-        24 => {
-            let mut rest = &payload[1..];
-            while rest.len() >= 3 {
-                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                if size == 0 || rest.len() < 2 + size {
-                    return false;
-                }
-                if h264_key_nal(rest[2] & 0x1f) {
-                    return true;
-                }
-                rest = &rest[2 + size..];
-            }
-            false
-        }
-        // FU-A: indicator, header (S bit 0x80, type in low 5 bits)
-        28 => payload.get(1).is_some_and(|h| h & 0x80 != 0 && h264_key_nal(h & 0x1f)),
-        t => h264_key_nal(t),
-    }
-}
-
-fn vp8_is_keyframe(payload: &[u8]) -> bool {
-    let Some(&d) = payload.first() else {
-        return false;
-    };
-    let extended = d & 0x80 != 0;
-    let start = d & 0x10 != 0;
-    let partition = d & 0x07;
-    if !start || partition != 0 {
-        return false;
-    }
-    let mut i = 1;
-    if extended {
-        let Some(&x) = payload.get(i) else {
-            return false;
-        };
-        i += 1;
-        if x & 0x80 != 0 {
-            // PictureID: 7 or 15 bits (M bit).
-            let Some(&p) = payload.get(i) else {
-                return false;
-            };
-            i += if p & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            i += 1; // TL0PICIDX
-        }
-        if x & 0x20 != 0 || x & 0x10 != 0 {
-            i += 1; // TID / KEYIDX
-        }
-    }
-    payload.get(i).is_some_and(|b| b & 0x01 == 0)
-}
+use proto::rtp_payload::h264_sps_resolution;
+pub use proto::rtp_payload::Codec;
 
 /// Running statistics for one track.
 #[derive(Debug, Clone)]
@@ -119,6 +27,8 @@ pub struct RtpStats {
     pub first_packet: Option<Instant>,
     pub first_keyframe: Option<Instant>,
     pub last_packet: Option<Instant>,
+    /// From the last SPS seen (H.264).
+    pub resolution: Option<(u32, u32)>,
     last_timestamp: Option<u32>,
     frame_is_key: bool,
     // Sequence tracking (RFC 3550 appendix A.1, simplified).
@@ -147,6 +57,9 @@ pub struct TrackSummary {
     pub active_secs: f64,
     pub fps: f64,
     pub bitrate_bps: f64,
+    /// Picture size from the last H.264 SPS received (0 when none was seen).
+    pub width: u32,
+    pub height: u32,
 }
 
 impl RtpStats {
@@ -162,6 +75,7 @@ impl RtpStats {
             first_packet: None,
             first_keyframe: None,
             last_packet: None,
+            resolution: None,
             last_timestamp: None,
             frame_is_key: false,
             base_seq: 0,
@@ -189,8 +103,13 @@ impl RtpStats {
             self.last_timestamp = Some(timestamp);
             self.frame_is_key = false;
         }
+        if self.codec == Codec::H264 {
+            if let Some(size) = proto::rtp_payload::h264_sps_in_payload(payload).and_then(h264_sps_resolution) {
+                self.resolution = Some(size);
+            }
+        }
         let mut new_key = false;
-        if !self.frame_is_key && is_keyframe(self.codec, payload) {
+        if !self.frame_is_key && self.codec.is_keyframe_start(payload) {
             self.frame_is_key = true;
             self.keyframes += 1;
             new_key = true;
@@ -274,6 +193,8 @@ impl RtpStats {
             // A frame count over an interval: n frames span n-1 intervals.
             fps: per_sec(self.frames.saturating_sub(1) as f64),
             bitrate_bps: per_sec(self.bytes as f64 * 8.0),
+            width: self.resolution.map_or(0, |r| r.0),
+            height: self.resolution.map_or(0, |r| r.1),
         }
     }
 }
@@ -282,35 +203,6 @@ impl RtpStats {
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn h264_keyframes() {
-        assert!(is_keyframe(Codec::H264, &[0x65, 1, 2]));
-        assert!(is_keyframe(Codec::H264, &[0x67, 1]));
-        assert!(!is_keyframe(Codec::H264, &[0x41, 1]));
-        // STAP-A with SPS, PPS.
-        assert!(is_keyframe(Codec::H264, &[0x78, 0, 2, 0x67, 0, 0, 1, 0x68]));
-        // STAP-A with a non-key NAL only.
-        assert!(!is_keyframe(Codec::H264, &[0x78, 0, 1, 0x41]));
-        // Truncated STAP-A does not panic.
-        assert!(!is_keyframe(Codec::H264, &[0x78, 0, 9, 0x41]));
-        // FU-A start of IDR, continuation of IDR.
-        assert!(is_keyframe(Codec::H264, &[0x7c, 0x85, 0]));
-        assert!(!is_keyframe(Codec::H264, &[0x7c, 0x05, 0]));
-        assert!(!is_keyframe(Codec::H264, &[0x7c]));
-        assert!(!is_keyframe(Codec::H264, &[]));
-    }
-
-    #[test]
-    fn vp8_keyframes() {
-        // S=1, PID=0, no extension, P bit 0.
-        assert!(is_keyframe(Codec::Vp8, &[0x10, 0x00]));
-        assert!(!is_keyframe(Codec::Vp8, &[0x10, 0x01]));
-        assert!(!is_keyframe(Codec::Vp8, &[0x00, 0x00]));
-        // Extended with 15-bit picture id.
-        assert!(is_keyframe(Codec::Vp8, &[0x90, 0x80, 0x81, 0x22, 0x00]));
-        assert!(!is_keyframe(Codec::Vp8, &[0x90, 0x80, 0x81]));
-    }
 
     #[test]
     fn arbitrary_payloads_never_panic() {

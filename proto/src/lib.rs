@@ -4,6 +4,7 @@
 //!   [`incoming`]: parsing a frame into a typed view plus its original object.
 //! - [`datachannel`]: the binary data-channel messages, both directions.
 //! - [`close`]: WebSocket close codes used across the toolkit.
+//! - [`rtp_payload`]: keyframe detection and H.264 SPS picture size, from RTP payloads.
 //!
 //! Behind features, code that every WebRTC peer of the toolkit shares:
 //! `client` (an async signalling client) and `rtc` (WebRTC settings).
@@ -12,6 +13,7 @@ pub mod close;
 pub mod datachannel;
 pub mod incoming;
 pub mod message;
+pub mod rtp_payload;
 
 #[cfg(feature = "client")]
 pub mod client;

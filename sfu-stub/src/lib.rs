@@ -22,7 +22,7 @@
 //! # Ok(()) }
 //! ```
 
-pub mod codec;
+pub use proto::rtp_payload as codec;
 pub mod config;
 pub mod downstream;
 pub mod error;

@@ -1,8 +1,10 @@
-//! What the SFU needs to know about a codec's RTP payload without decoding
-//! it: whether a packet starts a keyframe.
+//! What a receiver or forwarder needs to know about an RTP video payload
+//! without decoding it: whether a packet starts a keyframe, and (H.264) the
+//! picture size an SPS announces. Shared by mock-player (counting keyframes)
+//! and sfu-stub (starting and switching players at keyframes).
 
-/// The video codecs the SFU understands (anything else is forwarded without
-/// keyframe awareness, like audio).
+/// The video codecs with keyframe detection (anything else, audio
+/// included, is [`Codec::Other`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     H264,
@@ -31,13 +33,19 @@ impl Codec {
 
     /// Whether this RTP payload is the first packet of a keyframe (H.264: an
     /// SPS or IDR NAL unit, alone, in a STAP-A, or starting an FU-A; VP8: the
-    /// start of partition 0 of a key frame). Always true for [`Codec::Other`].
-    pub fn starts_keyframe(self, payload: &[u8]) -> bool {
+    /// start of partition 0 of a key frame). Never for [`Codec::Other`].
+    pub fn is_keyframe_start(self, payload: &[u8]) -> bool {
         match self {
             Codec::H264 => h264_starts_keyframe(payload),
             Codec::Vp8 => vp8_starts_keyframe(payload),
-            Codec::Other => true,
+            Codec::Other => false,
         }
+    }
+
+    /// Whether a receiver may start (or resume) at this packet: a keyframe
+    /// start, or any packet of a codec without keyframes (audio).
+    pub fn starts_keyframe(self, payload: &[u8]) -> bool {
+        !self.needs_keyframe() || self.is_keyframe_start(payload)
     }
 }
 
@@ -52,14 +60,18 @@ fn h264_starts_keyframe(payload: &[u8]) -> bool {
         NAL_SPS | NAL_IDR => true,
         NAL_STAP_A => {
             // [hdr][size16][nal]…
-            let mut i = 1;
-            while i + 2 < payload.len() {
-                let size = usize::from(u16::from_be_bytes([payload[i], payload[i + 1]]));
-                let nal = payload[i + 2] & 0x1f;
+            let mut rest = &payload[1..];
+            while rest.len() >= 3 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                // A zero-sized or truncated unit: the aggregate is broken.
+                if size == 0 || rest.len() < 2 + size {
+                    return false;
+                }
+                let nal = rest[2] & 0x1f;
                 if nal == NAL_SPS || nal == NAL_IDR {
                     return true;
                 }
-                i += 2 + size;
+                rest = &rest[2 + size..];
             }
             false
         }
@@ -72,7 +84,8 @@ fn vp8_starts_keyframe(payload: &[u8]) -> bool {
     // RFC 7741 payload descriptor.
     let Some(&b0) = payload.first() else { return false };
     let start_of_partition = b0 & 0x10 != 0;
-    let partition_id = b0 & 0x0f;
+    // |X|R|N|S|R|PID(3)|
+    let partition_id = b0 & 0x07;
     if !start_of_partition || partition_id != 0 {
         return false;
     }
@@ -96,8 +109,30 @@ fn vp8_starts_keyframe(payload: &[u8]) -> bool {
     payload.get(i).is_some_and(|h| h & 0x01 == 0)
 }
 
-/// Width and height from an H.264 SPS NAL unit (starting at the NAL header),
-/// for tests and diagnostics. `None` when it cannot be parsed.
+/// The SPS NAL unit an H.264 RTP payload carries (alone or in a STAP-A), if
+/// any. (Encoders send SPS whole: it is a few bytes, never fragmented.)
+pub fn h264_sps_in_payload(payload: &[u8]) -> Option<&[u8]> {
+    let first = *payload.first()?;
+    match first & 0x1f {
+        NAL_SPS => Some(payload),
+        NAL_STAP_A => {
+            let mut rest = &payload[1..];
+            while rest.len() >= 3 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                let unit = rest.get(2..2 + size)?;
+                if unit.first().is_some_and(|h| h & 0x1f == NAL_SPS) {
+                    return Some(unit);
+                }
+                rest = &rest[2 + size..];
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Width and height from an H.264 SPS NAL unit (starting at the NAL header).
+/// `None` when it cannot be parsed.
 pub fn h264_sps_resolution(nal: &[u8]) -> Option<(u32, u32)> {
     if nal.first()? & 0x1f != NAL_SPS {
         return None;
@@ -258,5 +293,20 @@ mod tests {
         let _ = h264_sps_resolution(&all_ones);
         let zeros = [0x67, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         let _ = h264_sps_resolution(&zeros);
+    }
+
+    #[test]
+    fn receiver_vectors() {
+        let key = |c: Codec, p: &[u8]| c.is_keyframe_start(p);
+        assert!(key(Codec::H264, &[0x65, 1, 2]));
+        assert!(!key(Codec::H264, &[0x78, 0, 1, 0x41]));
+        // A truncated STAP-A is not a keyframe (and does not panic).
+        assert!(!key(Codec::H264, &[0x78, 0, 9, 0x67]));
+        assert!(!key(Codec::H264, &[0x7c]));
+        assert!(key(Codec::Vp8, &[0x90, 0x80, 0x81, 0x22, 0x00]));
+        assert!(!key(Codec::Vp8, &[0x90, 0x80, 0x81]));
+        // Audio never has keyframes, but any packet is a starting point.
+        assert!(!key(Codec::Other, &[0x65]));
+        assert!(Codec::Other.starts_keyframe(&[0x65]));
     }
 }
