@@ -57,21 +57,12 @@ impl PeerSession {
         let tracks: Arc<Mutex<Vec<Arc<Mutex<RtpStats>>>>> = Arc::default();
 
         let ev = events.clone();
-        pc.on_ice_candidate(Box::new(move |c| {
-            let ev = ev.clone();
-            Box::pin(async move {
-                let Some(c) = c else {
-                    let _ = ev.send(PeerEvent::GatheringDone);
-                    return;
-                };
-                match c.to_json() {
-                    Ok(init) => {
-                        let _ = ev.send(PeerEvent::LocalCandidate(proto::rtc::from_rtc_candidate(init)));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "local candidate not serialisable"),
-                }
-            })
-        }));
+        proto::rtc::on_local_candidates(&pc, move |c| {
+            let _ = ev.send(match c {
+                proto::rtc::LocalCandidate::Done => PeerEvent::GatheringDone,
+                proto::rtc::LocalCandidate::Candidate(c) => PeerEvent::LocalCandidate(c),
+            });
+        });
 
         let ev = events.clone();
         pc.on_ice_connection_state_change(Box::new(move |s| {

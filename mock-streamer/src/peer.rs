@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use proto::rtc::{from_rtc_candidate, rtc_configuration, to_rtc_candidate, IcePolicy, H264_FMTP};
+use proto::rtc::{on_local_candidates, rtc_configuration, to_rtc_candidate, IcePolicy, LocalCandidate, H264_FMTP};
 use proto::{IceCandidate, Message};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
@@ -174,21 +174,11 @@ async fn setup(p: &PeerParams) -> Result<Setup, PeerError> {
     {
         let signal = p.signal.clone();
         let player_id = p.player_id.clone();
-        pc.on_ice_candidate(Box::new(move |c| {
-            let (signal, player_id) = (signal.clone(), player_id.clone());
-            Box::pin(async move {
-                let Some(c) = c else { return };
-                match c.to_json() {
-                    Ok(init) => {
-                        let _ = signal.send(&Message::IceCandidate {
-                            candidate: from_rtc_candidate(init),
-                            player_id: Some(player_id),
-                        });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "local candidate"),
-                }
-            })
-        }));
+        on_local_candidates(&pc, move |c| {
+            if let LocalCandidate::Candidate(candidate) = c {
+                let _ = signal.send(&Message::IceCandidate { candidate, player_id: Some(player_id.clone()) });
+            }
+        });
     }
     let (state_tx, state_rx) = mpsc::unbounded_channel();
     pc.on_peer_connection_state_change(Box::new(move |s| {

@@ -262,3 +262,32 @@ mod tests {
         }
     }
 }
+
+/// What local ICE gathering reports to [`on_local_candidates`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalCandidate {
+    /// A candidate, ready for an `iceCandidate` message.
+    Candidate(IceCandidate),
+    /// Gathering finished.
+    Done,
+}
+
+/// Call `on` for each local ICE candidate of `pc` (converted for signalling)
+/// and once when gathering is done. Every peer of the toolkit trickles its
+/// candidates this way.
+pub fn on_local_candidates(
+    pc: &webrtc::peer_connection::RTCPeerConnection,
+    on: impl Fn(LocalCandidate) + Send + Sync + 'static,
+) {
+    let on = std::sync::Arc::new(on);
+    pc.on_ice_candidate(Box::new(move |c| {
+        let on = on.clone();
+        Box::pin(async move {
+            match c.map(|c| c.to_json()) {
+                None => on(LocalCandidate::Done),
+                Some(Ok(init)) => on(LocalCandidate::Candidate(from_rtc_candidate(init))),
+                Some(Err(e)) => tracing::warn!(error = %e, "local ICE candidate not serialisable"),
+            }
+        })
+    }));
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use proto::client::SignallingSender;
-use proto::rtc::{from_rtc_candidate, rtc_configuration, to_rtc_candidate};
+use proto::rtc::{on_local_candidates, rtc_configuration, to_rtc_candidate, LocalCandidate};
 use proto::{IceCandidate, Message};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
@@ -106,24 +106,14 @@ async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
     {
         let signal = p.signal.clone();
         let player_id = p.player_id.clone();
-        pc.on_ice_candidate(Box::new(move |c| {
-            let (signal, player_id, gathered) = (signal.clone(), player_id.clone(), gathered_tx.clone());
-            Box::pin(async move {
-                let Some(c) = c else {
-                    let _ = gathered.send(true);
-                    return;
-                };
-                match c.to_json() {
-                    Ok(init) => {
-                        let _ = signal.send(&Message::IceCandidate {
-                            candidate: from_rtc_candidate(init),
-                            player_id: Some(player_id),
-                        });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "local candidate"),
-                }
-            })
-        }));
+        on_local_candidates(&pc, move |c| match c {
+            LocalCandidate::Done => {
+                let _ = gathered_tx.send(true);
+            }
+            LocalCandidate::Candidate(candidate) => {
+                let _ = signal.send(&Message::IceCandidate { candidate, player_id: Some(player_id.clone()) });
+            }
+        });
     }
     let (state_tx, state_rx) = mpsc::unbounded_channel();
     pc.on_peer_connection_state_change(Box::new(move |s| {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::client::SignallingSender;
-use proto::rtc::{from_rtc_candidate, rtc_configuration, to_rtc_candidate};
+use proto::rtc::{on_local_candidates, rtc_configuration, to_rtc_candidate, LocalCandidate};
 use proto::{IceCandidate, Message};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -182,23 +182,15 @@ async fn setup(p: &UpstreamParams, cancel: CancellationToken) -> Result<Setup, S
     {
         let signal = p.signal.clone();
         let gathered = gathered_tx;
-        pc.on_ice_candidate(Box::new(move |c| {
-            let (signal, gathered) = (signal.clone(), gathered.clone());
-            Box::pin(async move {
-                let Some(c) = c else {
-                    let _ = gathered.send(true);
-                    return;
-                };
-                match c.to_json() {
-                    // No playerId: the server sends it to our streamer with ours.
-                    Ok(init) => {
-                        let _ = signal
-                            .send(&Message::IceCandidate { candidate: from_rtc_candidate(init), player_id: None });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "local candidate"),
-                }
-            })
-        }));
+        on_local_candidates(&pc, move |c| match c {
+            LocalCandidate::Done => {
+                let _ = gathered.send(true);
+            }
+            // No playerId: the server sends it to our streamer with ours.
+            LocalCandidate::Candidate(candidate) => {
+                let _ = signal.send(&Message::IceCandidate { candidate, player_id: None });
+            }
+        });
     }
     let (state_tx, state_rx) = mpsc::unbounded_channel();
     pc.on_peer_connection_state_change(Box::new(move |s| {
