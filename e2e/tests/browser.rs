@@ -26,11 +26,12 @@ fn chromium_or_skip() -> Option<std::path::PathBuf> {
     }
 }
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Held by each test for its whole run (an async mutex: tests have their own runtimes).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_in_page_plays_the_stream_and_sends_clicks() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let Some(chromium) = chromium_or_skip() else { return };
     let topology = Topology {
         streamers: vec![StreamerSpec { width: 640, height: 360, bitrate: 800_000, ..StreamerSpec::default() }],
@@ -43,7 +44,7 @@ async fn built_in_page_plays_the_stream_and_sends_clicks() {
 /// simulcast layer by default, input relayed to the streamer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_in_page_through_the_sfu() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let Some(chromium) = chromium_or_skip() else { return };
     let topology = Topology {
         streamers: vec![StreamerSpec {

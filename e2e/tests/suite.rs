@@ -4,18 +4,14 @@
 //! Tests in this file run one at a time: each brings up a whole stack, and
 //! 2 cores shared by several stacks would measure the machine, not the code.
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use e2e::tap::{Direction, Recorded, Tap};
 use e2e::topology::{player_config, streamer_config, PlayerGroup, RunningPlayer, StreamerSpec, Topology};
 use tokio_util::sync::CancellationToken;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// Held by each test for its whole run (an async mutex: tests have their own runtimes).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -45,7 +41,7 @@ fn small_streamer(id: &str) -> StreamerSpec {
 /// `opt` blocks (player leaves; streamer leaves).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_sequence_message_by_message_then_both_disconnects() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = signalling::run(signalling::ServerConfig::ephemeral()).await.unwrap();
     // One tap per listener; both share one log so the order across them is real.
     let streamer_tap = Tap::start(format!("ws://{}", server.streamer_addr())).await.unwrap();
@@ -141,7 +137,7 @@ async fn seed_sequence_message_by_message_then_both_disconnects() {
 /// 3: fifty players on one streamer, all streaming.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_players_on_one_streamer_all_stream() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let topology = Topology {
         streamers: vec![small_streamer("DefaultStreamer")],
         players: vec![PlayerGroup { count: 50, ..PlayerGroup::default() }],
@@ -169,7 +165,7 @@ async fn fifty_players_on_one_streamer_all_stream() {
 /// streamer's stream (and only that one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_streamers_each_player_gets_the_right_stream() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/two-streamers.toml");
     let topology = Topology::load(&path).unwrap();
     let running = topology.start().await.unwrap();
@@ -211,7 +207,7 @@ async fn two_streamers_each_player_gets_the_right_stream() {
 /// reconnect rejoin and stream again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamer_restart_players_reconnect() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let topology = Topology {
         streamers: vec![small_streamer("DefaultStreamer")],
         players: vec![PlayerGroup { count: 3, reconnect: true, ..PlayerGroup::default() }],
@@ -235,7 +231,7 @@ async fn streamer_restart_players_reconnect() {
 /// streamer and the streamer's responses come back to that player only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sfu_path_with_simulcast_and_data_channel_relay() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let topology = Topology {
         streamers: vec![StreamerSpec {
             simulcast: true,

@@ -106,19 +106,18 @@ impl Streamer {
         let mut ws = connect(url, addr, None).await.context("streamer connect")?;
         ws.send(Ws::text(json!({"type": "endpointId", "id": id}).to_string())).await?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut committed = id.to_string();
-        loop {
+        let mut committed = None;
+        for _ in 0..10_000 {
             let v = tokio::time::timeout_at(deadline.into(), next_json(&mut ws))
                 .await
                 .map_err(|_| anyhow!("streamer: no endpointIdConfirm within 10 s"))??
                 .ok_or_else(|| anyhow!("streamer socket closed while registering"))?;
             if msg_type(&v) == "endpointIdConfirm" {
-                if let Some(c) = v.get("committedId").and_then(Value::as_str) {
-                    committed = c.to_string();
-                }
+                committed = Some(v.get("committedId").and_then(Value::as_str).unwrap_or(id).to_string());
                 break;
             }
         }
+        let Some(committed) = committed else { bail!("streamer: no endpointIdConfirm among 10,000 messages") };
         let counters = Arc::new(StreamerCounters::default());
         let (players_tx, players) = tokio::sync::mpsc::unbounded_channel();
         let (out, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Ws>();
@@ -128,7 +127,7 @@ impl Streamer {
         let (mut sink, mut stream) = ws.split();
         let writer_cancel = cancel.clone();
         let writer = tokio::spawn(async move {
-            loop {
+            for _ in 0..1_000_000_000u64 {
                 let m = tokio::select! {
                     _ = writer_cancel.cancelled() => break,
                     m = out_rx.recv() => match m { Some(m) => m, None => break },
@@ -156,7 +155,7 @@ impl Streamer {
         });
         let tx = out.clone();
         let task = tokio::spawn(async move {
-            loop {
+            for _ in 0..1_000_000_000u64 {
                 let f = tokio::select! {
                     _ = cancel.cancelled() => break,
                     f = stream.next() => f,

@@ -157,3 +157,26 @@ fn fmt_num(v: f64) -> String {
 pub fn fig(name: &str, unit: &str, v: f64, goal: Goal) -> (String, String, f64, Goal) {
     (name.to_string(), unit.to_string(), v, goal)
 }
+
+/// Side by side: each figure of `ours` with the same figure of `other` and the ratio ours / other
+/// (both measured in the same invocation).
+pub fn compare_text(ours: &BenchReport, other: &BenchReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n== comparison ({}): ours = {} ; other = {} ==", ours.bench, ours.server, other.server);
+    let w = ours.figures.iter().map(|f| f.name.len()).max().unwrap_or(10).max(10);
+    let _ = writeln!(s, "{:<w$}  {:>12}  {:>12}  {:>12}  unit", "figure", "ours", "other", "ours/other");
+    for f in &ours.figures {
+        let Some(o) = other.figures.iter().find(|g| g.name == f.name) else { continue };
+        let ratio = if o.median != 0.0 { f.median / o.median } else { f64::NAN };
+        let _ = writeln!(
+            s,
+            "{:<w$}  {:>12}  {:>12}  {:>12}  {}",
+            f.name,
+            fmt_num(f.median),
+            fmt_num(o.median),
+            fmt_num(ratio),
+            f.unit
+        );
+    }
+    s
+}

@@ -87,8 +87,7 @@ impl Target {
             ("--no_config", ""),
         ];
         // A flag given with --server-arg replaces the default one.
-        let overridden =
-            |flag: &str| opts.server_arg.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+        let overridden = |flag: &str| opts.server_arg.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
         let mut args: Vec<String> = Vec::new();
         for (flag, value) in defaults {
             if overridden(flag) {

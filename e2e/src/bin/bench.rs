@@ -42,6 +42,19 @@ struct Cli {
     /// Also write the report(s) as JSON to FILE.
     #[arg(long, value_name = "FILE", global = true)]
     json: Option<PathBuf>,
+    /// Also run the same bench, in this invocation, against another server (its player URL),
+    /// and print each figure of both with the ratio ours / other.
+    #[arg(long, value_name = "URL", global = true)]
+    compare_url: Option<String>,
+    /// Streamer URL of the compared server (default: port 8888 on its host).
+    #[arg(long, value_name = "URL", global = true)]
+    compare_streamer_url: Option<String>,
+    /// SFU URL of the compared server (default: port 8889 on its host).
+    #[arg(long, value_name = "URL", global = true)]
+    compare_sfu_url: Option<String>,
+    /// Process id of the compared server (for its memory and CPU).
+    #[arg(long, value_name = "PID", global = true)]
+    compare_pid: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,10 +120,27 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Cmd::ChildStreamer(a) => return e2e::bench::children::streamer(a).map(|()| true),
         Cmd::ChildSfu(a) => return e2e::bench::children::sfu(a).map(|()| true),
         Cmd::ChildPlayers(a) => return e2e::bench::children::players(a).map(|()| true),
-        Cmd::Idle(o) => vec![rt()?.block_on(e2e::bench::idle::run(&cli.target, &o, runs, cli.smoke))?],
-        Cmd::Joins(o) => vec![rt()?.block_on(e2e::bench::joins::run(&cli.target, &o, runs, cli.smoke))?],
-        Cmd::Latency(o) => vec![rt()?.block_on(e2e::bench::latency::run(&cli.target, &o, runs, cli.smoke))?],
-        Cmd::Media(o) => vec![rt()?.block_on(e2e::bench::media::run(&cli.target, &o, runs, cli.smoke))?],
+        Cmd::Idle(_) | Cmd::Joins(_) | Cmd::Latency(_) | Cmd::Media(_) => {
+            let rt = rt()?;
+            let mut v = vec![rt.block_on(one(&cli.cmd, &cli.target, runs, cli.smoke))?];
+            if let Some(url) = &cli.compare_url {
+                print!("{}", v[0].to_text());
+                let other = TargetOpts {
+                    server_url: Some(url.clone()),
+                    streamer_url: cli.compare_streamer_url.clone(),
+                    sfu_url: cli.compare_sfu_url.clone(),
+                    server_pid: cli.compare_pid,
+                    spawn_ours: false,
+                    server_bin: None,
+                    server_arg: Vec::new(),
+                };
+                v.push(rt.block_on(one(&cli.cmd, &other, runs, cli.smoke))?);
+                print!("{}", v[1].to_text());
+                print!("{}", e2e::bench::compare_text(&v[0], &v[1]));
+                return finish(&cli, &v).map(|()| v.iter().all(BenchReport::has_numbers));
+            }
+            v
+        }
         Cmd::All => {
             let rt = rt()?;
             let (t, s) = (&cli.target, cli.smoke);
@@ -128,13 +158,29 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     if let Some(r) = reports.last() {
         print!("{}", r.to_text());
     }
+    finish(&cli, &reports)?;
+    Ok(reports.iter().all(BenchReport::has_numbers))
+}
+
+async fn one(cmd: &Cmd, t: &TargetOpts, runs: usize, smoke: bool) -> anyhow::Result<BenchReport> {
+    match cmd {
+        Cmd::Idle(o) => e2e::bench::idle::run(t, o, runs, smoke).await,
+        Cmd::Joins(o) => e2e::bench::joins::run(t, o, runs, smoke).await,
+        Cmd::Latency(o) => e2e::bench::latency::run(t, o, runs, smoke).await,
+        Cmd::Media(o) => e2e::bench::media::run(t, o, runs, smoke).await,
+        _ => anyhow::bail!("not a bench"),
+    }
+}
+
+/// Write the JSON report(s).
+fn finish(cli: &Cli, reports: &[BenchReport]) -> anyhow::Result<()> {
     if let Some(path) = &cli.json {
         let value =
-            if reports.len() == 1 { serde_json::to_value(&reports[0])? } else { serde_json::to_value(&reports)? };
+            if reports.len() == 1 { serde_json::to_value(&reports[0])? } else { serde_json::to_value(reports)? };
         std::fs::write(path, serde_json::to_string_pretty(&value)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(reports.iter().all(BenchReport::has_numbers))
+    Ok(())
 }
 
 /// A bench's options at their defaults.
