@@ -143,6 +143,11 @@ pub struct Cli {
     #[arg(long = "send_queue_len", value_name = "N")]
     pub send_queue_len: Option<usize>,
 
+    /// Messages queued towards one streamer or SFU before it is closed as not reading (they
+    /// receive a message or more per player join). [default: 65536]
+    #[arg(long = "streamer_send_queue_len", value_name = "N")]
+    pub streamer_send_queue_len: Option<usize>,
+
     // ---- TLS ----
     /// Serve TLS on every listener: players on --https_port (HTTPS and wss://), streamers and
     /// SFUs on their usual ports (wss://). Needs --ssl_cert_path and --ssl_key_path.
@@ -468,6 +473,11 @@ fn resolve_with_default_file(cli: Cli, default_file: &Path) -> Result<Resolved, 
             .streamer_rate_limit_burst
             .unwrap_or_else(|| merged.streamer_rate_limit.unwrap_or(0).saturating_mul(2)),
         send_queue_len: nonzero(merged.send_queue_len, defaults.send_queue_len, "send_queue_len")?,
+        streamer_send_queue_len: nonzero(
+            merged.streamer_send_queue_len,
+            defaults.streamer_send_queue_len,
+            "streamer_send_queue_len",
+        )?,
         serve: merged.serve.unwrap_or(defaults.serve),
         http_root: merged.http_root.clone().or(defaults.http_root),
         homepage: merged.homepage.clone().unwrap_or(defaults.homepage),
@@ -553,6 +563,7 @@ struct Settings {
     streamer_rate_limit: Option<u32>,
     streamer_rate_limit_burst: Option<u32>,
     send_queue_len: Option<usize>,
+    streamer_send_queue_len: Option<usize>,
     https: Option<bool>,
     https_port: Option<u16>,
     ssl_key_path: Option<PathBuf>,
@@ -612,6 +623,7 @@ impl Settings {
             streamer_rate_limit: cli.streamer_rate_limit,
             streamer_rate_limit_burst: cli.streamer_rate_limit_burst,
             send_queue_len: cli.send_queue_len,
+            streamer_send_queue_len: cli.streamer_send_queue_len,
             // `--https_port` implies `--https` on the command line, as in Wilbur.
             https: cli.https.or(cli.https_port.map(|_| true)),
             https_port: cli.https_port,
@@ -666,6 +678,7 @@ impl Settings {
             streamer_rate_limit: self.streamer_rate_limit.or(lower.streamer_rate_limit),
             streamer_rate_limit_burst: self.streamer_rate_limit_burst.or(lower.streamer_rate_limit_burst),
             send_queue_len: self.send_queue_len.or(lower.send_queue_len),
+            streamer_send_queue_len: self.streamer_send_queue_len.or(lower.streamer_send_queue_len),
             https: self.https.or(lower.https),
             https_port: self.https_port.or(lower.https_port),
             ssl_key_path: self.ssl_key_path.or(lower.ssl_key_path),
@@ -740,6 +753,7 @@ fn read_config_file(path: &Path) -> Result<Settings, CliError> {
             "streamer_rate_limit" => s.streamer_rate_limit = f.parsed("a whole number")?,
             "streamer_rate_limit_burst" => s.streamer_rate_limit_burst = f.parsed("a whole number")?,
             "send_queue_len" => s.send_queue_len = f.parsed("a whole number")?,
+            "streamer_send_queue_len" => s.streamer_send_queue_len = f.parsed("a whole number")?,
             "peer_options" => {
                 peer_text = match v {
                     Value::Null => None,
@@ -997,6 +1011,7 @@ pub fn public_config(c: &ServerConfig) -> Value {
             "streamerRateLimit": c.streamer_rate_limit_per_sec,
             "streamerRateLimitBurst": c.streamer_rate_limit_burst,
             "sendQueueLen": c.send_queue_len,
+            "streamerSendQueueLen": c.streamer_send_queue_len,
             "serve": c.serve,
             "homepage": c.homepage,
             "restApi": c.rest_api,

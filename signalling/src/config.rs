@@ -49,8 +49,11 @@ pub struct ServerConfig {
     /// under load. 0 = no limit (the default; protect these ports with tokens).
     pub streamer_rate_limit_per_sec: u32,
     pub streamer_rate_limit_burst: u32,
-    /// Frames queued towards one connection before it is closed as not reading.
+    /// Frames queued towards one player before it is closed as not reading.
     pub send_queue_len: usize,
+    /// The same for streamers and SFUs: a thousand players joining at once
+    /// queue thousands of messages to their streamer in a moment.
+    pub streamer_send_queue_len: usize,
     /// Serve static files from `http_root` on the player port.
     pub serve: bool,
     pub http_root: Option<PathBuf>,
@@ -171,6 +174,7 @@ impl Default for ServerConfig {
             streamer_rate_limit_per_sec: 0,
             streamer_rate_limit_burst: 0,
             send_queue_len: 1024,
+            streamer_send_queue_len: 65_536,
             serve: true,
             http_root: None,
             homepage: "player.html".to_string(),

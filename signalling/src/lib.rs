@@ -115,9 +115,21 @@ impl ServerHandle {
     }
 }
 
+/// Pending connections each listener queues before the kernel drops SYNs
+/// (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(config: &ServerConfig, port: u16, role: &'static str) -> Result<TcpListener, ServerError> {
     let addr = SocketAddr::new(config.bind, port);
-    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { role, addr, source })
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        // A deep accept queue: a thousand players connecting at once must not
+        // overflow it (a dropped SYN costs the client a 1 s retry).
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| ServerError::Bind { role, addr, source })
 }
 
 /// Start the server: bind the three listeners and serve them in the

@@ -314,13 +314,22 @@ impl Shared {
         // Small buffers: most signalling frames are well under 4 KiB, and the
         // read buffer grows on demand for the odd large SDP.
         WebSocketConfig::default()
-            .read_buffer_size(4 * 1024)
-            .write_buffer_size(0)
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(WRITE_BUFFER)
             .max_write_buffer_size(usize::MAX)
             .max_message_size(Some(self.config.max_message_size))
             .max_frame_size(Some(self.config.max_message_size))
     }
 }
+
+/// Initial read buffer per connection. tungstenite allocates it up front for
+/// every connection (its default, 128 KiB, would dominate our memory), and
+/// grows it on demand for the odd large SDP.
+const READ_BUFFER: usize = 2 * 1024;
+
+/// Bytes of frames collected before a write to the socket; a flush writes
+/// sooner. The buffer is allocated only as frames are written.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Accept connections on `listener` until shutdown.
 pub async fn serve_listener(listener: TcpListener, kind: Listener, shared: Arc<Shared>) {
@@ -573,7 +582,11 @@ fn close_frame(code: u16, reason: &str) -> CloseFrame {
 
 /// Serve one WebSocket connection until it closes.
 async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Shared>) {
-    let (queue_tx, mut queue_rx) = mpsc::channel::<Queued>(shared.config.send_queue_len.max(1));
+    let queue_len = match role {
+        Role::Player => shared.config.send_queue_len,
+        Role::Streamer | Role::Sfu => shared.config.streamer_send_queue_len,
+    };
+    let (queue_tx, mut queue_rx) = mpsc::channel::<Queued>(queue_len.max(1));
     let (close_tx, mut close_rx) = oneshot::channel::<CloseOrder>();
     let conn = shared.hub.connect(role, addr.to_string(), |_| Outbox { queue: queue_tx, close: close_tx });
     debug!(conn = conn.0, "{} connected from {addr}", role.as_str());
@@ -682,7 +695,7 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
                         let sent = tokio::select! {
                             biased;
                             order = &mut close_rx => Err(order.ok()),
-                            result = send_text(&mut sink, frame, &shared.metrics) => result.map_err(|()| None),
+                            result = send_batch(&mut sink, frame, &mut queue_rx, &shared.metrics) => result.map_err(|()| None),
                         };
                         match sent {
                             Ok(()) => {}
@@ -755,6 +768,47 @@ where
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }
+}
+
+/// Frames written per flush at most: a burst (a join's offer and candidates,
+/// a broadcast) leaves in one write instead of one system call per frame.
+const BATCH_MAX: usize = 64;
+
+/// Hand `first` and whatever else is already queued (up to [`BATCH_MAX`]) to
+/// the socket, then flush once. Gives up on a peer that does not read.
+async fn send_batch<S>(
+    sink: &mut S,
+    first: Queued,
+    queue: &mut mpsc::Receiver<Queued>,
+    metrics: &Metrics,
+) -> Result<(), ()>
+where
+    S: futures_util::Sink<WsMessage> + Unpin,
+{
+    let batch = async {
+        feed_text(sink, first, metrics).await?;
+        for _ in 1..BATCH_MAX {
+            match queue.try_recv() {
+                Ok(next) => feed_text(sink, next, metrics).await?,
+                Err(_) => break,
+            }
+        }
+        sink.flush().await.map_err(|_| ())
+    };
+    tokio::time::timeout(Duration::from_secs(10), batch).await.unwrap_or(Err(()))
+}
+
+/// Queue one frame in the socket's write buffer (written at the next flush,
+/// or once the buffer holds [`WRITE_BUFFER`] bytes).
+async fn feed_text<S>(sink: &mut S, (frame, arrived): Queued, metrics: &Metrics) -> Result<(), ()>
+where
+    S: futures_util::Sink<WsMessage> + Unpin,
+{
+    // The router only produces frames from UTF-8 JSON text.
+    let Ok(text) = Utf8Bytes::try_from(frame) else { return Ok(()) };
+    metrics.forward_latency.observe(arrived.elapsed());
+    metrics.frames_out.fetch_add(1, Ordering::Relaxed);
+    sink.feed(WsMessage::Text(text)).await.map_err(|_| ())
 }
 
 async fn send_text<S>(sink: &mut S, (frame, arrived): Queued, metrics: &Metrics) -> Result<(), ()>
