@@ -310,3 +310,31 @@ impl Running {
         stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example topology shipped in `e2e/topologies/` parses.
+    #[test]
+    fn shipped_topologies_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("topologies dir") {
+            let path = entry.expect("entry").path();
+            let t = Topology::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!t.streamer_ids().is_empty(), "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_file_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[[streamers]]\nidd = \"x\"\n").expect("write");
+        let err = Topology::load(&path).expect_err("unknown key");
+        assert!(err.to_string().contains("bad.toml") && err.to_string().contains("idd"), "{err}");
+    }
+}
