@@ -1341,36 +1341,7 @@ mod property {
         AdminClose(usize),
     }
 
-    const TYPES: &[&str] = &[
-        "config",
-        "identify",
-        "endpointId",
-        "endpointIdConfirm",
-        "streamerIdChanged",
-        "listStreamers",
-        "streamerList",
-        "subscribe",
-        "unsubscribe",
-        "subscribeFailed",
-        "playerConnected",
-        "playerDisconnected",
-        "offer",
-        "answer",
-        "iceCandidate",
-        "disconnectPlayer",
-        "ping",
-        "pong",
-        "streamerDisconnected",
-        "layerPreference",
-        "dataChannelRequest",
-        "peerDataChannels",
-        "peerDataChannelsReady",
-        "streamerDataChannels",
-        "startStreaming",
-        "stopStreaming",
-        "playerCount",
-        "stats",
-    ];
+    const TYPES: &[&str] = proto::message::KNOWN_TYPES;
     const FIELDS: &[&str] =
         &["type", "id", "streamerId", "playerId", "sdp", "candidate", "time", "reason", "sfuId", "newID", "x"];
 

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::client::{connect, next_json};
-use crate::bench::target::{Target, TargetOpts};
+use crate::bench::target::{RunTargets, Target, TargetOpts};
 use crate::bench::util::{loopback_addr, raise_nofile, rss_kib, SourceIps};
 use crate::bench::{fig, BenchReport, Goal};
 
@@ -38,22 +38,12 @@ pub async fn run(target: &TargetOpts, o: &IdleOpts, runs: usize, smoke: bool) ->
     }
     let mut per_run = Vec::new();
     let mut report = BenchReport::new("idle", "", smoke);
-    let mut shared: Option<Target> = None;
+    let mut targets = RunTargets::new(target);
     for run in 0..runs {
-        // A fresh server per run when it is ours, so runs do not see each other's heap.
-        let mut fresh = None;
-        let t: &Target = if target.server_url.is_some() {
-            if shared.is_none() {
-                shared = Some(Target::start(target).await?);
-            }
-            shared.as_ref().context("target")?
-        } else {
-            fresh = Some(Target::start(target).await?);
-            fresh.as_ref().context("target")?
-        };
+        let t = targets.next().await?;
         report.server = t.label.clone();
         let r = one_run(t, n, o.parallel.clamp(1, 10_000), settle).await;
-        drop(fresh);
+        targets.end_run();
         let r = r?;
         eprintln!("idle run {}: {}", run + 1, r);
         let per_conn = r["kib_per_connection"].as_f64().unwrap_or(f64::NAN);

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::client::{join, Streamer, CANDIDATES};
-use crate::bench::target::{Target, TargetOpts};
+use crate::bench::target::{RunTargets, Target, TargetOpts};
 use crate::bench::util::{cpu_secs, loopback_addr, percentile, raise_nofile, SourceIps};
 use crate::bench::{fig, BenchReport, Goal};
 
@@ -39,18 +39,9 @@ pub async fn run(target: &TargetOpts, o: &JoinsOpts, runs: usize, smoke: bool) -
     raise_nofile((conc as u64) * 2 + 4096);
     let mut per_run = Vec::new();
     let mut report = BenchReport::new("joins", "", smoke);
-    let mut shared: Option<Target> = None;
+    let mut targets = RunTargets::new(target);
     for run in 0..runs {
-        let mut fresh = None;
-        let t: &Target = if target.server_url.is_some() {
-            if shared.is_none() {
-                shared = Some(Target::start(target).await?);
-            }
-            shared.as_ref().context("target")?
-        } else {
-            fresh = Some(Target::start(target).await?);
-            fresh.as_ref().context("target")?
-        };
+        let t = targets.next().await?;
         report.server = t.label.clone();
         let has_pid = t.pid.is_some();
         let r = one_run(
@@ -62,7 +53,7 @@ pub async fn run(target: &TargetOpts, o: &JoinsOpts, runs: usize, smoke: bool) -
             run,
         )
         .await;
-        drop(fresh);
+        targets.end_run();
         let r = r?;
         eprintln!("joins run {}: {}", run + 1, r);
         let g = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);

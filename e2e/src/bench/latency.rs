@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::client::{join, msg_type, next_json, Streamer};
-use crate::bench::target::{Target, TargetOpts};
+use crate::bench::target::{RunTargets, Target, TargetOpts};
 use crate::bench::util::{cpu_secs, loopback_addr, percentile, raise_nofile, SourceIps};
 use crate::bench::{fig, BenchReport, Goal};
 
@@ -42,22 +42,13 @@ pub async fn run(target: &TargetOpts, o: &LatencyOpts, runs: usize, smoke: bool)
     raise_nofile(players as u64 + 4096);
     let mut per_run = Vec::new();
     let mut report = BenchReport::new("latency", "", smoke);
-    let mut shared: Option<Target> = None;
+    let mut targets = RunTargets::new(target);
     for run in 0..runs {
-        let mut fresh = None;
-        let t: &Target = if target.server_url.is_some() {
-            if shared.is_none() {
-                shared = Some(Target::start(target).await?);
-            }
-            shared.as_ref().context("target")?
-        } else {
-            fresh = Some(Target::start(target).await?);
-            fresh.as_ref().context("target")?
-        };
+        let t = targets.next().await?;
         report.server = t.label.clone();
         let has_pid = t.pid.is_some();
         let r = one_run(t, players, &rates, secs, run).await;
-        drop(fresh);
+        targets.end_run();
         let r = r?;
         let mut figs = Vec::new();
         for (rate, v) in rates.iter().zip(r.as_array().into_iter().flatten()) {

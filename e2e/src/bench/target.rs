@@ -52,6 +52,38 @@ pub struct Target {
     child: Option<Child>,
 }
 
+/// The server of each run: ours is started fresh per run (so runs do not see
+/// each other's heap); a server given by URL is attached to once and shared.
+pub struct RunTargets<'a> {
+    opts: &'a TargetOpts,
+    shared: Option<Target>,
+    fresh: Option<Target>,
+}
+
+impl<'a> RunTargets<'a> {
+    pub fn new(opts: &'a TargetOpts) -> Self {
+        RunTargets { opts, shared: None, fresh: None }
+    }
+
+    /// The server for the next run (the previous run's own server is stopped).
+    pub async fn next(&mut self) -> anyhow::Result<&Target> {
+        self.fresh = None;
+        if self.opts.server_url.is_some() {
+            if self.shared.is_none() {
+                self.shared = Some(Target::start(self.opts).await?);
+            }
+            return self.shared.as_ref().ok_or_else(|| anyhow::anyhow!("no target"));
+        }
+        self.fresh = Some(Target::start(self.opts).await?);
+        self.fresh.as_ref().ok_or_else(|| anyhow::anyhow!("no target"))
+    }
+
+    /// Stop this run's own server now (before its figures are used).
+    pub fn end_run(&mut self) {
+        self.fresh = None;
+    }
+}
+
 impl Target {
     pub async fn start(opts: &TargetOpts) -> anyhow::Result<Target> {
         if let Some(url) = &opts.server_url {
