@@ -229,7 +229,8 @@ impl Player {
         // 2. config, then choose a streamer.
         let mut options = Value::Object(Default::default());
         let mut streamer: Option<String> = None;
-        sender.send(&Message::ListStreamers);
+        // Like the browser frontend: `listStreamers` once `config` has arrived
+        // (the re-list timer covers a server that never sends one).
         let attempt_started = Instant::now();
         let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + cfg.list_interval, cfg.list_interval);
         while streamer.is_none() {
@@ -242,7 +243,10 @@ impl Player {
             };
             match ev {
                 Event::Closed(why) => return AttemptEnd::Lost(PlayerError::SocketClosed(why)),
-                Event::Message(Message::Config { peer_connection_options, .. }) => options = peer_connection_options,
+                Event::Message(Message::Config { peer_connection_options, .. }) => {
+                    options = peer_connection_options;
+                    sender.send(&Message::ListStreamers);
+                }
                 Event::Message(Message::StreamerList { ids }) => {
                     let grace_over = attempt_started.elapsed() >= NOT_LISTED_GRACE;
                     match choose(cfg.streamer_id.as_deref(), &ids, attempt > 0 || !grace_over) {
