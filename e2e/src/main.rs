@@ -100,8 +100,14 @@ fn topology_from(cli: &Cli) -> anyhow::Result<Topology> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,webrtc_ice=error,webrtc=error,input=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            // webrtc-rs warns about routine things (a browser's unknown DTLS
+            // extensions, ICE pairs still being gathered): keep the console for ours.
+            "warn,webrtc=error,webrtc_ice=error,dtls=error,webrtc_dtls=error,webrtc_sctp=error,\
+             webrtc_srtp=error,webrtc_data=error,webrtc_mdns=error,input=info",
+        )
+    });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
