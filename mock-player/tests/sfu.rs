@@ -5,9 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{player_url, server, streamer, wait_until};
-use mock_player::{run_player, PlayerConfig};
-use tokio_util::sync::CancellationToken;
+use common::{player_url, run_to_end, server, streamer, wait_until};
+use mock_player::PlayerConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn player_streams_through_sfu() {
@@ -45,11 +44,7 @@ async fn player_streams_through_sfu() {
         join_timeout: Duration::from_secs(15),
         ..Default::default()
     };
-    let stats = tokio::time::timeout(Duration::from_secs(30), run_player(cfg, CancellationToken::new()))
-        .await
-        .expect("player ends in time")
-        .expect("player runs");
-    println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
+    let stats = run_to_end(cfg).await;
     assert!(stats.passed, "{:?}", stats.error);
     assert!(stats.sfu, "the offer did not say sfu: true");
     assert!(stats.dc.opened, "{:?}", stats.dc);

@@ -6,10 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{player_url, server, streamer, wait_until};
+use common::{player_url, run_to_end, server, streamer, wait_until};
 use mock_player::live::{Live, Phase};
 use mock_player::rtc::RtcContext;
-use mock_player::{run_load, run_player, LoadConfig, Player, PlayerConfig};
+use mock_player::{run_load, LoadConfig, Player, PlayerConfig};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,11 +25,7 @@ async fn one_player_streams_with_data_channel() {
         join_timeout: Duration::from_secs(15),
         ..Default::default()
     };
-    let stats = tokio::time::timeout(Duration::from_secs(30), run_player(cfg, CancellationToken::new()))
-        .await
-        .expect("player ends in time")
-        .expect("player runs");
-    println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
+    let stats = run_to_end(cfg).await;
     assert!(stats.passed, "{:?}", stats.error);
     assert!(stats.video_frames >= 30, "frames {}", stats.video_frames);
     assert!(stats.keyframes >= 1);

@@ -155,3 +155,12 @@ pub async fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> boo
     .is_ok();
     assert!(ok, "timed out after {within:?} waiting for {what}");
 }
+
+/// Run one player to its end (30 s at most) and print its stats for the log.
+pub async fn run_to_end(cfg: mock_player::PlayerConfig) -> mock_player::PlayerStats {
+    let run = mock_player::run_player(cfg, tokio_util::sync::CancellationToken::new());
+    let stats =
+        tokio::time::timeout(Duration::from_secs(30), run).await.expect("player ends in time").expect("player runs");
+    println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
+    stats
+}
