@@ -147,6 +147,14 @@ fn encode_layer(
             stats.bytes_encoded.fetch_add(encoded.data.len() as u64, Relaxed);
             if encoded.keyframe {
                 stats.keyframes_encoded.fetch_add(1, Relaxed);
+                tracing::debug!(
+                    frame = n,
+                    force,
+                    bytes = encoded.data.len(),
+                    micros = started.elapsed().as_micros() as u64,
+                    players = fanout.len(),
+                    "keyframe"
+                );
             }
             if let Some(Ok(mut t)) = timings.map(|t| t.lock()) {
                 *t = FrameTimings { pre_capture_ms, post_capture_ms, pre_encode_ms: post_capture_ms, post_encode_ms };
@@ -163,6 +171,7 @@ fn encode_layer(
             if let Err(e) = other {
                 tracing::warn!(error = %e, "encode failed");
             }
+            tracing::debug!(frame = n, force, "frame skipped by rate control");
             // Skipped by rate control or failed: a keyframe asked for is still due.
             if force {
                 fanout.request_keyframe();

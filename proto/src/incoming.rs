@@ -1,11 +1,22 @@
 //! Parsing a received frame into a typed view plus the original JSON object.
 //!
 //! Routing decisions read [`Incoming::message`]; forwarding sends
-//! [`Incoming::fields`], the object exactly as it arrived (every field, unknown
-//! ones included, in their order), with only `playerId` / `sfuId` touched.
+//! [`Incoming::to_json`], the object exactly as it arrived (every field,
+//! unknown ones included, in their order, values byte for byte), with only
+//! `playerId` / `sfuId` touched.
+//!
+//! The object is kept as spans into the received frame rather than as a
+//! `serde_json::Value` tree: a relayed message then costs one pass to find
+//! its members and no allocation per field.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
+
+use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use crate::message::{Message, KNOWN_TYPES};
 
@@ -52,69 +63,218 @@ impl ParseError {
     }
 }
 
-/// A received message: the typed view and the original object.
-#[derive(Debug, Clone, PartialEq)]
+/// A received message: the typed view, and the original object as members
+/// that point into the frame (nothing of it is copied unless changed).
+#[derive(Debug, Clone)]
 pub struct Incoming {
     pub message: Message,
-    pub fields: Map<String, Value>,
+    text: Bytes,
+    members: Vec<Member>,
+}
+
+/// One top-level member of the received object.
+#[derive(Debug, Clone)]
+struct Member {
+    key: Key,
+    value: Text,
+}
+
+/// A member's name: where it is in the frame when it has no escapes (the
+/// common case), else unescaped.
+#[derive(Debug, Clone)]
+enum Key {
+    Span(Range<usize>),
+    Owned(String),
+}
+
+/// JSON text: a span of the frame, or text the server set.
+#[derive(Debug, Clone)]
+enum Text {
+    Span(Range<usize>),
+    Owned(String),
 }
 
 impl Incoming {
     /// Parse one frame's bytes (text frames, or binary frames carrying JSON).
     pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
-        let fields = match value {
-            Value::Object(map) => map,
-            other => return Err(ParseError::NotObject(json_kind(&other))),
+        Self::parse_frame(Bytes::copy_from_slice(bytes))
+    }
+
+    /// [`Incoming::parse`] of a frame the caller already owns (no copy).
+    pub fn parse_frame(text: Bytes) -> Result<Incoming, ParseError> {
+        let parsed = {
+            let raw: Vec<(Cow<'_, str>, &RawValue)> = match serde_json::from_slice::<RawObject<'_>>(&text) {
+                Ok(RawObject(members)) => members,
+                Err(e) => return Err(not_an_object(&text, e)),
+            };
+            let type_name = match raw.iter().rev().find(|(k, _)| k == "type") {
+                None => return Err(ParseError::MissingType),
+                Some((_, v)) => match serde_json::from_str::<Cow<'_, str>>(v.get()) {
+                    Ok(t) => t,
+                    Err(_) => return Err(ParseError::TypeNotString),
+                },
+            };
+            if !KNOWN_TYPES.contains(&type_name.as_ref()) {
+                return Err(ParseError::UnknownType(truncate(&type_name, 64)));
+            }
+            let message =
+                Message::deserialize(serde::de::value::MapDeserializer::new(raw.iter().map(|(k, v)| (k.as_ref(), *v))))
+                    .map_err(|e: serde_json::Error| field_error(&type_name, &e))?;
+            let base = text.as_ptr() as usize;
+            let span = |s: &str| {
+                let start = s.as_ptr() as usize - base;
+                start..start + s.len()
+            };
+            let members = raw
+                .iter()
+                .map(|(k, v)| Member {
+                    key: match k {
+                        Cow::Borrowed(k) => Key::Span(span(k)),
+                        Cow::Owned(k) => Key::Owned(k.clone()),
+                    },
+                    value: Text::Span(span(v.get())),
+                })
+                .collect();
+            (message, members)
         };
-        let type_name = match fields.get("type") {
-            None => return Err(ParseError::MissingType),
-            Some(Value::String(s)) => s.as_str(),
-            Some(_) => return Err(ParseError::TypeNotString),
-        };
-        if !KNOWN_TYPES.contains(&type_name) {
-            return Err(ParseError::UnknownType(truncate(type_name, 64)));
+        let (message, members) = parsed;
+        Ok(Incoming { message, text, members })
+    }
+
+    fn key_str<'a>(&'a self, key: &'a Key) -> &'a str {
+        match key {
+            // Spans come from `&str`s of this frame: valid UTF-8 on boundaries.
+            Key::Span(r) => std::str::from_utf8(&self.text[r.clone()]).unwrap_or_default(),
+            Key::Owned(k) => k,
         }
-        // Deserialise the typed view from the borrowed map: no copy of the
-        // (possibly large) SDP strings is made for the object itself.
-        let message = Message::deserialize(MapRef(&fields)).map_err(|e| field_error(type_name, &e))?;
-        Ok(Incoming { message, fields })
+    }
+
+    fn text_str<'a>(&'a self, value: &'a Text) -> &'a str {
+        match value {
+            Text::Span(r) => std::str::from_utf8(&self.text[r.clone()]).unwrap_or_default(),
+            Text::Owned(t) => t,
+        }
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.members.iter().position(|m| self.key_str(&m.key) == key)
+    }
+
+    /// The member `key` of the object as received (or as set), if present.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        let member = &self.members[self.position(key)?];
+        serde_json::from_str(self.text_str(&member.value)).ok()
+    }
+
+    /// The names of the object's members, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|m| self.key_str(&m.key))
     }
 
     /// Set `key` to a string value. An existing key keeps its position; a new
     /// one is appended.
     pub fn set_str(&mut self, key: &str, value: &str) {
-        self.fields.insert(key.to_string(), Value::String(value.to_string()));
+        let value = Text::Owned(json_string(value));
+        match self.position(key) {
+            Some(i) => self.members[i].value = value,
+            None => self.members.push(Member { key: Key::Owned(key.to_string()), value }),
+        }
     }
 
     /// Remove `key`, keeping the order of the other fields.
     pub fn remove(&mut self, key: &str) {
-        self.fields.shift_remove(key);
+        if let Some(i) = self.position(key) {
+            self.members.remove(i);
+        }
     }
 
-    /// The JSON text of the (possibly modified) original object.
+    /// The JSON text of the (possibly modified) original object: members in
+    /// their order, values exactly as received (numbers keep every digit).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.fields).unwrap_or_else(|_| String::from("{}"))
+        let mut out = String::with_capacity(self.text.len() + 32);
+        out.push('{');
+        for (i, m) in self.members.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match &m.key {
+                // A name without escapes is valid JSON string content as it is.
+                Key::Span(_) => {
+                    out.push('"');
+                    out.push_str(self.key_str(&m.key));
+                    out.push('"');
+                }
+                Key::Owned(k) => out.push_str(&json_string(k)),
+            }
+            out.push(':');
+            out.push_str(self.text_str(&m.value));
+        }
+        out.push('}');
+        out
     }
 }
 
-/// Lets serde read a `&Map` as a deserializer without cloning it.
-struct MapRef<'a>(&'a Map<String, Value>);
-
-impl<'de> serde::Deserializer<'de> for MapRef<'de> {
-    type Error = serde_json::Error;
-
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        serde::Deserializer::deserialize_any(
-            serde::de::value::MapDeserializer::new(self.0.iter().map(|(k, v)| (k.as_str(), v))),
-            visitor,
-        )
+impl PartialEq for Incoming {
+    /// Same typed view and same object text.
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message && self.to_json() == other.to_json()
     }
+}
 
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct newtype_struct seq tuple
-        tuple_struct map struct enum identifier ignored_any
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    // Serialising a `&str` cannot fail.
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// A JSON object as its members, borrowed from the input: names (unescaped
+/// only when they have escapes) and raw value text. A repeated name keeps
+/// its first position and its last value, as `JSON.parse` does.
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(8);
+                // Names seen, for objects too large to search linearly.
+                let mut index: Option<HashMap<String, usize>> = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    if members.len() >= 16 && index.is_none() {
+                        index = Some(members.iter().enumerate().map(|(i, (k, _))| (k.to_string(), i)).collect());
+                    }
+                    let seen = match &mut index {
+                        Some(index) => index.get(key.as_ref()).copied(),
+                        None => members.iter().position(|(k, _)| *k == key),
+                    };
+                    match seen {
+                        Some(i) => members[i].1 = value,
+                        None => {
+                            if let Some(index) = &mut index {
+                                index.insert(key.to_string(), members.len());
+                            }
+                            members.push((key, value));
+                        }
+                    }
+                }
+                Ok(RawObject(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+/// Why `bytes` did not parse as an object: not JSON at all, or JSON of another kind.
+fn not_an_object(bytes: &[u8], e: serde_json::Error) -> ParseError {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(_)) | Err(_) => ParseError::NotJson(e.to_string()),
+        Ok(other) => ParseError::NotObject(json_kind(&other)),
     }
 }
 

@@ -20,8 +20,15 @@ pub struct SfuConfig {
     pub ice: IcePolicy,
     /// Re-send `listStreamers` this often while not subscribed.
     pub list_interval: Duration,
-    /// At most one keyframe request (PLI) per upstream layer this often.
+    /// At most one keyframe request (PLI) per upstream layer this often
+    /// (protects the streamer's encoder from PLI storms).
     pub keyframe_interval: Duration,
+    /// A new player starts from the cached newest keyframe of its layer (and
+    /// the frames since) while that keyframe is at most this old; beyond
+    /// that it waits for a fresh keyframe. `Duration::ZERO`: no cache.
+    /// See [`crate::forwarder`] for why the whole group of pictures since
+    /// the keyframe is sent, and how its timestamps are rewritten.
+    pub keyframe_cache: Duration,
     /// RTP packets queued per player and track before packets are dropped
     /// for that player (it then waits for the next keyframe).
     pub player_queue: usize,
@@ -44,6 +51,7 @@ impl Default for SfuConfig {
             ice: IcePolicy::LOOPBACK,
             list_interval: Duration::from_secs(2),
             keyframe_interval: Duration::from_millis(500),
+            keyframe_cache: Duration::from_millis(1000),
             player_queue: 512,
             stall_timeout: Duration::from_secs(5),
             ping_interval: Some(Duration::from_secs(30)),

@@ -1,10 +1,23 @@
 //! One peer connection per player: offer the forwarded tracks (`sfu: true`)
 //! and the pre-negotiated data channels, apply the answer, trickle ICE,
-//! subscribe to the forwarders once connected, turn the player's PLI/FIR
-//! into keyframe requests, and tear down.
+//! subscribe to the forwarders once the player can receive, turn the
+//! player's PLI/FIR into keyframe requests, and tear down.
+//!
+//! "Can receive" is not "connected" here: we are the DTLS server (the
+//! player's answer is `a=setup:active`), so our side is connected as soon as
+//! we have sent our last handshake flight, half a round trip before the
+//! player has it, and a player may set up its RTP receivers only after that
+//! (webrtc-rs does). Media sent in between is lost, and when it is the
+//! keyframe a new player starts with (from the forwarder's cache, sent at
+//! once), the player has nothing to decode until the next one. So media
+//! starts when the player's data channels open (the SCTP association with it
+//! is up, which needs its DTLS done; webrtc-rs starts SCTP after the
+//! receivers), or [`READY_FALLBACK`] after "connected" for a player without
+//! SCTP.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use proto::client::SignallingSender;
 use proto::rtc::{on_local_candidates, rtc_configuration, to_rtc_candidate, LocalCandidate};
@@ -30,6 +43,10 @@ use crate::forwarder::{Forwarder, PlayerControl, Subscription};
 use crate::relay::Relay;
 use crate::rtc::{candidate_allowed, filter_sdp};
 use crate::stats::SfuStats;
+
+/// Start media this long after "connected" if the player's data channels
+/// have not opened by then (see the module docs).
+pub const READY_FALLBACK: Duration = Duration::from_millis(250);
 
 /// What the signalling session forwards to a player's task.
 #[derive(Debug)]
@@ -66,8 +83,8 @@ pub async fn run_downstream(
     p.stats.players.fetch_add(1, Relaxed);
     p.stats.players_total.fetch_add(1, Relaxed);
     match setup(&p).await {
-        Ok((pc, tracks, channels, state_rx, gathered_rx)) => {
-            drive(&p, &pc, tracks, state_rx, gathered_rx, commands, &cancel).await;
+        Ok((pc, tracks, channels, watch)) => {
+            drive(&p, &pc, tracks, watch, commands, &cancel).await;
             drop(channels);
             if let Err(e) = pc.close().await {
                 tracing::debug!(player = %p.player_id, error = %e, "close");
@@ -81,13 +98,16 @@ pub async fn run_downstream(
 }
 
 type Tracks = Vec<(Arc<Forwarder>, Arc<TrackLocalStaticRTP>)>;
-type Setup = (
-    Arc<RTCPeerConnection>,
-    Tracks,
-    Vec<Arc<RTCDataChannel>>,
-    mpsc::UnboundedReceiver<RTCPeerConnectionState>,
-    tokio::sync::watch::Receiver<bool>,
-);
+type Setup = (Arc<RTCPeerConnection>, Tracks, Vec<Arc<RTCDataChannel>>, Watch);
+
+/// What a player's task waits on besides its commands.
+struct Watch {
+    state: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+    /// Our ICE candidates are all gathered.
+    gathered: tokio::sync::watch::Receiver<bool>,
+    /// The player's data channels opened.
+    opened: tokio::sync::oneshot::Receiver<()>,
+}
 
 async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
     let config = rtc_configuration(&p.peer_options, p.config.ice)?;
@@ -101,7 +121,8 @@ async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
         tokio::spawn(read_rtcp(sender, forwarder.clone(), p.control.clone(), p.stats.clone()));
         tracks.push((forwarder.clone(), track));
     }
-    let channels = p.relay.open_player_side(&pc, &p.player_id).await?;
+    let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
+    let channels = p.relay.open_player_side(&pc, &p.player_id, opened_tx).await?;
     let (gathered_tx, gathered_rx) = tokio::sync::watch::channel(false);
     {
         let signal = p.signal.clone();
@@ -130,19 +151,23 @@ async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
         multiplex: None,
         scalability_mode: p.scalability_mode.clone(),
     });
-    Ok((pc, tracks, channels, state_rx, gathered_rx))
+    Ok((pc, tracks, channels, Watch { state: state_rx, gathered: gathered_rx, opened: opened_rx }))
 }
 
 async fn drive(
     p: &DownstreamParams,
     pc: &Arc<RTCPeerConnection>,
     tracks: Tracks,
-    mut state_rx: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
-    mut gathered_rx: tokio::sync::watch::Receiver<bool>,
+    watch: Watch,
     mut commands: mpsc::UnboundedReceiver<DownstreamCommand>,
     cancel: &CancellationToken,
 ) {
     let player_id = &p.player_id;
+    let Watch { state: mut state_rx, gathered: mut gathered_rx, opened: mut opened_rx } = watch;
+    // The player can receive (module docs): its channels opened, or
+    // READY_FALLBACK after "connected".
+    let mut opened = false;
+    let mut connected_at: Option<tokio::time::Instant> = None;
     let mut have_answer = false;
     // Remote candidates are added once the answer is applied and our own
     // candidates are gathered (see the upstream: avoids a peer-reflexive
@@ -150,9 +175,28 @@ async fn drive(
     let mut gathered = *gathered_rx.borrow();
     let mut early: Vec<IceCandidate> = Vec::new();
     let mut subscriptions: Vec<Subscription> = Vec::new();
+    let subscribe = |subscriptions: &mut Vec<Subscription>| {
+        if subscriptions.is_empty() {
+            tracing::debug!(player = %player_id, "starting media");
+            for (forwarder, track) in &tracks {
+                subscriptions.push(forwarder.subscribe(track.clone(), p.control.clone()));
+            }
+        }
+    };
     loop {
+        let fallback = connected_at.map(|t| t + READY_FALLBACK);
         tokio::select! {
             _ = cancel.cancelled() => break,
+            r = &mut opened_rx, if !opened => {
+                opened = true;
+                if r.is_ok() {
+                    subscribe(&mut subscriptions);
+                }
+            }
+            _ = tokio::time::sleep_until(fallback.unwrap_or_else(tokio::time::Instant::now)),
+                if fallback.is_some() && subscriptions.is_empty() => {
+                subscribe(&mut subscriptions);
+            }
             command = commands.recv() => match command {
                 None => break,
                 Some(DownstreamCommand::Answer(sdp)) => {
@@ -190,9 +234,10 @@ async fn drive(
             state = state_rx.recv() => match state {
                 Some(RTCPeerConnectionState::Connected) => {
                     tracing::info!(player = %player_id, "player connected");
-                    if subscriptions.is_empty() {
-                        for (forwarder, track) in &tracks {
-                            subscriptions.push(forwarder.subscribe(track.clone(), p.control.clone()));
+                    if connected_at.is_none() {
+                        connected_at = Some(tokio::time::Instant::now());
+                        for (forwarder, _) in &tracks {
+                            forwarder.prepare(&p.control, READY_FALLBACK);
                         }
                     }
                     let _ = p.events.send(SfuEvent::PlayerConnected { player_id: player_id.clone() });

@@ -43,6 +43,11 @@ struct Args {
     /// often (milliseconds); requests in between are merged.
     #[arg(long, default_value_t = 500)]
     keyframe_interval_ms: u64,
+    /// Start a new player at once with the newest keyframe of its layer (and
+    /// the frames since) while that keyframe is at most this old
+    /// (milliseconds); older, or 0 (no cache): it waits for a new keyframe.
+    #[arg(long, default_value_t = 1000)]
+    keyframe_cache_ms: u64,
     /// RTP packets queued per player and track; beyond that the player's
     /// packets are dropped and it resumes at the next keyframe.
     #[arg(long, default_value_t = 512)]
@@ -73,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         ice: if args.ice_loopback_only { IcePolicy::LOOPBACK } else { IcePolicy::ANY },
         list_interval: Duration::from_millis(args.list_interval_ms.max(100)),
         keyframe_interval: Duration::from_millis(args.keyframe_interval_ms),
+        keyframe_cache: Duration::from_millis(args.keyframe_cache_ms),
         player_queue: args.player_queue,
         stall_timeout: Duration::from_millis(args.stall_timeout_ms.max(500)),
         ping_interval: (args.ping_interval_secs > 0).then(|| Duration::from_secs(args.ping_interval_secs)),

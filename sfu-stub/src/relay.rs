@@ -100,16 +100,19 @@ impl Relay {
     }
 
     /// Open the player's negotiated channels on its peer connection (before
-    /// the offer, so that the offer carries SCTP) and wire them.
+    /// the offer, so that the offer carries SCTP) and wire them. `opened`
+    /// fires when they open, i.e. when the SCTP association with the player
+    /// is up (negotiated channels need no handshake of their own).
     pub async fn open_player_side(
         self: &Arc<Self>,
         pc: &RTCPeerConnection,
         player_id: &str,
+        opened: tokio::sync::oneshot::Sender<()>,
     ) -> Result<Vec<Arc<RTCDataChannel>>, webrtc::Error> {
         let (from_player, to_player) = open_pair(pc, PLAYER_SEND_STREAM_ID, PLAYER_RECV_STREAM_ID).await?;
         self.lock().entry(player_id.to_string()).or_default().to_player = Some(to_player.clone());
         self.wire(&from_player, player_id, Direction::ToStreamer);
-        self.flush_on_open(&to_player, player_id, Direction::ToPlayer);
+        self.flush_on_open(&to_player, player_id, Direction::ToPlayer, Some(opened));
         Ok(vec![from_player, to_player])
     }
 
@@ -125,7 +128,7 @@ impl Relay {
         let (from_streamer, to_streamer) = open_pair(pc, streamer_send, streamer_recv).await?;
         self.lock().entry(player_id.to_string()).or_default().to_streamer = Some(to_streamer.clone());
         self.wire(&from_streamer, player_id, Direction::ToPlayer);
-        self.flush_on_open(&to_streamer, player_id, Direction::ToStreamer);
+        self.flush_on_open(&to_streamer, player_id, Direction::ToStreamer, None);
         Ok(())
     }
 
@@ -144,10 +147,21 @@ impl Relay {
     }
 
     /// When `target` opens, send what was held for it.
-    fn flush_on_open(self: &Arc<Self>, target: &Arc<RTCDataChannel>, player_id: &str, direction: Direction) {
+    /// On `target`'s open: flush what was held for it, then fire `opened`.
+    /// (A channel has one open handler: this is it.)
+    fn flush_on_open(
+        self: &Arc<Self>,
+        target: &Arc<RTCDataChannel>,
+        player_id: &str,
+        direction: Direction,
+        opened: Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
         let relay = Arc::downgrade(self);
         let player_id = player_id.to_string();
         target.on_open(Box::new(move || {
+            if let Some(opened) = opened {
+                let _ = opened.send(());
+            }
             Box::pin(async move {
                 if let Some(relay) = relay.upgrade() {
                     relay.flush(&player_id, direction).await;

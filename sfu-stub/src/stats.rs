@@ -28,6 +28,8 @@ pub struct SfuStats {
     /// PLI/FIR received from players.
     pub player_plis: AtomicU64,
     pub layer_switches: AtomicU64,
+    /// Player tracks started from the keyframe cache (no keyframe request).
+    pub cached_starts: AtomicU64,
     pub dc_to_streamer: AtomicU64,
     pub dc_to_player: AtomicU64,
     pub dc_dropped: AtomicU64,
@@ -50,6 +52,7 @@ pub struct SfuSnapshot {
     pub keyframe_requests_wanted: u64,
     pub player_plis: u64,
     pub layer_switches: u64,
+    pub cached_starts: u64,
     pub dc_to_streamer: u64,
     pub dc_to_player: u64,
     pub dc_dropped: u64,
@@ -72,6 +75,7 @@ impl SfuStats {
             keyframe_requests_wanted: self.keyframe_requests_wanted.load(Relaxed),
             player_plis: self.player_plis.load(Relaxed),
             layer_switches: self.layer_switches.load(Relaxed),
+            cached_starts: self.cached_starts.load(Relaxed),
             dc_to_streamer: self.dc_to_streamer.load(Relaxed),
             dc_to_player: self.dc_to_player.load(Relaxed),
             dc_dropped: self.dc_dropped.load(Relaxed),
@@ -84,7 +88,7 @@ impl SfuSnapshot {
     pub fn summary(&self) -> String {
         format!(
             "streaming={} players={} (total {}) rtp in={} forwarded={} dropped={} keyframe requests={} (wanted {}) \
-             layer switches={} dc to streamer={} to players={}",
+             layer switches={} cached starts={} dc to streamer={} to players={}",
             self.streaming,
             self.players,
             self.players_total,
@@ -94,6 +98,7 @@ impl SfuSnapshot {
             self.keyframe_requests_sent,
             self.keyframe_requests_wanted,
             self.layer_switches,
+            self.cached_starts,
             self.dc_to_streamer,
             self.dc_to_player,
         )

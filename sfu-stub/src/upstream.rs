@@ -149,6 +149,7 @@ async fn setup(p: &UpstreamParams, cancel: CancellationToken) -> Result<Setup, S
         let keyframes = keyframes.clone();
         let stats = p.stats.clone();
         let queue = p.config.player_queue;
+        let cache = p.config.keyframe_cache;
         let rids: HashMap<u8, Vec<String>> = offered.iter().map(|(k, r)| (key(*k), r.clone())).collect();
         let cancel = cancel.clone();
         pc.on_track(Box::new(move |track, _receiver, _transceiver| {
@@ -170,7 +171,7 @@ async fn setup(p: &UpstreamParams, cancel: CancellationToken) -> Result<Setup, S
                             track_id: non_empty(track.id(), &format!("sfu-{kind}")),
                             stream_id: non_empty(track.stream_id(), "pixelstreaming_av_stream_id"),
                         };
-                        Arc::new(Forwarder::new(info, keyframes.clone(), stats.clone(), queue))
+                        Arc::new(Forwarder::new(info, keyframes.clone(), stats.clone(), queue, cache))
                     })
                     .clone()
             };

@@ -383,6 +383,14 @@ fn sps_in(payload: &[u8]) -> Option<&[u8]> {
 }
 
 async fn viewer(srv: &signalling::ServerHandle, layer: Option<i64>) -> Viewer {
+    viewer_with(srv, layer, None).await
+}
+
+/// Every RTP packet a viewer receives, with its arrival time.
+type Tap = tokio::sync::mpsc::UnboundedSender<(std::time::Instant, webrtc::rtp::packet::Packet)>;
+
+/// A viewer; with `tap`, each packet it receives is also sent there.
+async fn viewer_with(srv: &signalling::ServerHandle, layer: Option<i64>, tap: Option<Tap>) -> Viewer {
     use proto::rtc::{build_api, from_rtc_candidate, to_rtc_candidate, IcePolicy, Interceptors};
     use proto::Message;
     use std::sync::atomic::AtomicU64;
@@ -402,6 +410,7 @@ async fn viewer(srv: &signalling::ServerHandle, layer: Option<i64>) -> Viewer {
         pc.on_track(Box::new(move |track, _, _| {
             ssrc.store(track.ssrc(), Relaxed);
             let (res_tx, jumps, packets, cancel) = (res_tx.clone(), jumps.clone(), packets.clone(), cancel.clone());
+            let tap = tap.clone();
             tokio::spawn(async move {
                 let mut last: Option<u16> = None;
                 loop {
@@ -411,6 +420,9 @@ async fn viewer(srv: &signalling::ServerHandle, layer: Option<i64>) -> Viewer {
                     };
                     let Ok((p, _)) = read else { return };
                     packets.fetch_add(1, Relaxed);
+                    if let Some(tap) = &tap {
+                        let _ = tap.send((std::time::Instant::now(), p.clone()));
+                    }
                     if let Some(prev) = last {
                         let delta = p.header.sequence_number.wrapping_sub(prev);
                         if delta > 100 && delta < 65_436 {
@@ -552,6 +564,135 @@ async fn simulcast_players_get_their_layers_and_switch() {
         v.cancel.cancel();
     }
     assert_eq!(st.stats().streamers[0].players_connected_total, 1);
+    sfu.stop().await;
+    st.stop().await;
+    srv.shutdown().await;
+}
+
+/// What decoding a viewer's H.264 RTP gave.
+#[derive(Debug, Default)]
+struct Decoded {
+    pictures: usize,
+    errors: usize,
+    /// Sequence numbers that did not follow the previous packet's.
+    gaps: usize,
+    /// Frames whose timestamp was not after the previous frame's.
+    ts_not_increasing: usize,
+    /// NAL unit types of the first access unit.
+    first_nals: Vec<u8>,
+}
+
+/// Depacketize (RFC 6184) and decode with OpenH264, frame by frame, from
+/// the first packet on: what a browser's decoder would get.
+fn decode_h264(packets: &[webrtc::rtp::packet::Packet]) -> Decoded {
+    use webrtc::rtp::codecs::h264::H264Packet;
+    use webrtc::rtp::packetizer::Depacketizer;
+
+    let mut out = Decoded::default();
+    let mut decoder = openh264::decoder::Decoder::new().expect("decoder");
+    let mut depacketizer = H264Packet::default();
+    let mut frame: Vec<u8> = Vec::new();
+    let mut frames = 0usize;
+    let mut decode = |frame: &mut Vec<u8>, out: &mut Decoded| {
+        if frame.is_empty() {
+            return;
+        }
+        if frames == 0 {
+            out.first_nals = mock_streamer::encoder::nal_types(frame);
+        }
+        frames += 1;
+        match decoder.decode(frame) {
+            Ok(Some(_)) => out.pictures += 1,
+            Ok(None) => {}
+            Err(_) => out.errors += 1,
+        }
+        frame.clear();
+    };
+    let mut prev: Option<&webrtc::rtp::packet::Packet> = None;
+    for p in packets {
+        if let Some(q) = prev {
+            if p.header.sequence_number != q.header.sequence_number.wrapping_add(1) {
+                out.gaps += 1;
+            }
+            if p.header.timestamp != q.header.timestamp {
+                decode(&mut frame, &mut out);
+                let delta = p.header.timestamp.wrapping_sub(q.header.timestamp);
+                if delta == 0 || delta > u32::MAX / 2 {
+                    out.ts_not_increasing += 1;
+                }
+            }
+        }
+        let nals = depacketizer.depacketize(&p.payload).expect("valid H.264 RTP payload");
+        frame.extend_from_slice(&nals);
+        if p.header.marker {
+            decode(&mut frame, &mut out);
+        }
+        prev = Some(p);
+    }
+    decode(&mut frame, &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_joining_after_the_keyframe_starts_at_once_from_the_cache_and_decodes() {
+    let _serial = SERIAL.lock().await;
+    init_tracing();
+    let srv = server().await;
+    let st = streamer(&srv, "S1", false).await;
+    // A keyframe request interval far longer than the test: a player that
+    // needed a fresh keyframe after the first request would wait 30 s.
+    let sfu = sfu_stub::spawn(SfuConfig {
+        url: format!("ws://{}", srv.sfu_addr()),
+        list_interval: Duration::from_millis(300),
+        keyframe_interval: Duration::from_secs(30),
+        keyframe_cache: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .expect("SFU starts");
+    let mut events = sfu.events();
+    wait_streaming(&srv, &mut events, "startStreaming").await;
+
+    // The first player: its keyframe has gone by once it has seen one.
+    let first = viewer(&srv, None).await;
+    wait_until(Duration::from_secs(10), "the first player's keyframe", || first.resolution.borrow().is_some()).await;
+    let before = sfu.stats();
+
+    // The second player joins now, after that keyframe.
+    let (tap, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let joined_at = std::time::Instant::now();
+    let second = viewer_with(&srv, None, Some(tap)).await;
+    let mut packets = Vec::new();
+    let mut first_at = None;
+    let mut frames = 0;
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some((at, p)) = rx.recv().await {
+            first_at.get_or_insert(at);
+            if packets.last().is_none_or(|q: &webrtc::rtp::packet::Packet| q.header.timestamp != p.header.timestamp) {
+                frames += 1;
+            }
+            packets.push(p);
+            if frames > 60 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "the second player got {frames} frames in 10 s (keyframe interval 30 s)");
+    let after = sfu.stats();
+    println!("second player: first packet after {:?}; SFU: {}", first_at.map(|t| t - joined_at), after.summary());
+    assert_eq!(after.keyframe_requests_sent, before.keyframe_requests_sent, "no keyframe was asked for it");
+    assert!(after.cached_starts > before.cached_starts, "{after:?}");
+
+    // What it got is a valid stream from its first packet: SPS, PPS and an
+    // IDR first, then every frame decodes, no gap, timestamps increasing.
+    let d = decode_h264(&packets);
+    println!("{d:?}");
+    assert!(d.first_nals.starts_with(&[7, 8]) && d.first_nals.contains(&5), "{d:?}");
+    assert_eq!((d.gaps, d.errors, d.ts_not_increasing), (0, 0, 0), "{d:?}");
+    assert!(d.pictures >= 60, "{d:?}");
+
+    first.cancel.cancel();
+    second.cancel.cancel();
     sfu.stop().await;
     st.stop().await;
     srv.shutdown().await;

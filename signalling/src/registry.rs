@@ -75,6 +75,11 @@ pub struct Registry {
     entries: BTreeMap<ConnId, Entry>,
     streamer_ids: HashMap<String, ConnId>,
     player_ids: HashMap<String, ConnId>,
+    /// Streamers and SFUs in connect order: listing them must not walk every
+    /// player (thousands of entries for each `listStreamers`).
+    streamer_side: BTreeSet<ConnId>,
+    /// Entries with the player role.
+    players: usize,
     next_conn: u64,
     next_player: u64,
     next_temp_streamer: u64,
@@ -113,6 +118,12 @@ impl Registry {
             self.streamer_ids.insert(id.clone(), conn);
             id
         });
+        if role.is_streamer_side() {
+            self.streamer_side.insert(conn);
+        }
+        if role == Role::Player {
+            self.players += 1;
+        }
         self.entries.insert(
             conn,
             Entry {
@@ -133,6 +144,10 @@ impl Registry {
     /// (the router does that first, to tell the other ends).
     pub fn remove(&mut self, conn: ConnId) -> Option<Entry> {
         let entry = self.entries.remove(&conn)?;
+        self.streamer_side.remove(&conn);
+        if entry.role == Role::Player {
+            self.players -= 1;
+        }
         if let Some(id) = &entry.streamer_id {
             if self.streamer_ids.get(id) == Some(&conn) {
                 self.streamer_ids.remove(id);
@@ -216,21 +231,22 @@ impl Registry {
 
     /// Player-side connections that are real players (not SFUs).
     pub fn player_count(&self) -> usize {
-        self.entries.values().filter(|e| e.role == Role::Player).count()
+        self.players
     }
 
     /// Identified streamer-side entries in connect order, filtered.
     pub fn streamer_ids_where(&self, keep: impl Fn(&Entry) -> bool) -> Vec<String> {
-        self.entries
-            .values()
-            .filter(|e| e.role.is_streamer_side() && e.identified && keep(e))
+        self.streamer_side
+            .iter()
+            .filter_map(|c| self.entries.get(c))
+            .filter(|e| e.identified && keep(e))
             .filter_map(|e| e.streamer_id.clone())
             .collect()
     }
 
     /// The first listed streamer in connect order (legacy auto-subscribe).
     pub fn first_listed_streamer(&self) -> Option<ConnId> {
-        self.entries.iter().find(|(_, e)| e.listed()).map(|(c, _)| *c)
+        self.streamer_side.iter().copied().find(|c| self.entries.get(c).is_some_and(Entry::listed))
     }
 
     /// Subscribe `player` to `streamer`. Both must exist; any old subscription
@@ -324,6 +340,14 @@ impl Registry {
         }
         if self.player_ids.len() != self.entries.values().filter(|e| e.player_id.is_some()).count() {
             return Err("player id index has stale entries".into());
+        }
+        let streamer_side: BTreeSet<ConnId> =
+            self.entries.iter().filter(|(_, e)| e.role.is_streamer_side()).map(|(c, _)| *c).collect();
+        if streamer_side != self.streamer_side {
+            return Err("streamer-side index differs from the entries".into());
+        }
+        if self.players != self.entries.values().filter(|e| e.role == Role::Player).count() {
+            return Err("player count differs from the entries".into());
         }
         Ok(())
     }

@@ -232,7 +232,7 @@ impl Router {
         };
         self.counters.received += 1;
         self.log_in(from, &text);
-        let incoming = match Incoming::parse(&text) {
+        let incoming = match Incoming::parse_frame(text.clone()) {
             Ok(incoming) => incoming,
             Err(err) => return self.bad_input(from, err),
         };
@@ -504,8 +504,7 @@ impl Router {
             self.drop_frame("not_subscribed");
             return;
         };
-        let player_id = entry.player_id.clone().unwrap_or_default();
-        incoming.set_str("playerId", &player_id);
+        incoming.set_str("playerId", entry.player_id.as_deref().unwrap_or_default());
         out.push(self.forward(streamer, incoming.message.type_name(), Bytes::from(incoming.to_json())));
     }
 

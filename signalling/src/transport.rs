@@ -21,7 +21,7 @@ use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming as HyperBody;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -37,6 +37,7 @@ use warp::reply::{Reply, Response};
 
 use crate::auth::{self, Refusal};
 use crate::config::ServerConfig;
+use crate::handshake::{self, HeadRead, Prefixed};
 use crate::limits::{Gate, LimitRefusal, Permit};
 use crate::metrics::{Exposition, Metrics, Stamp};
 use crate::rate_limit::RateLimit;
@@ -346,18 +347,23 @@ pub async fn serve_listener(listener: TcpListener, kind: Listener, shared: Arc<S
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
+        // (On Linux the listener's TCP_NODELAY is inherited.)
+        if cfg!(not(target_os = "linux")) {
+            let _ = stream.set_nodelay(true);
+        }
         let shared2 = shared.clone();
-        shared.tasks.spawn(async move {
+        let task = async move {
             let timeout = shared2.config.limits.handshake_timeout;
             match (&shared2.tls, kind) {
                 (Some(tls), Listener::Ws(_)) => {
                     let handshake = tokio::select! {
                         _ = shared2.shutdown.cancelled() => return,
-                        r = tokio::time::timeout(timeout, tls.accept(stream)) => r,
+                        // Boxed: the TLS handshake state is large and short-lived.
+                        r = Box::pin(tokio::time::timeout(timeout, tls.accept(stream))) => r,
                     };
                     match handshake {
-                        Ok(Ok(tls_stream)) => serve_http(tls_stream, addr, kind, shared2).await,
+                        // Boxed: only TLS connections pay for the TLS stream's size.
+                        Ok(Ok(tls_stream)) => Box::pin(serve_stream(tls_stream, addr, kind, shared2)).await,
                         Ok(Err(e)) => {
                             shared2.metrics.dropped("tls_handshake_failed");
                             debug!("TLS handshake from {addr} failed: {e}");
@@ -368,10 +374,85 @@ pub async fn serve_listener(listener: TcpListener, kind: Listener, shared: Arc<S
                         }
                     }
                 }
-                _ => serve_http(stream, addr, kind, shared2).await,
+                _ => serve_stream(stream, addr, kind, shared2).await,
             }
-        });
+        };
+        shared.tasks.spawn(task);
     }
+}
+
+/// Serve one accepted (and maybe TLS-wrapped) stream. On a WebSocket port
+/// the first request head is read here: an upgrade is answered without
+/// hyper (see [`crate::handshake`]); anything else goes to hyper.
+async fn serve_stream<I>(mut io: I, addr: SocketAddr, kind: Listener, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // hyper's state is boxed: it is large, and every task would otherwise
+    // reserve room for it for the whole life of a WebSocket connection.
+    let Listener::Ws(role) = kind else { return Box::pin(serve_http(io, addr, kind, shared)).await };
+    let timeout = shared.config.limits.handshake_timeout;
+    let read = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        read = tokio::time::timeout(timeout, handshake::read_head(&mut io)) => read,
+    };
+    let refuse = |status: http::StatusCode, body: &str| Bytes::from(handshake::response(status, &[], body));
+    // In a block: nothing of the request outlives the handshake.
+    let (early, switching, permit) = {
+        let (head, head_len, bytes) = match read {
+            Ok(Ok(HeadRead::Head { head, head_len, bytes })) => (head, head_len, bytes),
+            Ok(Ok(HeadRead::Closed)) | Ok(Err(_)) => return,
+            Ok(Ok(HeadRead::Malformed)) => {
+                shared.metrics.dropped("bad_request");
+                return write_and_close(io, refuse(http::StatusCode::BAD_REQUEST, "Bad request.\n")).await;
+            }
+            Ok(Ok(HeadRead::TooLarge)) => {
+                shared.metrics.dropped("bad_request");
+                let status = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+                return write_and_close(io, refuse(status, "Request head too large.\n")).await;
+            }
+            Err(_) => {
+                shared.metrics.dropped("handshake_timeout");
+                debug!("{addr} did not send a request within {timeout:?}; dropped");
+                return;
+            }
+        };
+        if !head.is_websocket_upgrade() {
+            // hyper reads the request again, from the bytes already taken.
+            let io = Prefixed::new(io, bytes.freeze(), Bytes::new());
+            return Box::pin(serve_http(io, addr, kind, shared)).await;
+        }
+        let accepted = websocket_accept(&head.headers)
+            .map_err(|()| Refused::bad_handshake())
+            .and_then(|accept| admit(&head.headers, head.query(), addr, role, &shared).map(|permit| (accept, permit)));
+        let ((accept_key, protocol), permit) = match accepted {
+            Ok(accepted) => accepted,
+            Err(refused) => return write_and_close(io, Bytes::from(refused.to_http1())).await,
+        };
+        // What the client sent past its head (normally nothing) is the start of its frames.
+        let early = Bytes::copy_from_slice(&bytes[head_len..]);
+        (early, handshake::switching_protocols(&accept_key, protocol.as_deref()), permit)
+    };
+    // Early frames reach tungstenite through `Prefixed`, not
+    // `from_partially_read`: that one starts a read buffer that forgets its
+    // size and then reads frame by frame (14-byte header reads).
+    let io = Prefixed::new(io, early, Bytes::from(switching));
+    let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(shared.ws_config())).await;
+    shared.metrics.accepted[role_index(role)].fetch_add(1, Ordering::Relaxed);
+    // A task of its own, so the room for the handshake (and for hyper) is
+    // freed; and the connection's future is the task itself, as wrapping it
+    // would store the socket twice.
+    let tasks = shared.tasks.clone();
+    tasks.spawn(run_connection(ws, role, addr, shared, permit));
+}
+
+/// Send a refusal and close.
+async fn write_and_close<I: AsyncWrite + Unpin>(mut io: I, response: Bytes) {
+    let write = async {
+        io.write_all(&response).await?;
+        io.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
 }
 
 /// Serve HTTP/1 on one accepted (and maybe TLS-wrapped) stream until it
@@ -444,34 +525,77 @@ fn redirect(req: &http::Request<HyperBody>, shared: &Shared) -> Response {
     }
 }
 
-/// Decide whether this upgrade may go ahead; on refusal, the HTTP answer.
-/// Order: draining, origin, token, limits (so a client without the token
-/// learns nothing about the limits).
+/// An upgrade that may not go ahead: the HTTP answer to give.
+struct Refused {
+    status: http::StatusCode,
+    body: &'static str,
+    /// Add `WWW-Authenticate: Bearer`.
+    bearer: bool,
+}
+
+impl Refused {
+    fn bad_handshake() -> Self {
+        Refused { status: http::StatusCode::BAD_REQUEST, body: "Bad WebSocket handshake.\n", bearer: false }
+    }
+
+    fn into_response(self) -> Response {
+        let mut response = plain(self.status, self.body);
+        if self.bearer {
+            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+
+    fn to_http1(&self) -> Vec<u8> {
+        let extra: &[(&str, &str)] = if self.bearer { &[("www-authenticate", "Bearer")] } else { &[] };
+        handshake::response(self.status, extra, self.body)
+    }
+}
+
+/// The `Sec-WebSocket-Accept` value and the subprotocol to echo (the first
+/// one offered, as Wilbur does), or `Err` for a malformed upgrade.
+fn websocket_accept(headers: &http::HeaderMap) -> Result<(String, Option<String>), ()> {
+    let key = headers.get(http::header::SEC_WEBSOCKET_KEY).ok_or(())?;
+    if headers.get(http::header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+        return Err(());
+    }
+    let protocol = headers
+        .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').map(str::trim).find(|p| !p.is_empty()))
+        .filter(|p| http::HeaderValue::from_str(p).is_ok())
+        .map(str::to_string);
+    Ok((derive_accept_key(key.as_bytes()), protocol))
+}
+
+/// Decide whether this upgrade may go ahead. Order: draining, origin,
+/// token, limits (so a client without the token learns nothing about the
+/// limits).
 fn admit(
-    req: &http::Request<HyperBody>,
+    headers: &http::HeaderMap,
+    query: Option<&str>,
     addr: SocketAddr,
     role: Role,
     shared: &Shared,
-) -> Result<Permit, Box<Response>> {
+) -> Result<Permit, Refused> {
     let refuse = |reason: &'static str, status: http::StatusCode, body: &'static str| {
         shared.metrics.refused(reason);
         info!("refused a {} connection from {addr}: {reason}", role.as_str());
-        Box::new(plain(status, body))
+        Refused { status, body, bearer: false }
     };
     if shared.draining.load(Ordering::Relaxed) {
         return Err(refuse("draining", http::StatusCode::SERVICE_UNAVAILABLE, "Server is draining.\n"));
     }
-    let checks = auth::check_origin(&shared.config.security.allowed_origins, req.headers())
-        .and_then(|()| auth::check_token(shared.config.token_for(role), req.headers(), req.uri().query()));
+    let checks = auth::check_origin(&shared.config.security.allowed_origins, headers)
+        .and_then(|()| auth::check_token(shared.config.token_for(role), headers, query));
     match checks {
         Ok(()) => {}
         Err(Refusal::ForbiddenOrigin) => {
             return Err(refuse("forbidden_origin", http::StatusCode::FORBIDDEN, "Origin not allowed.\n"))
         }
         Err(Refusal::Unauthorized) => {
-            let mut response = refuse("unauthorized", http::StatusCode::UNAUTHORIZED, "Missing or wrong token.\n");
-            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
-            return Err(response);
+            let refused = refuse("unauthorized", http::StatusCode::UNAUTHORIZED, "Missing or wrong token.\n");
+            return Err(Refused { bearer: true, ..refused });
         }
     }
     match shared.gate.admit(role, addr.ip()) {
@@ -485,14 +609,6 @@ fn admit(
     }
 }
 
-fn header_has_token(req: &http::Request<HyperBody>, name: http::header::HeaderName, token: &str) -> bool {
-    req.headers()
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-}
-
 fn plain(status: http::StatusCode, body: &'static str) -> Response {
     warp::reply::with_status(body, status).into_response()
 }
@@ -503,8 +619,8 @@ async fn handle_request(
     role: Role,
     shared: Arc<Shared>,
 ) -> Response {
-    let is_upgrade = header_has_token(&req, http::header::CONNECTION, "upgrade")
-        && header_has_token(&req, http::header::UPGRADE, "websocket");
+    let is_upgrade = handshake::has_token(req.headers(), http::header::CONNECTION, "upgrade")
+        && handshake::has_token(req.headers(), http::header::UPGRADE, "websocket");
     if !is_upgrade {
         return match (&shared.http, role) {
             (Some(routes), Role::Player) => {
@@ -517,22 +633,15 @@ async fn handle_request(
             _ => plain(http::StatusCode::UPGRADE_REQUIRED, "This port only accepts WebSocket connections.\n"),
         };
     }
-    let key = req.headers().get(http::header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec());
-    let version_ok = req.headers().get(http::header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let (Some(key), true) = (key, version_ok) else {
-        return plain(http::StatusCode::BAD_REQUEST, "Bad WebSocket handshake.\n");
+    // An upgrade after an earlier request on the same connection (the first
+    // one is handled in `serve_stream`).
+    let Ok((accept_key, protocol)) = websocket_accept(req.headers()) else {
+        return Refused::bad_handshake().into_response();
     };
-    let permit = match admit(&req, addr, role, &shared) {
+    let permit = match admit(req.headers(), req.uri().query(), addr, role, &shared) {
         Ok(permit) => permit,
-        Err(response) => return *response,
+        Err(refused) => return refused.into_response(),
     };
-    // Echo the first offered subprotocol, as Wilbur does.
-    let protocol = req
-        .headers()
-        .get(http::header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').map(str::trim).find(|p| !p.is_empty()))
-        .and_then(|p| http::HeaderValue::from_str(p).ok());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_shared = shared.clone();
     shared.tasks.spawn(async move {
@@ -541,8 +650,7 @@ async fn handle_request(
                 let config = task_shared.ws_config();
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config)).await;
                 task_shared.metrics.accepted[role_index(role)].fetch_add(1, Ordering::Relaxed);
-                run_connection(ws, role, addr, task_shared).await;
-                drop(permit);
+                run_connection(ws, role, addr, task_shared, permit).await;
             }
             Err(e) => debug!("websocket upgrade from {addr} failed: {e}"),
         }
@@ -551,7 +659,7 @@ async fn handle_request(
         .status(http::StatusCode::SWITCHING_PROTOCOLS)
         .header(http::header::CONNECTION, "upgrade")
         .header(http::header::UPGRADE, "websocket")
-        .header(http::header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(&key));
+        .header(http::header::SEC_WEBSOCKET_ACCEPT, accept_key);
     if let Some(protocol) = protocol {
         response = response.header(http::header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
@@ -560,8 +668,6 @@ async fn handle_request(
         Err(_) => plain(http::StatusCode::INTERNAL_SERVER_ERROR, "handshake error\n"),
     }
 }
-
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 fn role_index(role: Role) -> usize {
     match role {
@@ -581,7 +687,11 @@ fn close_frame(code: u16, reason: &str) -> CloseFrame {
 }
 
 /// Serve one WebSocket connection until it closes.
-async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Shared>) {
+/// `permit` holds the connection's place under the limits until it ends.
+async fn run_connection<S>(ws: WebSocketStream<S>, role: Role, addr: SocketAddr, shared: Arc<Shared>, permit: Permit)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let queue_len = match role {
         Role::Player => shared.config.send_queue_len,
         Role::Streamer | Role::Sfu => shared.config.streamer_send_queue_len,
@@ -670,6 +780,11 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
             interval
         });
         let mut queue_open = true;
+        // The handshake's `101` leaves with the first frames; with none
+        // queued yet (the router always queues `config` first), alone.
+        if queue_rx.is_empty() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), sink.flush()).await;
+        }
         let order = loop {
             tokio::select! {
                 biased;
@@ -742,11 +857,12 @@ async fn run_connection(ws: Socket, role: Role, addr: SocketAddr, shared: Arc<Sh
         }
     }
     debug!(conn = conn.0, "{} from {addr} closed", role.as_str());
+    drop(permit);
 }
 
 /// Read and discard what the peer still sends for a moment, so the close
 /// frame we sent is not lost to a TCP reset on unread data.
-async fn drain(ws: Socket) {
+async fn drain<S: AsyncRead + AsyncWrite + Unpin>(ws: WebSocketStream<S>) {
     let mut io = ws.into_inner();
     let mut buf = vec![0u8; 64 * 1024];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
