@@ -186,3 +186,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn escaped_and_repeated_names_behave_like_json_parse() {
+    // An escaped name is the same name: setting playerId replaces it in place.
+    let mut m = Incoming::parse(br#"{"type":"answer","sdp":"a","pl\u0061yerId":"Forged","x":1}"#).unwrap();
+    m.set_str("playerId", "Player2");
+    assert_eq!(m.to_json(), r#"{"type":"answer","sdp":"a","playerId":"Player2","x":1}"#);
+    // A repeated name keeps its first place and its last value, as JSON.parse does.
+    let m = Incoming::parse(br#"{"type":"offer","sdp":"first","a":1,"sdp":"last"}"#).unwrap();
+    assert!(matches!(&m.message, Message::Offer { sdp, .. } if sdp == "last"));
+    assert_eq!(m.to_json(), r#"{"type":"offer","sdp":"last","a":1}"#);
+    // The same past the size where names are indexed rather than searched.
+    let mut text = String::from(r#"{"type":"offer","sdp":"first""#);
+    for i in 0..40 {
+        text.push_str(&format!(r#","k{i}":{i}"#));
+    }
+    text.push_str(r#","sdp":"last","k3":"three"}"#);
+    let m = Incoming::parse(text.as_bytes()).unwrap();
+    assert!(matches!(&m.message, Message::Offer { sdp, .. } if sdp == "last"));
+    assert_eq!(m.keys().count(), 42);
+    assert_eq!(m.get("k3"), Some(Value::from("three")));
+    assert_eq!(m.keys().nth(5), Some("k3"), "a repeated name keeps its first place");
+}
+
+#[test]
+fn forwarded_values_keep_their_exact_text() {
+    // Numbers and string escapes are passed on byte for byte, not re-printed.
+    let text = r#"{"type":"answer","sdp":"v=0\r\n\u00e9","minBitrateBps":100000,"big":1.0000000000000002e308,"n":-0.0}"#;
+    let mut m = Incoming::parse(text.as_bytes()).unwrap();
+    m.set_str("playerId", "P\"1");
+    assert_eq!(
+        m.to_json(),
+        r#"{"type":"answer","sdp":"v=0\r\n\u00e9","minBitrateBps":100000,"big":1.0000000000000002e308,"n":-0.0,"playerId":"P\"1"}"#
+    );
+}
