@@ -213,7 +213,8 @@ fn escaped_and_repeated_names_behave_like_json_parse() {
 #[test]
 fn forwarded_values_keep_their_exact_text() {
     // Numbers and string escapes are passed on byte for byte, not re-printed.
-    let text = r#"{"type":"answer","sdp":"v=0\r\n\u00e9","minBitrateBps":100000,"big":1.0000000000000002e308,"n":-0.0}"#;
+    let text =
+        r#"{"type":"answer","sdp":"v=0\r\n\u00e9","minBitrateBps":100000,"big":1.0000000000000002e308,"n":-0.0}"#;
     let mut m = Incoming::parse(text.as_bytes()).unwrap();
     m.set_str("playerId", "P\"1");
     assert_eq!(

@@ -106,17 +106,19 @@ impl KeyframeRequester {
 
 #[cfg(test)]
 mod tests {
+    //! On tokio's paused clock: the sleeps below advance virtual time once
+    //! every task is idle, so the timing is exact and the tests take no time.
     use super::*;
     use std::sync::atomic::AtomicU64;
 
-    #[tokio::test]
-    async fn a_burst_of_requests_becomes_two() {
+    /// A requester whose requests are only counted (layers seen checked by `check`).
+    fn counting(check: fn(usize)) -> (KeyframeRequester, Arc<AtomicU64>, Arc<SfuStats>, CancellationToken) {
         let sent = Arc::new(AtomicU64::new(0));
         let s = sent.clone();
         let send: SendRequest = Arc::new(move |layer| {
             let s = s.clone();
             Box::pin(async move {
-                assert_eq!(layer, 0);
+                check(layer);
                 s.fetch_add(1, Relaxed);
                 true
             })
@@ -124,6 +126,12 @@ mod tests {
         let stats = Arc::new(SfuStats::default());
         let cancel = CancellationToken::new();
         let k = KeyframeRequester::spawn(Duration::from_millis(300), send, stats.clone(), cancel.clone());
+        (k, sent, stats, cancel)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_requests_becomes_two() {
+        let (k, sent, stats, cancel) = counting(|layer| assert_eq!(layer, 0));
         tokio::task::yield_now().await;
         // A burst of 100 requests (far shorter than the interval): one goes
         // out at once, one at the end of the interval.
@@ -142,20 +150,9 @@ mod tests {
         cancel.cancel();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn needs_met_by_a_keyframe_in_flight_are_not_asked_again() {
-        let sent = Arc::new(AtomicU64::new(0));
-        let s = sent.clone();
-        let send: SendRequest = Arc::new(move |_| {
-            let s = s.clone();
-            Box::pin(async move {
-                s.fetch_add(1, Relaxed);
-                true
-            })
-        });
-        let stats = Arc::new(SfuStats::default());
-        let cancel = CancellationToken::new();
-        let k = KeyframeRequester::spawn(Duration::from_millis(300), send, stats.clone(), cancel.clone());
+        let (k, sent, _stats, cancel) = counting(|_| {});
         tokio::task::yield_now().await;
         // First player: asked at once.
         k.request(0);

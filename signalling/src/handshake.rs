@@ -15,10 +15,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-/// Longest request head accepted (request line and headers).
-pub const MAX_HEAD: usize = 16 * 1024;
-/// Most headers accepted in a request head.
-const MAX_HEADERS: usize = 64;
+/// Longest request head accepted (request line and headers); hyper allows
+/// about as much, and a browser may bring large cookies to the player port.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most headers accepted in a request head (hyper's default).
+const MAX_HEADERS: usize = 100;
 
 /// A parsed request head.
 #[derive(Debug)]
