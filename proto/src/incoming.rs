@@ -109,8 +109,8 @@ impl Incoming {
             };
             let type_name = match raw.iter().rev().find(|(k, _)| k == "type") {
                 None => return Err(ParseError::MissingType),
-                Some((_, v)) => match serde_json::from_str::<Cow<'_, str>>(v.get()) {
-                    Ok(t) => t,
+                Some((_, v)) => match serde_json::from_str::<Name<'_>>(v.get()) {
+                    Ok(Name(t)) => t,
                     Err(_) => return Err(ParseError::TypeNotString),
                 },
             };
@@ -174,7 +174,9 @@ impl Incoming {
     /// Set `key` to a string value. An existing key keeps its position; a new
     /// one is appended.
     pub fn set_str(&mut self, key: &str, value: &str) {
-        let value = Text::Owned(json_string(value));
+        let mut text = String::with_capacity(value.len() + 2);
+        push_json_string(&mut text, value);
+        let value = Text::Owned(text);
         match self.position(key) {
             Some(i) => self.members[i].value = value,
             None => self.members.push(Member { key: Key::Owned(key.to_string()), value }),
@@ -191,7 +193,16 @@ impl Incoming {
     /// The JSON text of the (possibly modified) original object: members in
     /// their order, values exactly as received (numbers keep every digit).
     pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(self.text.len() + 32);
+        // Exactly the length needed: a `Bytes` made from it then needs no
+        // allocation of its own.
+        let key_len = |k: &Key| match k {
+            Key::Span(r) => r.len() + 2,
+            Key::Owned(k) => json_string_len(k),
+        };
+        let len = 2
+            + self.members.iter().map(|m| key_len(&m.key) + 1 + self.text_str(&m.value).len()).sum::<usize>()
+            + self.members.len().saturating_sub(1);
+        let mut out = String::with_capacity(len);
         out.push('{');
         for (i, m) in self.members.iter().enumerate() {
             if i > 0 {
@@ -204,12 +215,13 @@ impl Incoming {
                     out.push_str(self.key_str(&m.key));
                     out.push('"');
                 }
-                Key::Owned(k) => out.push_str(&json_string(k)),
+                Key::Owned(k) => push_json_string(&mut out, k),
             }
             out.push(':');
             out.push_str(self.text_str(&m.value));
         }
         out.push('}');
+        debug_assert_eq!(out.len(), len, "to_json's length: {out}");
         out
     }
 }
@@ -221,10 +233,56 @@ impl PartialEq for Incoming {
     }
 }
 
-/// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
-    // Serialising a `&str` cannot fail.
-    serde_json::to_string(s).unwrap_or_default()
+/// Whether `s` goes into a JSON string literal as it is.
+fn needs_no_escape(s: &str) -> bool {
+    s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
+/// Append `s` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    if needs_no_escape(s) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // Serialising a `&str` cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
+/// The length of `s` as a JSON string literal.
+fn json_string_len(s: &str) -> usize {
+    if needs_no_escape(s) {
+        s.len() + 2
+    } else {
+        serde_json::to_string(s).map_or(0, |t| t.len())
+    }
+}
+
+/// A member name or string value, borrowed from the input unless it has
+/// escapes (serde's own `Cow<str>` always copies).
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
 }
 
 /// A JSON object as its members, borrowed from the input: names (unescaped
@@ -244,7 +302,7 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
                 let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(8);
                 // Names seen, for objects too large to search linearly.
                 let mut index: Option<HashMap<String, usize>> = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
                     let value: &'de RawValue = map.next_value()?;
                     if members.len() >= 16 && index.is_none() {
                         index = Some(members.iter().enumerate().map(|(i, (k, _))| (k.to_string(), i)).collect());

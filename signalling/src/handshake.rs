@@ -27,6 +27,7 @@ pub struct RequestHead {
     pub method: String,
     /// The request target as sent (path and query).
     pub target: String,
+    /// The headers an upgrade needs ([`UPGRADE_HEADERS`]), not all of them.
     pub headers: HeaderMap,
 }
 
@@ -94,10 +95,25 @@ pub async fn read_head<S: AsyncRead + Unpin>(io: &mut S) -> io::Result<HeadRead>
     }
 }
 
+/// The headers an upgrade is decided on; the others are not copied (a
+/// request that is not an upgrade is read again by hyper).
+const UPGRADE_HEADERS: [HeaderName; 7] = [
+    http::header::CONNECTION,
+    http::header::UPGRADE,
+    http::header::SEC_WEBSOCKET_KEY,
+    http::header::SEC_WEBSOCKET_VERSION,
+    http::header::SEC_WEBSOCKET_PROTOCOL,
+    http::header::ORIGIN,
+    http::header::AUTHORIZATION,
+];
+
 fn to_head(request: &httparse::Request<'_, '_>) -> Option<RequestHead> {
-    let mut headers = HeaderMap::with_capacity(request.headers.len());
+    let mut headers = HeaderMap::with_capacity(UPGRADE_HEADERS.len());
     for h in request.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        let Some(name) = UPGRADE_HEADERS.iter().find(|n| h.name.eq_ignore_ascii_case(n.as_str())) else {
+            continue;
+        };
+        let name = name.clone();
         let value = HeaderValue::from_bytes(h.value).ok()?;
         headers.append(name, value);
     }
