@@ -446,13 +446,29 @@ where
     tasks.spawn(run_connection(ws, role, addr, shared, permit));
 }
 
-/// Send a refusal and close.
-async fn write_and_close<I: AsyncWrite + Unpin>(mut io: I, response: Bytes) {
+/// Send a refusal and close. What the client still sends is read and
+/// dropped for a moment: closing on unread bytes would reset the connection
+/// and could take the refusal with it.
+async fn write_and_close<I: AsyncRead + AsyncWrite + Unpin>(mut io: I, response: Bytes) {
     let write = async {
         io.write_all(&response).await?;
         io.shutdown().await
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
+    if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), write).await {
+        // On the heap: every connection's handshake task would otherwise
+        // carry these 4 KiB.
+        let mut sink = vec![0u8; 4096];
+        let discard = async {
+            let mut total = 0usize;
+            while total < 1 << 20 {
+                match io.read(&mut sink).await {
+                    Ok(n) if n > 0 => total += n,
+                    _ => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), discard).await;
+    }
 }
 
 /// Serve HTTP/1 on one accepted (and maybe TLS-wrapped) stream until it
