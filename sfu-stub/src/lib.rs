@@ -8,7 +8,8 @@
 //!
 //! Modules, one concept each: [`config`], [`session`] (signalling),
 //! [`upstream`] (the streamer's peer connection), [`downstream`] (a player's
-//! peer connection), [`forwarder`] (fan-out), [`layer`] (layer selection and
+//! peer connection), [`forwarder`] (fan-out), [`gop_cache`] (a fast start for
+//! new players), [`layer`] (layer selection and
 //! RTP rewriting), [`keyframe`] (rate-limited keyframe requests), [`codec`]
 //! (keyframe detection), [`relay`] (data channels), [`rtc`] (WebRTC
 //! settings), [`stats`], [`events`].
@@ -28,6 +29,7 @@ pub mod downstream;
 pub mod error;
 pub mod events;
 pub mod forwarder;
+pub mod gop_cache;
 pub mod keyframe;
 pub mod layer;
 pub mod relay;
