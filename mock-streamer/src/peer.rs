@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use proto::rtc::{on_local_candidates, rtc_configuration, to_rtc_candidate, IcePolicy, LocalCandidate, H264_FMTP};
+use proto::rtc::{
+    on_local_candidates, rtc_configuration, set_local, state_changes, to_rtc_candidate, IcePolicy, LocalCandidate,
+    H264_FMTP,
+};
 use proto::{IceCandidate, Message};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
@@ -180,15 +183,8 @@ async fn setup(p: &PeerParams) -> Result<Setup, PeerError> {
             }
         });
     }
-    let (state_tx, state_rx) = mpsc::unbounded_channel();
-    pc.on_peer_connection_state_change(Box::new(move |s| {
-        let _ = state_tx.send(s);
-        Box::pin(async {})
-    }));
-
-    let offer = pc.create_offer(None).await?;
-    pc.set_local_description(offer.clone()).await?;
-    let sdp = pc.local_description().await.map(|d| d.sdp).unwrap_or(offer.sdp);
+    let state_rx = state_changes(&pc);
+    let sdp = set_local(&pc, pc.create_offer(None).await?).await?;
     let _ = p.signal.send(&Message::Offer {
         sdp,
         player_id: Some(p.player_id.clone()),

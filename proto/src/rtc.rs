@@ -272,6 +272,30 @@ pub enum LocalCandidate {
     Done,
 }
 
+/// The connection-state changes of `pc`, in order.
+pub fn state_changes(
+    pc: &webrtc::peer_connection::RTCPeerConnection,
+) -> tokio::sync::mpsc::UnboundedReceiver<webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    pc.on_peer_connection_state_change(Box::new(move |s| {
+        let _ = tx.send(s);
+        Box::pin(async {})
+    }));
+    rx
+}
+
+/// Set our offer or answer as `pc`'s local description and return the SDP to
+/// send: the local description as it now stands (candidates gathered so far
+/// included; the rest trickle).
+pub async fn set_local(
+    pc: &webrtc::peer_connection::RTCPeerConnection,
+    description: webrtc::peer_connection::sdp::session_description::RTCSessionDescription,
+) -> Result<String, webrtc::Error> {
+    let fallback = description.sdp.clone();
+    pc.set_local_description(description).await?;
+    Ok(pc.local_description().await.map_or(fallback, |d| d.sdp))
+}
+
 /// Call `on` for each local ICE candidate of `pc` (converted for signalling)
 /// and once when gathering is done. Every peer of the toolkit trickles its
 /// candidates this way.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::client::SignallingSender;
-use proto::rtc::{on_local_candidates, rtc_configuration, to_rtc_candidate, LocalCandidate};
+use proto::rtc::{on_local_candidates, rtc_configuration, set_local, state_changes, to_rtc_candidate, LocalCandidate};
 use proto::{IceCandidate, Message};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -193,16 +193,10 @@ async fn setup(p: &UpstreamParams, cancel: CancellationToken) -> Result<Setup, S
             }
         });
     }
-    let (state_tx, state_rx) = mpsc::unbounded_channel();
-    pc.on_peer_connection_state_change(Box::new(move |s| {
-        let _ = state_tx.send(s);
-        Box::pin(async {})
-    }));
+    let state_rx = state_changes(&pc);
 
     pc.set_remote_description(RTCSessionDescription::offer(filter_sdp(p.config.ice, &p.offer_sdp))?).await?;
-    let answer = pc.create_answer(None).await?;
-    pc.set_local_description(answer.clone()).await?;
-    let sdp = pc.local_description().await.map_or(answer.sdp, |d| d.sdp);
+    let sdp = set_local(&pc, pc.create_answer(None).await?).await?;
     let _ = p.signal.send(&Message::Answer { sdp, player_id: None, min_bitrate_bps: None, max_bitrate_bps: None });
     Ok((pc, media, keyframes, state_rx, gathered_rx))
 }
