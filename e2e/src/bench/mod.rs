@@ -71,8 +71,8 @@ impl BenchReport {
         let median = util::median(&runs);
         let (target, status) = match goal {
             Goal::None => (String::new(), String::new()),
-            Goal::AtMost(t) => (format!("<= {t}"), status(median.is_finite() && median <= t)),
-            Goal::AtLeast(t) => (format!(">= {t}"), status(median.is_finite() && median >= t)),
+            Goal::AtMost(t) => (format!("<= {}", short(t)), status(median.is_finite() && median <= t)),
+            Goal::AtLeast(t) => (format!(">= {}", short(t)), status(median.is_finite() && median >= t)),
         };
         self.figures.push(Figure { name: name.into(), unit: unit.into(), median, runs, target, status });
     }
@@ -179,4 +179,11 @@ pub fn compare_text(ours: &BenchReport, other: &BenchReport) -> String {
         );
     }
     s
+}
+
+/// A target for the table: at most two decimals, no trailing zeros (8 KB
+/// is 7.8125 KiB, shown as 7.81; the comparison uses the exact value).
+fn short(t: f64) -> String {
+    let text = format!("{t:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
