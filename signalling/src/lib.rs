@@ -3,6 +3,7 @@
 //! Layers, from the wire inwards:
 //! - [`transport`]: listeners, WebSocket upgrades, one reader and one writer
 //!   task per connection with a bounded send queue, keepalive pings;
+//! - [`handshake`]: the upgrade request read and answered without hyper;
 //! - [`http`]: REST API, static files and liveness on the player port;
 //! - [`router`]: the sans-I/O routing core over the [`registry`];
 //! - [`config`] / [`cli`]: what to run, from flags and `config.json`.

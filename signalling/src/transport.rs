@@ -1,10 +1,13 @@
 //! The I/O layer: listeners, WebSocket upgrades and per-connection tasks.
 //!
-//! Each listener is a hyper HTTP/1 server. A WebSocket upgrade request becomes
-//! a connection: it is registered with the [`Hub`] and served by one task that
-//! runs a reader (frames → router) and a writer (bounded queue → socket, plus
-//! keepalive pings) side by side. Anything else on the player port goes to
-//! the warp routes of [`crate::http`]; the streamer and SFU ports answer 426.
+//! On a WebSocket port the first request head is read by [`crate::handshake`]:
+//! an upgrade is answered there (its `101` leaves with the first frames), and
+//! anything else goes to hyper (HTTP/1), which also handles an upgrade that
+//! follows an earlier request. An upgraded socket becomes a connection: it is
+//! registered with the [`Hub`] and served by one task that runs a reader
+//! (frames → router) and a writer (bounded queue → socket, plus keepalive
+//! pings) side by side. Plain HTTP on the player port goes to the warp routes
+//! of [`crate::http`]; the streamer and SFU ports answer 426.
 //!
 //! The WebSocket is built here rather than with `warp::ws()` so that we choose
 //! its buffers: tungstenite's default 128 KiB read buffer per connection would
