@@ -199,8 +199,12 @@ impl Incoming {
             Key::Span(r) => r.len() + 2,
             Key::Owned(k) => json_string_len(k),
         };
+        let value_len = |v: &Text| match v {
+            Text::Span(r) => r.len(),
+            Text::Owned(t) => t.len(),
+        };
         let len = 2
-            + self.members.iter().map(|m| key_len(&m.key) + 1 + self.text_str(&m.value).len()).sum::<usize>()
+            + self.members.iter().map(|m| key_len(&m.key) + 1 + value_len(&m.value)).sum::<usize>()
             + self.members.len().saturating_sub(1);
         let mut out = String::with_capacity(len);
         out.push('{');

@@ -39,14 +39,17 @@ impl RequestHead {
 
     /// `GET` with `Connection: upgrade` and `Upgrade: websocket`.
     pub fn is_websocket_upgrade(&self) -> bool {
-        self.method == "GET"
-            && has_token(&self.headers, http::header::CONNECTION, "upgrade")
-            && has_token(&self.headers, http::header::UPGRADE, "websocket")
+        self.method == "GET" && asks_for_websocket(&self.headers)
     }
 }
 
+/// `Connection: upgrade` and `Upgrade: websocket`.
+pub fn asks_for_websocket(headers: &HeaderMap) -> bool {
+    has_token(headers, http::header::CONNECTION, "upgrade") && has_token(headers, http::header::UPGRADE, "websocket")
+}
+
 /// Whether the comma-separated header `name` lists `token` (any case).
-pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
         .iter()

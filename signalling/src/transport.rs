@@ -355,7 +355,7 @@ pub async fn serve_listener(listener: TcpListener, kind: Listener, shared: Arc<S
             let _ = stream.set_nodelay(true);
         }
         let shared2 = shared.clone();
-        let task = async move {
+        shared.tasks.spawn(async move {
             let timeout = shared2.config.limits.handshake_timeout;
             match (&shared2.tls, kind) {
                 (Some(tls), Listener::Ws(_)) => {
@@ -379,8 +379,7 @@ pub async fn serve_listener(listener: TcpListener, kind: Listener, shared: Arc<S
                 }
                 _ => serve_stream(stream, addr, kind, shared2).await,
             }
-        };
-        shared.tasks.spawn(task);
+        });
     }
 }
 
@@ -458,19 +457,7 @@ async fn write_and_close<I: AsyncRead + AsyncWrite + Unpin>(mut io: I, response:
         io.shutdown().await
     };
     if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), write).await {
-        // On the heap: every connection's handshake task would otherwise
-        // carry these 4 KiB.
-        let mut sink = vec![0u8; 4096];
-        let discard = async {
-            let mut total = 0usize;
-            while total < 1 << 20 {
-                match io.read(&mut sink).await {
-                    Ok(n) if n > 0 => total += n,
-                    _ => break,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), discard).await;
+        discard_input(&mut io, Duration::from_secs(1), 1 << 20).await;
     }
 }
 
@@ -638,9 +625,7 @@ async fn handle_request(
     role: Role,
     shared: Arc<Shared>,
 ) -> Response {
-    let is_upgrade = handshake::has_token(req.headers(), http::header::CONNECTION, "upgrade")
-        && handshake::has_token(req.headers(), http::header::UPGRADE, "websocket");
-    if !is_upgrade {
+    if !handshake::asks_for_websocket(req.headers()) {
         return match (&shared.http, role) {
             (Some(routes), Role::Player) => {
                 let mut service = warp::service(routes.clone());
@@ -882,11 +867,17 @@ where
 /// Read and discard what the peer still sends for a moment, so the close
 /// frame we sent is not lost to a TCP reset on unread data.
 async fn drain<S: AsyncRead + AsyncWrite + Unpin>(ws: WebSocketStream<S>) {
-    let mut io = ws.into_inner();
+    discard_input(&mut ws.into_inner(), Duration::from_secs(2), 64 << 20).await;
+}
+
+/// Read and drop what the peer sends, until it closes, `for_at_most` has
+/// passed or `max_bytes` were read.
+async fn discard_input<I: AsyncRead + Unpin>(io: &mut I, for_at_most: Duration, max_bytes: usize) {
+    // On the heap, and only here: a task's future would otherwise carry it.
     let mut buf = vec![0u8; 64 * 1024];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + for_at_most;
     let mut total = 0usize;
-    while total < 64 << 20 {
+    while total < max_bytes {
         match tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => total += n,
             _ => break,
@@ -946,15 +937,16 @@ where
     sink.feed(WsMessage::Text(text)).await.map_err(|_| ())
 }
 
-async fn send_text<S>(sink: &mut S, (frame, arrived): Queued, metrics: &Metrics) -> Result<(), ()>
+/// Send one frame now; gives up on a peer that does not read.
+async fn send_text<S>(sink: &mut S, queued: Queued, metrics: &Metrics) -> Result<(), ()>
 where
     S: futures_util::Sink<WsMessage> + Unpin,
 {
-    // The router only produces frames from UTF-8 JSON text.
-    let Ok(text) = Utf8Bytes::try_from(frame) else { return Ok(()) };
-    metrics.forward_latency.observe(arrived.elapsed());
-    metrics.frames_out.fetch_add(1, Ordering::Relaxed);
-    send_with_deadline(sink, WsMessage::Text(text)).await
+    let send = async {
+        feed_text(sink, queued, metrics).await?;
+        sink.flush().await.map_err(|_| ())
+    };
+    tokio::time::timeout(Duration::from_secs(10), send).await.unwrap_or(Err(()))
 }
 
 /// Close every connection with 1001 and stop the listeners.
