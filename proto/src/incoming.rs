@@ -117,9 +117,9 @@ impl Incoming {
             if !KNOWN_TYPES.contains(&type_name.as_ref()) {
                 return Err(ParseError::UnknownType(truncate(&type_name, 64)));
             }
-            let message =
-                Message::deserialize(serde::de::value::MapDeserializer::new(raw.iter().map(|(k, v)| (k.as_ref(), *v))))
-                    .map_err(|e: serde_json::Error| field_error(&type_name, &e))?;
+            let members = raw.iter().map(|(k, v)| (BorrowedKey(k.as_ref()), *v));
+            let message = Message::deserialize(serde::de::value::MapDeserializer::new(members))
+                .map_err(|e: serde_json::Error| field_error(&type_name, &e))?;
             let base = text.as_ptr() as usize;
             let span = |s: &str| {
                 let start = s.as_ptr() as usize - base;
@@ -286,6 +286,19 @@ impl<'de> Deserialize<'de> for Name<'de> {
             }
         }
         deserializer.deserialize_str(Visit)
+    }
+}
+
+/// A member name handed to the typed view as borrowed: serde buffers an
+/// internally tagged enum's fields, and a plain `&str` key would be copied
+/// into each buffer entry.
+struct BorrowedKey<'a>(&'a str);
+
+impl<'de, E: serde::de::Error> serde::de::IntoDeserializer<'de, E> for BorrowedKey<'de> {
+    type Deserializer = serde::de::value::BorrowedStrDeserializer<'de, E>;
+
+    fn into_deserializer(self) -> Self::Deserializer {
+        serde::de::value::BorrowedStrDeserializer::new(self.0)
     }
 }
 

@@ -625,7 +625,8 @@ async fn handle_request(
     role: Role,
     shared: Arc<Shared>,
 ) -> Response {
-    if !handshake::asks_for_websocket(req.headers()) {
+    // Only a GET upgrades (RFC 6455 §4.1), as on the first request's path.
+    if req.method() != http::Method::GET || !handshake::asks_for_websocket(req.headers()) {
         return match (&shared.http, role) {
             (Some(routes), Role::Player) => {
                 let mut service = warp::service(routes.clone());

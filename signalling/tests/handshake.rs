@@ -80,3 +80,35 @@ async fn junk_and_oversized_heads_get_http_errors() {
     }
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn only_a_get_upgrades_first_or_after_a_plain_request() {
+    let h = server(ServerConfig::ephemeral()).await;
+    let post = UPGRADE.replacen("GET", "POST", 1);
+    for port in [h.player_addr(), h.streamer_addr()] {
+        // As the connection's first request (read by the server itself) …
+        let mut tcp = TcpStream::connect(port).await.unwrap();
+        tcp.write_all(post.as_bytes()).await.unwrap();
+        let seen = read_until(&mut tcp, "\r\n").await;
+        assert!(seen.starts_with("HTTP/1.1 4"), "{seen:?}");
+        // … and after a plain request on the same connection (read by hyper).
+        let mut tcp = TcpStream::connect(port).await.unwrap();
+        tcp.write_all(format!("GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n{post}").as_bytes()).await.unwrap();
+        let seen = read_until(&mut tcp, "\r\n\r\n").await;
+        let second = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut all = seen;
+            let mut buf = [0u8; 4096];
+            while all.matches("HTTP/1.1 ").count() < 2 {
+                let n = tcp.read(&mut buf).await.expect("read");
+                assert!(n > 0, "closed early: {all:?}");
+                all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            all
+        })
+        .await
+        .expect("two answers within 5 s");
+        let answers: Vec<&str> = second.split("HTTP/1.1 ").skip(1).collect();
+        assert!(answers[1].starts_with('4'), "second answer: {second:?}");
+    }
+    h.shutdown().await;
+}
