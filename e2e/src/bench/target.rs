@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::bench::util::{free_port, loopback_addr, wait_listening};
+use crate::bench::util::{free_ports, loopback_addr, wait_listening};
 
 /// Which server the benches talk to.
 #[derive(Debug, Clone, clap::Args)]
@@ -103,8 +103,10 @@ impl Target {
                 child: None,
             });
         }
-        let (sp, pp, fp) = (free_port()?, free_port()?, free_port()?);
-        let (sp, pp, fp) = (sp.to_string(), pp.to_string(), fp.to_string());
+        let [sp, pp, fp]: [String; 3] = match free_ports(3)?.as_slice() {
+            [s, p, f] => [s.to_string(), p.to_string(), f.to_string()],
+            other => bail!("expected 3 free ports, got {other:?}"),
+        };
         let defaults: [(&str, &str); 9] = [
             ("--streamer_port", &sp),
             ("--player_port", &pp),

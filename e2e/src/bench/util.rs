@@ -162,15 +162,55 @@ pub async fn wait_listening(addr: SocketAddr, within: Duration) -> anyhow::Resul
     }
 }
 
-/// A free loopback TCP port (bound then released).
-pub fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(l.local_addr()?.port())
+/// `n` distinct free loopback TCP ports (bound then released) for a server
+/// the bench starts. They are taken below the kernel's ephemeral range: a
+/// port from that range (what binding port 0 gives) can meanwhile become the
+/// local port of one of the bench's own outgoing connections, and the
+/// server then fails to listen with "address in use".
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    // Start somewhere different each time, so runs in a row and parallel
+    // benches rarely try the same ports.
+    let span = u32::from(high - low);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let start = (seed ^ std::process::id().wrapping_mul(2_654_435_761)) % span;
+    let mut held = Vec::new();
+    for i in 0..span {
+        let port = low + ((start + i) % span) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+            if held.len() == n {
+                return held.iter().map(|l| Ok(l.local_addr()?.port())).collect();
+            }
+        }
+    }
+    // No room below the ephemeral range (an unusual configuration): ask the kernel.
+    while held.len() < n {
+        held.push(std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?);
+    }
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_and_below_the_ephemeral_range() {
+        let ports = free_ports(3).unwrap();
+        assert_eq!(ports.len(), 3);
+        assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2], "{ports:?}");
+        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let low: u16 = low.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(low <= 10_001 || ports.iter().all(|p| *p < low), "{ports:?} vs ephemeral from {low}");
+        for p in ports {
+            std::net::TcpListener::bind(("127.0.0.1", p)).expect("still free");
+        }
+    }
 
     #[test]
     fn stats() {
