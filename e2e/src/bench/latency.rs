@@ -86,14 +86,23 @@ async fn one_run(t: &Target, players: usize, rates: &[u64], secs: f64, run: usiz
     // Latencies in microseconds, per rate index (the phase is read from a shared counter).
     let phase = Arc::new(AtomicU64::new(u64::MAX));
     let samples: Arc<Mutex<Vec<Vec<f64>>>> = Arc::new(Mutex::new(vec![Vec::new(); rates.len()]));
+    // Messages arrived so far, per rate index (to wait for a server that lags behind).
+    let arrived: Arc<Vec<AtomicU64>> = Arc::new(rates.iter().map(|_| AtomicU64::new(0)).collect());
     let joined = Arc::new(AtomicU64::new(0));
     let attempted = Arc::new(AtomicU64::new(0));
     let gate = Arc::new(Semaphore::new(200));
     let mut set = JoinSet::new();
     for i in 0..players {
         let (url, sid, answer, src) = (t.player_url.clone(), streamer.id.clone(), answer.clone(), ips.get(i));
-        let (phase, samples, joined, attempted, cancel, gate) =
-            (phase.clone(), samples.clone(), joined.clone(), attempted.clone(), cancel.clone(), gate.clone());
+        let (phase, samples, arrived, joined, attempted, cancel, gate) = (
+            phase.clone(),
+            samples.clone(),
+            arrived.clone(),
+            joined.clone(),
+            attempted.clone(),
+            cancel.clone(),
+            gate.clone(),
+        );
         let nrates = rates.len();
         set.spawn(async move {
             let permit = gate.acquire_owned().await;
@@ -118,6 +127,7 @@ async fn one_run(t: &Target, players: usize, rates: &[u64], secs: f64, run: usiz
                 let p = phase.load(Ordering::Relaxed) as usize;
                 if let Some(bucket) = local.get_mut(p) {
                     bucket.push(now.saturating_sub(sent) as f64 / 1000.0);
+                    arrived[p].fetch_add(1, Ordering::Relaxed);
                 }
             }
             if let Ok(mut s) = samples.lock() {
@@ -175,8 +185,13 @@ async fn one_run(t: &Target, players: usize, rates: &[u64], secs: f64, run: usiz
             }
         }
         let send_secs = t0.elapsed().as_secs_f64();
-        // Let the last messages arrive.
+        // Let the last messages arrive: at least 500 ms, and until all of them did (at most 10 s;
+        // a server that lags behind would otherwise have its slowest messages left out).
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let drain_until = Instant::now() + Duration::from_secs(10);
+        while arrived[k].load(Ordering::Relaxed) < sent && Instant::now() < drain_until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let cpu1 = t.pid.and_then(cpu_secs);
         let cpu = match (cpu0, cpu1) {
             (Some(a), Some(b)) => (b - a) / t0.elapsed().as_secs_f64() * 100.0,
