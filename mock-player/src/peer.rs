@@ -28,6 +28,8 @@ pub enum PeerEvent {
     /// Local gathering finished (every local candidate was reported before).
     GatheringDone,
     IceConnected(Instant),
+    /// The peer connection is connected: ICE and the DTLS handshake are done.
+    Connected(Instant),
     FirstRtp(Instant),
     FirstKeyframe(Instant),
     /// Through an SFU: the pre-negotiated receive channel opened.
@@ -84,8 +86,14 @@ impl PeerSession {
         pc.on_peer_connection_state_change(Box::new(move |s| {
             let ev = ev.clone();
             Box::pin(async move {
-                if s == RTCPeerConnectionState::Failed {
-                    let _ = ev.send(PeerEvent::Failed("peer connection failed".into()));
+                match s {
+                    RTCPeerConnectionState::Connected => {
+                        let _ = ev.send(PeerEvent::Connected(Instant::now()));
+                    }
+                    RTCPeerConnectionState::Failed => {
+                        let _ = ev.send(PeerEvent::Failed("peer connection failed".into()));
+                    }
+                    _ => {}
                 }
             })
         }));

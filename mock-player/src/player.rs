@@ -30,6 +30,8 @@ pub struct JoinTimes {
     pub ws_connect_ms: Option<f64>,
     pub offer_ms: Option<f64>,
     pub ice_connected_ms: Option<f64>,
+    /// Peer connection connected (ICE and DTLS done).
+    pub dtls_connected_ms: Option<f64>,
     pub first_rtp_ms: Option<f64>,
     pub first_keyframe_ms: Option<f64>,
     /// Until "streaming": first RTP, or the answer sent with `signalling_only`.
@@ -308,6 +310,10 @@ impl Player {
                     }
                     PeerEvent::IceConnected(t) => {
                         times.ice_connected_ms.get_or_insert(ms(t).unwrap_or_default());
+                        phase = "DTLS";
+                    }
+                    PeerEvent::Connected(t) => {
+                        times.dtls_connected_ms.get_or_insert(ms(t).unwrap_or_default());
                         phase = "waiting for RTP";
                     }
                     PeerEvent::FirstRtp(t) => {

@@ -108,6 +108,7 @@ impl LoadReport {
         phases.insert("2 offer".to_string(), phase(|j| j.offer_ms));
         if !signalling_only {
             phases.insert("3 ice_connected".to_string(), phase(|j| j.ice_connected_ms));
+            phases.insert("3b dtls_connected".to_string(), phase(|j| j.dtls_connected_ms));
             phases.insert("4 first_rtp".to_string(), phase(|j| j.first_rtp_ms));
             phases.insert("5 first_keyframe".to_string(), phase(|j| j.first_keyframe_ms));
         }

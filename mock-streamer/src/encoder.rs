@@ -1,6 +1,8 @@
 //! H.264 constrained-baseline encoding with OpenH264 (built from source).
 
-use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, Level, Profile, RateControlMode};
+use openh264::encoder::{
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, Level, Profile, RateControlMode,
+};
 use openh264::OpenH264API;
 
 use crate::pattern::I420Frame;
@@ -35,9 +37,12 @@ impl H264Encoder {
     /// Baseline profile, level 3.1 (what `profile-level-id=42e01f` promises),
     /// bitrate rate control (which needs frame skipping allowed: a skipped
     /// frame comes back empty), no periodic IDR: keyframes come when asked
-    /// for.
+    /// for. Lowest complexity: Unreal encodes on the GPU, so the CPU this
+    /// stand-in spends competes with what is being measured (640x360: a
+    /// keyframe 5.0 -> 3.4 ms, other frames 3.5 -> 2.6 ms, ~8 % larger keyframes).
     pub fn new(bitrate_bps: u32, fps: u32) -> Result<Self, EncoderError> {
         let config = EncoderConfig::new()
+            .complexity(Complexity::Low)
             .bitrate(BitRate::from_bps(bitrate_bps))
             .max_frame_rate(FrameRate::from_hz(fps as f32))
             .rate_control_mode(RateControlMode::Bitrate)

@@ -5,14 +5,17 @@
 //!   ([`Interceptors`]) and an ICE policy ([`IcePolicy`]): loopback-only
 //!   gathers host candidates on 127.0.0.1 over UDP4 only, with mDNS off.
 //! - [`rtc_configuration`]: an `RTCConfiguration` from the `peerConnectionOptions`
-//!   object of the server's `config` message.
+//!   object of the server's `config` message, with the process's DTLS
+//!   certificate ([`process_certificate`]).
 //! - [`to_rtc_candidate`] / [`from_rtc_candidate`]: `proto::IceCandidate` ⇄
 //!   `RTCIceCandidateInit`.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use webrtc::api::interceptor_registry::{configure_rtcp_reports, register_default_interceptors};
+use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc_receiver_only};
 use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
@@ -20,13 +23,16 @@ use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_server::RTCIceServer;
+use webrtc::interceptor::nack::responder::Responder;
 use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::certificate::RTCCertificate;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
 use webrtc::rtp_transceiver::RTCPFeedback;
 use webrtc::sdp::extmap::{SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI};
+use webrtc::util::vnet::net::Net;
 
 use crate::message::IceCandidate;
 
@@ -39,6 +45,10 @@ pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// Constrained baseline, level 3.1, non-interleaved packetization: what
 /// browsers decode everywhere.
 pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+
+/// Sent packets a sender keeps per stream to answer NACKs: 2^10 = 1024, about
+/// 10 s of 1 Mbit/s video and far more than a retransmission can wait for.
+pub const NACK_HISTORY_LOG2: u8 = 10;
 
 /// Where ICE may gather candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +68,8 @@ impl IcePolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interceptors {
     /// webrtc-rs defaults (NACK generator + responder, sender/receiver
-    /// reports, TWCC receiver). For senders: the NACK responder keeps 1024
-    /// sent packets per stream.
+    /// reports, TWCC receiver), except that the NACK responder keeps 1024
+    /// sent packets per stream ([`NACK_HISTORY_LOG2`]). For senders.
     Full,
     /// Receiver/sender reports and a NACK generator (no responder buffer).
     /// For receive-only peers: about 0.4 MB per peer instead of ~3 MB.
@@ -75,6 +85,34 @@ pub enum RtcError {
     WebRtc(#[from] webrtc::Error),
     #[error("peerConnectionOptions: {0}")]
     Options(String),
+    #[error("DTLS certificate: {0}")]
+    Certificate(#[from] webrtc::dtls::Error),
+}
+
+/// How long the process certificate is used before a new one is made.
+const CERTIFICATE_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The DTLS certificate every peer connection of this process presents
+/// (ECDSA P-256, self-signed, as browsers expect). Without one in the
+/// `RTCConfiguration`, webrtc-rs generates a key pair and signs a new
+/// certificate for each peer connection: with 100 players joining at once
+/// that was ~10 % of the streamer's CPU in the join burst. libwebrtc likewise
+/// shares one certificate per peer-connection factory. Renewed when it nears
+/// its expiry (webrtc-rs refuses expired certificates).
+pub fn process_certificate() -> Result<RTCCertificate, RtcError> {
+    static CERT: Mutex<Option<(RTCCertificate, SystemTime)>> = Mutex::new(None);
+    let mut cert = CERT.lock().unwrap_or_else(|e| e.into_inner());
+    let now = SystemTime::now();
+    if let Some((c, renew_at)) = cert.as_ref() {
+        if now < *renew_at {
+            return Ok(c.clone());
+        }
+    }
+    let dtls = webrtc::dtls::crypto::Certificate::generate_self_signed(vec!["webrtc".to_owned()])?;
+    // rcgen's certificate is valid far longer; `expires` is what webrtc-rs checks.
+    let c = RTCCertificate::from_existing(dtls, now + CERTIFICATE_LIFETIME + Duration::from_secs(24 * 3600));
+    *cert = Some((c.clone(), now + CERTIFICATE_LIFETIME));
+    Ok(c)
 }
 
 fn video_feedback() -> Vec<RTCPFeedback> {
@@ -145,6 +183,10 @@ pub fn setting_engine(policy: IcePolicy) -> SettingEngine {
         s.set_ip_filter(Box::new(|ip: IpAddr| ip == IpAddr::V4(Ipv4Addr::LOCALHOST)));
         s.set_network_types(vec![NetworkType::Udp4]);
         s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+        // Without a `Net`, every ICE agent (one per peer connection) lists
+        // the machine's interfaces over netlink when it is created. Only
+        // 127.0.0.1 is used here, so one list per API is enough.
+        s.set_vnet(Some(Arc::new(Net::new(None))));
     }
     s
 }
@@ -155,7 +197,23 @@ pub fn build_api(policy: IcePolicy, interceptors: Interceptors) -> Result<API, R
     let mut media = media_engine()?;
     let mut registry = Registry::new();
     registry = match interceptors {
-        Interceptors::Full => register_default_interceptors(registry, &mut media)?,
+        Interceptors::Full => {
+            // `register_default_interceptors` with a smaller NACK history:
+            // its responder keeps 8192 packets per stream (~0.9 MB, written
+            // out when the sender starts), which was most of the streamer's
+            // memory per player and, as page faults, a good part of its CPU
+            // when 100 players join at once.
+            for parameter in ["", "pli"] {
+                media.register_feedback(
+                    RTCPFeedback { typ: "nack".into(), parameter: parameter.into() },
+                    RTPCodecType::Video,
+                );
+            }
+            registry.add(Box::new(Responder::builder().with_log2_size(NACK_HISTORY_LOG2)));
+            registry.add(Box::new(webrtc::interceptor::nack::generator::Generator::builder()));
+            registry = configure_rtcp_reports(registry);
+            configure_twcc_receiver_only(registry, &mut media)?
+        }
         Interceptors::Receiver => {
             // `configure_nack` adds the responder too: add only the generator.
             for parameter in ["", "pli"] {
@@ -179,9 +237,10 @@ pub fn build_api(policy: IcePolicy, interceptors: Interceptors) -> Result<API, R
 /// An `RTCConfiguration` from the `peerConnectionOptions` of `config`
 /// (`{"iceServers":[{"urls":[…]|"…","username":"…","credential":"…"}]}`).
 /// With a loopback-only policy the ICE servers are ignored. Unknown keys are
-/// ignored; a malformed `iceServers` is an error.
+/// ignored; a malformed `iceServers` is an error. The certificate is the
+/// process's shared one ([`process_certificate`]).
 pub fn rtc_configuration(options: &Value, policy: IcePolicy) -> Result<RTCConfiguration, RtcError> {
-    let mut config = RTCConfiguration::default();
+    let mut config = RTCConfiguration { certificates: vec![process_certificate()?], ..Default::default() };
     if policy.loopback_only {
         return Ok(config);
     }
@@ -253,6 +312,15 @@ mod tests {
             username_fragment: None,
         };
         assert_eq!(from_rtc_candidate(to_rtc_candidate(&c)), c);
+    }
+
+    #[test]
+    fn peer_connections_share_the_process_certificate() {
+        let a = rtc_configuration(&serde_json::json!({}), IcePolicy::LOOPBACK).unwrap();
+        let b = rtc_configuration(&serde_json::json!({}), IcePolicy::ANY).unwrap();
+        assert_eq!(a.certificates.len(), 1);
+        let fingerprint = |c: &RTCConfiguration| c.certificates[0].get_fingerprints()[0].value.clone();
+        assert_eq!(fingerprint(&a), fingerprint(&b));
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub async fn run(target: &TargetOpts, o: &MediaOpts, runs: usize, smoke: bool) -
                 figs.push(fig(&k("first frame p99"), "ms", g("ttff_p99_ms"), ttff_goal99));
                 figs.push(fig(&k("offer received p50"), "ms", g("offer_ms_p50"), Goal::None));
                 figs.push(fig(&k("ICE connected p50"), "ms", g("ice_connected_ms_p50"), Goal::None));
+                figs.push(fig(&k("DTLS connected p50"), "ms", g("dtls_connected_ms_p50"), Goal::None));
                 for p in ["players", "streamer", "sfu", "server"] {
                     let cpu = g(&format!("{p}_cpu_pct_per_player"));
                     let mem = g(&format!("{p}_kib_per_player"));
@@ -200,7 +201,10 @@ async fn one_run(t: &Target, o: &MediaOpts, mode: &str, n: usize, secs: f64, run
     let mut ttff = Vec::new();
     // Where the time to first frame goes: each join phase's median.
     let mut phases: Vec<(&str, Vec<f64>)> =
-        ["ws_connect_ms", "offer_ms", "ice_connected_ms", "first_rtp_ms"].iter().map(|k| (*k, Vec::new())).collect();
+        ["ws_connect_ms", "offer_ms", "ice_connected_ms", "dtls_connected_ms", "first_rtp_ms"]
+            .iter()
+            .map(|k| (*k, Vec::new()))
+            .collect();
     for p in &stats {
         for (k, v) in phases.iter_mut() {
             if let Some(ms) = p["join"][*k].as_f64() {
