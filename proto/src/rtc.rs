@@ -197,34 +197,17 @@ pub fn build_api(policy: IcePolicy, interceptors: Interceptors) -> Result<API, R
     let mut media = media_engine()?;
     let mut registry = Registry::new();
     registry = match interceptors {
+        // `register_default_interceptors`, but with a smaller NACK history:
+        // its responder keeps 8192 packets per stream (~0.9 MB, written out
+        // when the sender starts), which was most of the streamer's memory
+        // per player and, as page faults, a good part of its CPU when 100
+        // players join at once.
         Interceptors::Full => {
-            // `register_default_interceptors` with a smaller NACK history:
-            // its responder keeps 8192 packets per stream (~0.9 MB, written
-            // out when the sender starts), which was most of the streamer's
-            // memory per player and, as page faults, a good part of its CPU
-            // when 100 players join at once.
-            for parameter in ["", "pli"] {
-                media.register_feedback(
-                    RTCPFeedback { typ: "nack".into(), parameter: parameter.into() },
-                    RTPCodecType::Video,
-                );
-            }
-            registry.add(Box::new(Responder::builder().with_log2_size(NACK_HISTORY_LOG2)));
-            registry.add(Box::new(webrtc::interceptor::nack::generator::Generator::builder()));
-            registry = configure_rtcp_reports(registry);
+            registry = nack_and_reports(registry, &mut media, Some(NACK_HISTORY_LOG2));
             configure_twcc_receiver_only(registry, &mut media)?
         }
-        Interceptors::Receiver => {
-            // `configure_nack` adds the responder too: add only the generator.
-            for parameter in ["", "pli"] {
-                media.register_feedback(
-                    RTCPFeedback { typ: "nack".into(), parameter: parameter.into() },
-                    RTPCodecType::Video,
-                );
-            }
-            registry.add(Box::new(webrtc::interceptor::nack::generator::Generator::builder()));
-            configure_rtcp_reports(registry)
-        }
+        // `configure_nack` adds the responder too: only the generator here.
+        Interceptors::Receiver => nack_and_reports(registry, &mut media, None),
         Interceptors::ReportsOnly => configure_rtcp_reports(registry),
     };
     Ok(APIBuilder::new()
@@ -232,6 +215,20 @@ pub fn build_api(policy: IcePolicy, interceptors: Interceptors) -> Result<API, R
         .with_interceptor_registry(registry)
         .with_setting_engine(setting_engine(policy))
         .build())
+}
+
+/// NACK feedback for video, a NACK responder keeping 2^`responder_log2`
+/// sent packets per stream (senders only), a NACK generator, and
+/// sender/receiver reports, in `register_default_interceptors`' order.
+fn nack_and_reports(mut registry: Registry, media: &mut MediaEngine, responder_log2: Option<u8>) -> Registry {
+    for parameter in ["", "pli"] {
+        media.register_feedback(RTCPFeedback { typ: "nack".into(), parameter: parameter.into() }, RTPCodecType::Video);
+    }
+    if let Some(log2) = responder_log2 {
+        registry.add(Box::new(Responder::builder().with_log2_size(log2)));
+    }
+    registry.add(Box::new(webrtc::interceptor::nack::generator::Generator::builder()));
+    configure_rtcp_reports(registry)
 }
 
 /// An `RTCConfiguration` from the `peerConnectionOptions` of `config`
