@@ -11,15 +11,22 @@ BASE=${BASE_PORT:-28000}
 cargo build -q --release -p signalling -p mock-streamer -p mock-player
 bin=target/release
 out=$(mktemp -d)
+# Run "$@" until it succeeds (10 s at most): the server listening, the streamer registered.
+wait_until() {
+  local what=$1; shift
+  for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "load-300.sh: $what is not up after 10 s (logs: $d)" >&2; exit 1
+}
 echo "cores: $(nproc); players: $PLAYERS; duration: ${DURATION}s; runs: $RUNS; output: $out"
 for run in $(seq 1 "$RUNS"); do
   d=$out/run$run; mkdir -p "$d"
   $bin/signalling --no_config --streamer_port $((BASE+1)) --player_port $((BASE+2)) --sfu_port $((BASE+3)) \
     --log_level_console warn >"$d/signalling.log" 2>&1 & sig=$!
-  sleep 0.5
+  wait_until "the signalling server" python3 -c "import socket; socket.create_connection(('127.0.0.1', $((BASE+2))), 1)"
   $bin/mock-streamer --url ws://127.0.0.1:$((BASE+1)) --width 1280 --height 720 --bitrate 1000000 --fps 30 \
     --stats-json "$d/streamer.json" >"$d/streamer.log" 2>&1 & st=$!
-  sleep 1
+  wait_until "the mock streamer" python3 -c "import json, sys, urllib.request
+sys.exit(not json.load(urllib.request.urlopen('http://127.0.0.1:$((BASE+2))/api/streamers', timeout=1)))"
   start=$(date +%s.%N)
   # /proc accounting of the player process alone: run it and read its rusage.
   python3 - "$bin/mock-player" "$d" "$PLAYERS" "$DURATION" "$((BASE+2))" <<'PY'
