@@ -16,21 +16,27 @@ const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnec
 
 /// Read until `needle` has arrived (or fail after 5 s); returns all read.
 async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
+    read_until_seen(tcp, needle, |seen| seen.contains(needle)).await
+}
+
+/// Read until `done` holds for everything read so far (or fail after 5 s,
+/// naming `what`); returns all read.
+async fn read_until_seen(tcp: &mut TcpStream, what: &str, done: impl Fn(&str) -> bool) -> String {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     let found = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             let n = tcp.read(&mut buf).await.expect("read");
-            assert!(n > 0, "closed before {needle:?}: {}", String::from_utf8_lossy(&seen));
+            assert!(n > 0, "closed before {what:?}: {}", String::from_utf8_lossy(&seen));
             seen.extend_from_slice(&buf[..n]);
-            if String::from_utf8_lossy(&seen).contains(needle) {
+            if done(&String::from_utf8_lossy(&seen)) {
                 break;
             }
         }
     })
     .await;
     let text = String::from_utf8_lossy(&seen).into_owned();
-    assert!(found.is_ok(), "no {needle:?} within 5 s; got {text:?}");
+    assert!(found.is_ok(), "no {what:?} within 5 s; got {text:?}");
     text
 }
 
@@ -94,19 +100,7 @@ async fn only_a_get_upgrades_first_or_after_a_plain_request() {
         // … and after a plain request on the same connection (read by hyper).
         let mut tcp = TcpStream::connect(port).await.unwrap();
         tcp.write_all(format!("GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n{post}").as_bytes()).await.unwrap();
-        let seen = read_until(&mut tcp, "\r\n\r\n").await;
-        let second = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut all = seen;
-            let mut buf = [0u8; 4096];
-            while all.matches("HTTP/1.1 ").count() < 2 {
-                let n = tcp.read(&mut buf).await.expect("read");
-                assert!(n > 0, "closed early: {all:?}");
-                all.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-            all
-        })
-        .await
-        .expect("two answers within 5 s");
+        let second = read_until_seen(&mut tcp, "two answers", |s| s.matches("HTTP/1.1 ").count() >= 2).await;
         let answers: Vec<&str> = second.split("HTTP/1.1 ").skip(1).collect();
         assert!(answers[1].starts_with('4'), "second answer: {second:?}");
     }

@@ -103,10 +103,7 @@ impl Target {
                 child: None,
             });
         }
-        let [sp, pp, fp]: [String; 3] = match free_ports(3)?.as_slice() {
-            [s, p, f] => [s.to_string(), p.to_string(), f.to_string()],
-            other => bail!("expected 3 free ports, got {other:?}"),
-        };
+        let [sp, pp, fp] = free_ports::<3>()?.map(|port| port.to_string());
         let defaults: [(&str, &str); 9] = [
             ("--streamer_port", &sp),
             ("--player_port", &pp),

@@ -162,12 +162,12 @@ pub async fn wait_listening(addr: SocketAddr, within: Duration) -> anyhow::Resul
     }
 }
 
-/// `n` distinct free loopback TCP ports (bound then released) for a server
+/// `N` distinct free loopback TCP ports (bound then released) for a server
 /// the bench starts. They are taken below the kernel's ephemeral range: a
 /// port from that range (what binding port 0 gives) can meanwhile become the
 /// local port of one of the bench's own outgoing connections, and the
 /// server then fails to listen with "address in use".
-pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
@@ -178,21 +178,19 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
     let span = u32::from(high - low);
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let start = (seed ^ std::process::id().wrapping_mul(2_654_435_761)) % span;
-    let mut held = Vec::new();
-    for i in 0..span {
-        let port = low + ((start + i) % span) as u16;
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            held.push(l);
-            if held.len() == n {
-                return held.iter().map(|l| Ok(l.local_addr()?.port())).collect();
-            }
-        }
-    }
+    let mut held: Vec<std::net::TcpListener> = (0..span)
+        .filter_map(|i| std::net::TcpListener::bind(("127.0.0.1", low + ((start + i) % span) as u16)).ok())
+        .take(N)
+        .collect();
     // No room below the ephemeral range (an unusual configuration): ask the kernel.
-    while held.len() < n {
+    while held.len() < N {
         held.push(std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?);
     }
-    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+    let mut ports = [0u16; N];
+    for (port, listener) in ports.iter_mut().zip(&held) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 #[cfg(test)]
@@ -201,8 +199,7 @@ mod tests {
 
     #[test]
     fn free_ports_are_distinct_and_below_the_ephemeral_range() {
-        let ports = free_ports(3).unwrap();
-        assert_eq!(ports.len(), 3);
+        let ports: [u16; 3] = free_ports().unwrap();
         assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2], "{ports:?}");
         let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
         let low: u16 = low.split_whitespace().next().unwrap().parse().unwrap();
