@@ -222,3 +222,81 @@ fn forwarded_values_keep_their_exact_text() {
         r#"{"type":"answer","sdp":"v=0\r\n\u00e9","minBitrateBps":100000,"big":1.0000000000000002e308,"n":-0.0,"playerId":"P\"1"}"#
     );
 }
+
+/// The JSON every example serialised to before the type names were written
+/// once: the same text, byte for byte, and `KNOWN_TYPES` in the same order.
+#[test]
+fn every_type_keeps_its_json_and_known_types_their_order() {
+    let expected = [
+        r#"{"type":"config","peerConnectionOptions":{"iceServers":[]},"protocolVersion":"1.3.0"}"#,
+        r#"{"type":"identify"}"#,
+        r#"{"type":"endpointId","id":"S","protocolVersion":"1.3.0"}"#,
+        r#"{"type":"endpointIdConfirm","committedId":"S"}"#,
+        r#"{"type":"streamerIdChanged","newID":"S1"}"#,
+        r#"{"type":"listStreamers"}"#,
+        r#"{"type":"streamerList","ids":["A","B"]}"#,
+        r#"{"type":"subscribe","streamerId":"A"}"#,
+        r#"{"type":"unsubscribe"}"#,
+        r#"{"type":"subscribeFailed","message":"Streamer X does not exist."}"#,
+        r#"{"type":"playerConnected","playerId":"Player0","dataChannel":true,"sfu":false}"#,
+        r#"{"type":"playerDisconnected","playerId":"Player0"}"#,
+        r#"{"type":"offer","sdp":"v=0","playerId":"Player0","sfu":true,"multiplex":false,"scalabilityMode":"L1T3"}"#,
+        r#"{"type":"answer","sdp":"v=0","minBitrateBps":1,"maxBitrateBps":2}"#,
+        r#"{"type":"iceCandidate","candidate":{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abcd"},"playerId":"Player0"}"#,
+        r#"{"type":"disconnectPlayer","playerId":"Player0","reason":"bye"}"#,
+        r#"{"type":"ping","time":1732000000000}"#,
+        r#"{"type":"pong","time":1732000000000}"#,
+        r#"{"type":"streamerDisconnected"}"#,
+        r#"{"type":"layerPreference","spatialLayer":1,"temporalLayer":0}"#,
+        r#"{"type":"dataChannelRequest"}"#,
+        r#"{"type":"peerDataChannels","playerId":"Player0","sendStreamId":2,"recvStreamId":3}"#,
+        r#"{"type":"peerDataChannelsReady"}"#,
+        r#"{"type":"streamerDataChannels","sfuId":"Player1","playerId":"Player0","sendStreamId":3,"recvStreamId":2}"#,
+        r#"{"type":"startStreaming"}"#,
+        r#"{"type":"stopStreaming"}"#,
+        r#"{"type":"playerCount","count":3}"#,
+        r#"{"type":"stats","data":"fps=30"}"#,
+    ];
+    let all = every_message();
+    assert_eq!(all.len(), expected.len());
+    for (m, text) in all.iter().zip(expected) {
+        assert_eq!(m.to_json(), text);
+        assert_eq!(serde_json::from_str::<Message>(text).ok().as_ref(), Some(m));
+    }
+    assert_eq!(
+        KNOWN_TYPES,
+        &[
+            "config",
+            "identify",
+            "endpointId",
+            "endpointIdConfirm",
+            "streamerIdChanged",
+            "listStreamers",
+            "streamerList",
+            "subscribe",
+            "unsubscribe",
+            "subscribeFailed",
+            "playerConnected",
+            "playerDisconnected",
+            "offer",
+            "answer",
+            "iceCandidate",
+            "disconnectPlayer",
+            "ping",
+            "pong",
+            "streamerDisconnected",
+            "layerPreference",
+            "dataChannelRequest",
+            "peerDataChannels",
+            "peerDataChannelsReady",
+            "streamerDataChannels",
+            "startStreaming",
+            "stopStreaming",
+            "playerCount",
+            "stats"
+        ]
+    );
+    for (m, name) in all.iter().zip(KNOWN_TYPES) {
+        assert_eq!(m.type_name(), *name);
+    }
+}
