@@ -26,54 +26,76 @@ pub struct IceCandidate {
     pub username_fragment: Option<String>,
 }
 
-/// Every signalling message, tagged by its `type` field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum Message {
+/// The signalling messages, one row each: `Variant => "type"`, then its
+/// fields with their wire names. Generates [`Message`] (tagged by its `type`
+/// field), [`Message::type_name`] and [`KNOWN_TYPES`] from that one list.
+macro_rules! signalling_messages {
+    (
+        $(
+            $(#[$meta:meta])*
+            $name:ident => $type_name:literal
+                $( { $( $(#[$field_meta:meta])* $field:ident : $field_ty:ty ),* $(,)? } )?
+        ),* $(,)?
+    ) => {
+        /// Every signalling message, tagged by its `type` field.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum Message {
+            $(
+                $(#[$meta])*
+                #[serde(rename = $type_name)]
+                $name $( { $( $(#[$field_meta])* $field: $field_ty ),* } )?,
+            )*
+        }
+
+        /// Every `type` this crate knows, in `messages.md` order.
+        pub const KNOWN_TYPES: &[&str] = &[$( $type_name ),*];
+
+        impl Message {
+            /// The wire `type` of this message.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( Message::$name { .. } => $type_name, )*
+                }
+            }
+        }
+    };
+}
+
+signalling_messages! {
     /// server → every peer, first.
-    #[serde(rename = "config")]
-    Config {
+    Config => "config" {
         #[serde(rename = "peerConnectionOptions", default = "empty_object")]
         peer_connection_options: Value,
         #[serde(rename = "protocolVersion", default, skip_serializing_if = "Option::is_none")]
         protocol_version: Option<String>,
     },
     /// server → streamer, SFU: "tell me who you are".
-    #[serde(rename = "identify")]
-    Identify,
+    Identify => "identify",
     /// streamer, SFU → server. An absent or empty id gets a generated one.
-    #[serde(rename = "endpointId")]
-    EndpointId {
+    EndpointId => "endpointId" {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         #[serde(rename = "protocolVersion", default, skip_serializing_if = "Option::is_none")]
         protocol_version: Option<String>,
     },
-    #[serde(rename = "endpointIdConfirm")]
-    EndpointIdConfirm {
+    EndpointIdConfirm => "endpointIdConfirm" {
         #[serde(rename = "committedId")]
         committed_id: String,
     },
-    #[serde(rename = "streamerIdChanged")]
-    StreamerIdChanged {
+    StreamerIdChanged => "streamerIdChanged" {
         #[serde(rename = "newID")]
         new_id: String,
     },
-    #[serde(rename = "listStreamers")]
-    ListStreamers,
-    #[serde(rename = "streamerList")]
-    StreamerList { ids: Vec<String> },
-    #[serde(rename = "subscribe")]
-    Subscribe {
+    ListStreamers => "listStreamers",
+    StreamerList => "streamerList" { ids: Vec<String> },
+    Subscribe => "subscribe" {
         #[serde(rename = "streamerId")]
         streamer_id: String,
     },
-    #[serde(rename = "unsubscribe")]
-    Unsubscribe,
-    #[serde(rename = "subscribeFailed")]
-    SubscribeFailed { message: String },
-    #[serde(rename = "playerConnected")]
-    PlayerConnected {
+    Unsubscribe => "unsubscribe",
+    SubscribeFailed => "subscribeFailed" { message: String },
+    PlayerConnected => "playerConnected" {
         #[serde(rename = "playerId")]
         player_id: String,
         #[serde(rename = "dataChannel", default)]
@@ -81,13 +103,11 @@ pub enum Message {
         #[serde(default)]
         sfu: bool,
     },
-    #[serde(rename = "playerDisconnected")]
-    PlayerDisconnected {
+    PlayerDisconnected => "playerDisconnected" {
         #[serde(rename = "playerId")]
         player_id: String,
     },
-    #[serde(rename = "offer")]
-    Offer {
+    Offer => "offer" {
         sdp: String,
         #[serde(rename = "playerId", default, skip_serializing_if = "Option::is_none")]
         player_id: Option<String>,
@@ -98,8 +118,7 @@ pub enum Message {
         #[serde(rename = "scalabilityMode", default, skip_serializing_if = "Option::is_none")]
         scalability_mode: Option<String>,
     },
-    #[serde(rename = "answer")]
-    Answer {
+    Answer => "answer" {
         sdp: String,
         #[serde(rename = "playerId", default, skip_serializing_if = "Option::is_none")]
         player_id: Option<String>,
@@ -108,34 +127,28 @@ pub enum Message {
         #[serde(rename = "maxBitrateBps", default, skip_serializing_if = "Option::is_none")]
         max_bitrate_bps: Option<i64>,
     },
-    #[serde(rename = "iceCandidate")]
-    IceCandidate {
+    IceCandidate => "iceCandidate" {
         candidate: IceCandidate,
         #[serde(rename = "playerId", default, skip_serializing_if = "Option::is_none")]
         player_id: Option<String>,
     },
-    #[serde(rename = "disconnectPlayer")]
-    DisconnectPlayer {
+    DisconnectPlayer => "disconnectPlayer" {
         #[serde(rename = "playerId")]
         player_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// `time` is milliseconds since 1970 from browsers: 64-bit. Absent means 0.
-    #[serde(rename = "ping")]
-    Ping {
+    Ping => "ping" {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         time: Option<i64>,
     },
-    #[serde(rename = "pong")]
-    Pong {
+    Pong => "pong" {
         #[serde(default)]
         time: i64,
     },
-    #[serde(rename = "streamerDisconnected")]
-    StreamerDisconnected,
-    #[serde(rename = "layerPreference")]
-    LayerPreference {
+    StreamerDisconnected => "streamerDisconnected",
+    LayerPreference => "layerPreference" {
         #[serde(rename = "spatialLayer")]
         spatial_layer: i64,
         #[serde(rename = "temporalLayer")]
@@ -143,13 +156,11 @@ pub enum Message {
         #[serde(rename = "playerId", default, skip_serializing_if = "Option::is_none")]
         player_id: Option<String>,
     },
-    #[serde(rename = "dataChannelRequest")]
-    DataChannelRequest {
+    DataChannelRequest => "dataChannelRequest" {
         #[serde(rename = "playerId", default, skip_serializing_if = "Option::is_none")]
         player_id: Option<String>,
     },
-    #[serde(rename = "peerDataChannels")]
-    PeerDataChannels {
+    PeerDataChannels => "peerDataChannels" {
         #[serde(rename = "playerId", default, skip_serializing_if = "Option::is_none")]
         player_id: Option<String>,
         #[serde(rename = "sendStreamId")]
@@ -157,13 +168,11 @@ pub enum Message {
         #[serde(rename = "recvStreamId")]
         recv_stream_id: u16,
     },
-    #[serde(rename = "peerDataChannelsReady")]
-    PeerDataChannelsReady {
+    PeerDataChannelsReady => "peerDataChannelsReady" {
         #[serde(rename = "playerId", default, skip_serializing_if = "Option::is_none")]
         player_id: Option<String>,
     },
-    #[serde(rename = "streamerDataChannels")]
-    StreamerDataChannels {
+    StreamerDataChannels => "streamerDataChannels" {
         #[serde(rename = "sfuId", default, skip_serializing_if = "Option::is_none")]
         sfu_id: Option<String>,
         #[serde(rename = "playerId")]
@@ -173,16 +182,12 @@ pub enum Message {
         #[serde(rename = "recvStreamId")]
         recv_stream_id: u16,
     },
-    #[serde(rename = "startStreaming")]
-    StartStreaming,
-    #[serde(rename = "stopStreaming")]
-    StopStreaming,
+    StartStreaming => "startStreaming",
+    StopStreaming => "stopStreaming",
     /// Deprecated upstream; sent per the seed (can be switched off).
-    #[serde(rename = "playerCount")]
-    PlayerCount { count: u64 },
+    PlayerCount => "playerCount" { count: u64 },
     /// Deprecated; the server only logs it.
-    #[serde(rename = "stats")]
-    Stats {
+    Stats => "stats" {
         #[serde(default)]
         data: Value,
     },
@@ -192,73 +197,7 @@ fn empty_object() -> Value {
     Value::Object(Map::new())
 }
 
-/// Every `type` this crate knows, in `messages.md` order.
-pub const KNOWN_TYPES: &[&str] = &[
-    "config",
-    "identify",
-    "endpointId",
-    "endpointIdConfirm",
-    "streamerIdChanged",
-    "listStreamers",
-    "streamerList",
-    "subscribe",
-    "unsubscribe",
-    "subscribeFailed",
-    "playerConnected",
-    "playerDisconnected",
-    "offer",
-    "answer",
-    "iceCandidate",
-    "disconnectPlayer",
-    "ping",
-    "pong",
-    "streamerDisconnected",
-    "layerPreference",
-    "dataChannelRequest",
-    "peerDataChannels",
-    "peerDataChannelsReady",
-    "streamerDataChannels",
-    "startStreaming",
-    "stopStreaming",
-    "playerCount",
-    "stats",
-];
-
 impl Message {
-    /// The wire `type` of this message.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Message::Config { .. } => "config",
-            Message::Identify => "identify",
-            Message::EndpointId { .. } => "endpointId",
-            Message::EndpointIdConfirm { .. } => "endpointIdConfirm",
-            Message::StreamerIdChanged { .. } => "streamerIdChanged",
-            Message::ListStreamers => "listStreamers",
-            Message::StreamerList { .. } => "streamerList",
-            Message::Subscribe { .. } => "subscribe",
-            Message::Unsubscribe => "unsubscribe",
-            Message::SubscribeFailed { .. } => "subscribeFailed",
-            Message::PlayerConnected { .. } => "playerConnected",
-            Message::PlayerDisconnected { .. } => "playerDisconnected",
-            Message::Offer { .. } => "offer",
-            Message::Answer { .. } => "answer",
-            Message::IceCandidate { .. } => "iceCandidate",
-            Message::DisconnectPlayer { .. } => "disconnectPlayer",
-            Message::Ping { .. } => "ping",
-            Message::Pong { .. } => "pong",
-            Message::StreamerDisconnected => "streamerDisconnected",
-            Message::LayerPreference { .. } => "layerPreference",
-            Message::DataChannelRequest { .. } => "dataChannelRequest",
-            Message::PeerDataChannels { .. } => "peerDataChannels",
-            Message::PeerDataChannelsReady { .. } => "peerDataChannelsReady",
-            Message::StreamerDataChannels { .. } => "streamerDataChannels",
-            Message::StartStreaming => "startStreaming",
-            Message::StopStreaming => "stopStreaming",
-            Message::PlayerCount { .. } => "playerCount",
-            Message::Stats { .. } => "stats",
-        }
-    }
-
     /// The JSON text of this message, as sent in a WebSocket text frame.
     pub fn to_json(&self) -> String {
         // Serialising these types cannot fail: every key is a string and

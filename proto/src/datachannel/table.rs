@@ -2,8 +2,9 @@
 //! generates the enum, `id()`, `name()`, `encode()`, `decode()` and the
 //! `(name, id, structure)` table, so an id is written exactly once.
 //!
-//! Each direction names a trait saying how a field type goes on the wire
-//! (`put`, `read`, and its `STRUCTURE`: the type names of the Protocol table).
+//! Each direction names its marker type: `WireField<Direction>` says how a
+//! field type goes on the wire that way (`put`, `read`, and its `STRUCTURE`:
+//! the type names of the Protocol table).
 //!
 //! A row is `id => Name`, `id => Name(binding: Type)` or
 //! `id => Name { field: Type, … }`, fields in wire order. `(binding: String,
@@ -15,7 +16,7 @@ macro_rules! message_table {
     (
         $(#[$enum_meta:meta])*
         pub enum $enum:ident;
-        fields: $field:ident;
+        direction: $dir:ident;
         $(#[$table_meta:meta])*
         $table_vis:vis const $table:ident;
         {
@@ -40,12 +41,12 @@ macro_rules! message_table {
                     $id,
                     &$crate::datachannel::table::concat::<{
                         $crate::datachannel::table::total_len(&[
-                            $( <$tty as $field>::STRUCTURE )?
-                            $( $( <$fty as $field>::STRUCTURE ),* )?
+                            $( <$tty as $crate::datachannel::wire::WireField<$dir>>::STRUCTURE )?
+                            $( $( <$fty as $crate::datachannel::wire::WireField<$dir>>::STRUCTURE ),* )?
                         ])
                     }>(&[
-                        $( <$tty as $field>::STRUCTURE )?
-                        $( $( <$fty as $field>::STRUCTURE ),* )?
+                        $( <$tty as $crate::datachannel::wire::WireField<$dir>>::STRUCTURE )?
+                        $( $( <$fty as $crate::datachannel::wire::WireField<$dir>>::STRUCTURE ),* )?
                     ]),
                 ),
             )*
@@ -72,8 +73,8 @@ macro_rules! message_table {
                 match self {
                     $(
                         Self::$name $( ($binding) )? $( { $( $fname ),* } )? => {
-                            $( <$tty as $field>::put($binding, &mut out); )?
-                            $( $( <$fty as $field>::put($fname, &mut out); )* )?
+                            $( <$tty as $crate::datachannel::wire::WireField<$dir>>::put($binding, &mut out); )?
+                            $( $( <$fty as $crate::datachannel::wire::WireField<$dir>>::put($fname, &mut out); )* )?
                         }
                     )*
                 }
@@ -90,8 +91,8 @@ macro_rules! message_table {
                             let r = &mut Reader::new(stringify!($name), payload);
                             // Struct fields are evaluated in the order written: wire order.
                             let message = Self::$name
-                                $( ($crate::datachannel::table::read_field!(r, $field, $tty $(, $or_empty)?)) )?
-                                $( { $( $fname: <$fty as $field>::read(r)? ),* } )?;
+                                $( ($crate::datachannel::table::read_field!(r, $dir, $tty $(, $or_empty)?)) )?
+                                $( { $( $fname: <$fty as $crate::datachannel::wire::WireField<$dir>>::read(r)? ),* } )?;
                             r.finish(message)
                         }
                     )*
@@ -106,14 +107,14 @@ pub(super) use message_table;
 /// One tuple field read from `$r`; with `or_empty`, an empty payload gives
 /// the type's default instead.
 macro_rules! read_field {
-    ($r:ident, $field:ident, $ty:ty) => {
-        <$ty as $field>::read($r)?
+    ($r:ident, $dir:ident, $ty:ty) => {
+        <$ty as $crate::datachannel::wire::WireField<$dir>>::read($r)?
     };
-    ($r:ident, $field:ident, $ty:ty, or_empty) => {
+    ($r:ident, $dir:ident, $ty:ty, or_empty) => {
         if $r.is_empty() {
             <$ty as Default>::default()
         } else {
-            <$ty as $field>::read($r)?
+            <$ty as $crate::datachannel::wire::WireField<$dir>>::read($r)?
         }
     };
 }

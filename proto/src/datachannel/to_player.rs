@@ -7,41 +7,11 @@ use std::fmt;
 
 use super::table::message_table;
 use super::to_streamer::to_streamer_protocol_json;
-use super::wire::{put_raw_string, Reader};
+use super::wire::{put_raw_string, Reader, StreamerToPlayer, WireField};
 use super::DataChannelError;
 
-/// How a field of a streamer → player message goes on the wire. A string or
-/// byte field takes the rest of the message, so it comes last.
-trait WireField: Sized {
-    /// Descriptive type names, in the shape of the player → streamer table.
-    const STRUCTURE: &'static [&'static str];
-    fn put(&self, out: &mut Vec<u8>);
-    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError>;
-}
-
-/// One byte, non-zero is true.
-impl WireField for bool {
-    const STRUCTURE: &'static [&'static str] = &["uint8"];
-    fn put(&self, out: &mut Vec<u8>) {
-        out.push(u8::from(*self));
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError> {
-        r.bool()
-    }
-}
-
-impl WireField for u32 {
-    const STRUCTURE: &'static [&'static str] = &["uint32"];
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError> {
-        r.u32()
-    }
-}
-
 /// Raw UTF-16LE to the end of the message.
-impl WireField for String {
+impl WireField<StreamerToPlayer> for String {
     const STRUCTURE: &'static [&'static str] = &["string"];
     fn put(&self, out: &mut Vec<u8>) {
         put_raw_string(out, self);
@@ -52,7 +22,7 @@ impl WireField for String {
 }
 
 /// The bytes to the end of the message.
-impl WireField for Vec<u8> {
+impl WireField<StreamerToPlayer> for Vec<u8> {
     const STRUCTURE: &'static [&'static str] = &["bytes"];
     fn put(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self);
@@ -67,7 +37,7 @@ message_table! {
     /// the module docs).
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum ToPlayer;
-    fields: WireField;
+    direction: StreamerToPlayer;
     /// The streamer → player table: name, id, field types, in id order.
     const TO_PLAYER_TABLE;
     {

@@ -7,7 +7,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::table::message_table;
-use super::wire::{put_prefixed_string, put_u16, Reader};
+use super::wire::{put_prefixed_string, PlayerToStreamer, Reader, WireField};
 use super::DataChannelError;
 
 /// One touch point of a touch message.
@@ -21,68 +21,8 @@ pub struct Touch {
     pub valid: bool,
 }
 
-/// How a field of a player → streamer message goes on the wire, and its type
-/// names in the Protocol table (the names Epic's frontend understands:
-/// `uint8`, `uint16`, `int16`, `double`, `string`).
-trait WireField: Sized {
-    const STRUCTURE: &'static [&'static str];
-    fn put(&self, out: &mut Vec<u8>);
-    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError>;
-}
-
-impl WireField for u8 {
-    const STRUCTURE: &'static [&'static str] = &["uint8"];
-    fn put(&self, out: &mut Vec<u8>) {
-        out.push(*self);
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError> {
-        r.u8()
-    }
-}
-
-/// One byte, non-zero is true.
-impl WireField for bool {
-    const STRUCTURE: &'static [&'static str] = &["uint8"];
-    fn put(&self, out: &mut Vec<u8>) {
-        out.push(u8::from(*self));
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError> {
-        r.bool()
-    }
-}
-
-impl WireField for u16 {
-    const STRUCTURE: &'static [&'static str] = &["uint16"];
-    fn put(&self, out: &mut Vec<u8>) {
-        put_u16(out, *self);
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError> {
-        r.u16()
-    }
-}
-
-impl WireField for i16 {
-    const STRUCTURE: &'static [&'static str] = &["int16"];
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError> {
-        r.i16()
-    }
-}
-
-impl WireField for f64 {
-    const STRUCTURE: &'static [&'static str] = &["double"];
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError> {
-        r.f64()
-    }
-}
-
 /// u16 count of UTF-16 units, then the UTF-16LE units.
-impl WireField for String {
+impl WireField<PlayerToStreamer> for String {
     const STRUCTURE: &'static [&'static str] = &["string"];
     fn put(&self, out: &mut Vec<u8>) {
         put_prefixed_string(out, self);
@@ -95,34 +35,42 @@ impl WireField for String {
 /// u8 count, then per touch x, y, id, force, valid. The Protocol table
 /// declares one touch, as the frontend sends them. More than 255 touches are
 /// cut at 255 (the count is one byte).
-impl WireField for Vec<Touch> {
+impl WireField<PlayerToStreamer> for Vec<Touch> {
     const STRUCTURE: &'static [&'static str] = &["uint8", "uint16", "uint16", "uint8", "uint8", "uint8"];
     fn put(&self, out: &mut Vec<u8>) {
         let touches = &self[..self.len().min(u8::MAX as usize)];
         out.push(touches.len() as u8);
         for t in touches {
-            t.x.put(out);
-            t.y.put(out);
-            t.id.put(out);
-            t.force.put(out);
-            t.valid.put(out);
+            put(&t.x, out);
+            put(&t.y, out);
+            put(&t.id, out);
+            put(&t.force, out);
+            put(&t.valid, out);
         }
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError> {
-        let count = r.u8()? as usize;
-        let mut touches = Vec::with_capacity(count);
+        let count: u8 = read(r)?;
+        let mut touches = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
-            touches.push(Touch { x: r.u16()?, y: r.u16()?, id: r.u8()?, force: r.u8()?, valid: r.bool()? });
+            touches.push(Touch { x: read(r)?, y: read(r)?, id: read(r)?, force: read(r)?, valid: read(r)? });
         }
         Ok(touches)
     }
+}
+
+fn put<T: WireField<PlayerToStreamer>>(value: &T, out: &mut Vec<u8>) {
+    value.put(out);
+}
+
+fn read<T: WireField<PlayerToStreamer>>(r: &mut Reader<'_>) -> Result<T, DataChannelError> {
+    T::read(r)
 }
 
 message_table! {
     /// Player → streamer messages.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ToStreamer;
-    fields: WireField;
+    direction: PlayerToStreamer;
     /// The player → streamer message table: name, id, field types, in id
     /// order. [`to_streamer_protocol_json`] announces it and
     /// [`ToStreamer::decode`] reads by it.

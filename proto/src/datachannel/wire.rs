@@ -1,10 +1,56 @@
-//! Wire primitives shared by both directions: little-endian numbers, UTF-16LE
-//! strings (with or without a `u16` count) and a bounds-checked [`Reader`]
-//! that turns every short or malformed payload into a [`DataChannelError`].
+//! Wire primitives shared by both directions: the [`WireField`] trait (how a
+//! field type goes on the wire) with its little-endian numbers and bool,
+//! UTF-16LE strings (with or without a `u16` count) and a bounds-checked
+//! [`Reader`] that turns every short or malformed payload into a
+//! [`DataChannelError`].
 
 use super::DataChannelError;
 
-pub(super) fn put_u16(out: &mut Vec<u8>, v: u16) {
+/// Direction marker: player → streamer (strings carry a `u16` count).
+pub(super) enum PlayerToStreamer {}
+/// Direction marker: streamer → player (strings run to the end).
+pub(super) enum StreamerToPlayer {}
+
+/// How a field type goes on the wire in `Direction`, and its type names in a
+/// Protocol table's `structure` (the names Epic's frontend understands:
+/// `uint8`, `uint16`, `int16`, `double`, `string`).
+pub(super) trait WireField<Direction>: Sized {
+    const STRUCTURE: &'static [&'static str];
+    fn put(&self, out: &mut Vec<u8>);
+    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError>;
+}
+
+/// Numbers are little-endian, the same in both directions.
+macro_rules! little_endian {
+    ($( $ty:ty => $structure:literal ),* $(,)?) => {
+        $(
+            impl<D> WireField<D> for $ty {
+                const STRUCTURE: &'static [&'static str] = &[$structure];
+                fn put(&self, out: &mut Vec<u8>) {
+                    out.extend_from_slice(&self.to_le_bytes());
+                }
+                fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError> {
+                    Ok(<$ty>::from_le_bytes(r.array()?))
+                }
+            }
+        )*
+    };
+}
+
+little_endian!(u8 => "uint8", u16 => "uint16", i16 => "int16", u32 => "uint32", f64 => "double");
+
+/// One byte, non-zero is true.
+impl<D> WireField<D> for bool {
+    const STRUCTURE: &'static [&'static str] = &["uint8"];
+    fn put(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(*self));
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DataChannelError> {
+        Ok(<u8 as WireField<D>>::read(r)? != 0)
+    }
+}
+
+fn put_u16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
@@ -54,29 +100,11 @@ impl<'a> Reader<'a> {
         self.buf = tail;
         Ok(head)
     }
-    pub(super) fn u8(&mut self) -> Result<u8, DataChannelError> {
-        Ok(self.take(1)?[0])
-    }
-    pub(super) fn bool(&mut self) -> Result<bool, DataChannelError> {
-        Ok(self.u8()? != 0)
-    }
-    pub(super) fn u16(&mut self) -> Result<u16, DataChannelError> {
-        let b = self.take(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    pub(super) fn i16(&mut self) -> Result<i16, DataChannelError> {
-        let b = self.take(2)?;
-        Ok(i16::from_le_bytes([b[0], b[1]]))
-    }
-    pub(super) fn u32(&mut self) -> Result<u32, DataChannelError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    pub(super) fn f64(&mut self) -> Result<f64, DataChannelError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(f64::from_le_bytes(a))
+    /// The next `N` bytes, for a little-endian number.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DataChannelError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
     }
     fn utf16(&self, bytes: &[u8]) -> Result<String, DataChannelError> {
         if bytes.len() & 1 != 0 {
@@ -86,7 +114,7 @@ impl<'a> Reader<'a> {
         String::from_utf16(&units).map_err(|_| DataChannelError::InvalidUtf16 { name: self.name })
     }
     pub(super) fn prefixed_string(&mut self) -> Result<String, DataChannelError> {
-        let count = self.u16()? as usize;
+        let count = u16::from_le_bytes(self.array()?) as usize;
         let bytes = self.take(count * 2)?;
         self.utf16(bytes)
     }
