@@ -39,6 +39,7 @@ macro_rules! message_table {
                 (
                     stringify!($name),
                     $id,
+                    // The row's structure: its fields' type names end to end.
                     &$crate::datachannel::table::concat::<{
                         $crate::datachannel::table::total_len(&[
                             $( <$tty as $crate::datachannel::wire::WireField<$dir>>::STRUCTURE )?
