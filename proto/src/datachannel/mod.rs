@@ -24,8 +24,8 @@
 //!
 //! The frontend encodes player → streamer messages from the `Protocol` table
 //! the streamer sends ([`to_streamer_protocol_json`]), so that table and
-//! [`ToStreamer::decode`] must agree; both come from
-//! one table ([`TO_STREAMER_PROTOCOL`] is that table's description).
+//! [`ToStreamer::decode`] must agree: both are generated from the one
+//! player → streamer table, which [`TO_STREAMER_PROTOCOL`] lists.
 //! Its default table has `TestEcho` and `DataChannelLatencyTest` with no
 //! fields; ours declares one `"string"` (what the frontend sends for them) and
 //! the decoder also accepts an empty payload for those two.
