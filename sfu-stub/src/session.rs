@@ -72,7 +72,7 @@ struct Connection<'a> {
 pub async fn run(shared: Shared, cancel: CancellationToken) {
     let config = shared.config.clone();
     let mut backoff = config.reconnect_min;
-    let options = ClientOptions { ping_interval: config.ping_interval };
+    let options = ClientOptions { ping_interval: config.ping_interval, ..ClientOptions::default() };
     while !cancel.is_cancelled() {
         let connected = tokio::select! {
             _ = cancel.cancelled() => break,
