@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use e2e::topology::{PlayerGroup, SfuSpec, Topology};
-use tracing_subscriber::EnvFilter;
 
 /// Run a local Pixel Streaming stack: signalling server, mock streamer, and
 /// optionally an SFU and mock players, on 127.0.0.1.
@@ -100,15 +99,16 @@ fn topology_from(cli: &Cli) -> anyhow::Result<Topology> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(
-            // webrtc-rs warns about routine things (a browser's unknown DTLS
-            // extensions, ICE pairs still being gathered): keep the console for ours.
-            "warn,webrtc=error,webrtc_ice=error,dtls=error,webrtc_dtls=error,webrtc_sctp=error,\
-             webrtc_srtp=error,webrtc_data=error,webrtc_mdns=error,input=info",
-        )
-    });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // No log flag: RUST_LOG, else the default (proto::logging's rule).
+    // webrtc-rs warns about routine things (a browser's unknown DTLS
+    // extensions, ICE pairs still being gathered): keep the console for ours.
+    let default = "warn,webrtc=error,webrtc_ice=error,dtls=error,webrtc_dtls=error,webrtc_sctp=error,\
+                   webrtc_srtp=error,webrtc_data=error,webrtc_mdns=error,input=info";
+    let output = proto::logging::Output::Stderr;
+    if let Err(e) = proto::logging::init(None, default, proto::logging::Format::Text, output) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

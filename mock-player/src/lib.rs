@@ -1,15 +1,16 @@
 //! Headless Pixel Streaming players.
 //!
-//! - [`Player`] ([`player`]): one player — signalling session
-//!   ([`signalling`]), peer session ([`peer`]), RTP statistics
-//!   ([`rtp_stats`]), data-channel protocol ([`dc`]).
+//! - [`Player`] ([`player`]): one player — join attempts ([`attempt`]) over
+//!   `proto::client`'s signalling socket, peer session ([`peer`]), RTP
+//!   statistics ([`rtp_stats`]), data-channel protocol ([`datachannel`]).
 //! - [`run_load`] ([`load`]): many players in one process sharing one
 //!   runtime and one WebRTC API object; [`report`] aggregates, [`html`] draws.
 //! - `--signalling-only` ([`canned`]): no WebRTC at all.
 
+pub mod attempt;
 pub mod canned;
 pub mod config;
-pub mod dc;
+pub mod datachannel;
 pub mod error;
 pub mod html;
 pub mod live;
@@ -19,7 +20,6 @@ pub mod player;
 pub mod report;
 pub mod rtc;
 pub mod rtp_stats;
-pub mod signalling;
 
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use mock_player::{html, run_load, LoadConfig, PlayerConfig, ProgressMode};
+use proto::logging::{Format, Output};
 use tokio_util::sync::CancellationToken;
 
 /// Headless Pixel Streaming player(s): join a streamer through a signalling
@@ -71,15 +72,17 @@ struct Cli {
     /// Progress output: auto (an updating line on a terminal, plain lines otherwise), plain, off.
     #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "off"])]
     progress: String,
-    /// Log filter (tracing-subscriber EnvFilter syntax), on stderr; RUST_LOG also works. The
-    /// default keeps webrtc-rs's own teardown warnings quiet.
-    #[arg(
-        long,
-        env = "RUST_LOG",
-        default_value = "warn,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,webrtc_srtp=error,webrtc_data=error,webrtc_mdns=error"
-    )]
-    log: String,
+    /// Log filter (tracing-subscriber EnvFilter syntax), on stderr. This flag, when given, beats
+    /// RUST_LOG, which beats the default: warn,webrtc=error,webrtc_ice=error,webrtc_sctp=error,
+    /// webrtc_dtls=error,webrtc_srtp=error,webrtc_data=error,webrtc_mdns=error (it keeps
+    /// webrtc-rs's own teardown warnings quiet).
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
 }
+
+/// The log filter without `--log` or `RUST_LOG`.
+const DEFAULT_LOG: &str = "warn,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,webrtc_srtp=error,\
+                           webrtc_data=error,webrtc_mdns=error";
 
 fn parse_layer(s: &str) -> Result<(i64, i64), String> {
     let (a, b) = s.split_once(',').ok_or("expected S,T")?;
@@ -101,10 +104,11 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let logs = proto::logging::init(cli.log.as_deref(), DEFAULT_LOG, Format::Text, Output::Stderr);
+    if let Err(e) = logs {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

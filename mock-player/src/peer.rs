@@ -15,7 +15,7 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::track::track_remote::TrackRemote;
 
-use crate::dc::DcSession;
+use crate::datachannel::DcSession;
 use crate::error::PlayerError;
 use crate::live::Live;
 use crate::rtc::{filter_sdp_candidates, RtcContext};

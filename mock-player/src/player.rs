@@ -1,28 +1,23 @@
 //! [`Player`]: one headless player, used alone and in load mode.
 //!
-//! One join attempt: connect, `config`, `listStreamers` until the streamer is
-//! there, `subscribe`, answer the `offer`, trickle ICE, receive. With
-//! `reconnect`, a lost streamer or socket starts a new attempt.
+//! A player runs join attempts ([`crate::attempt`]): with `reconnect`, a lost
+//! streamer or socket starts a new one. It adds up what they measured and
+//! judges the result.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::Message;
 use serde::Serialize;
-use serde_json::Value;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio::time::sleep_until;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use crate::canned;
+use crate::attempt::{run_attempt, AttemptContext, AttemptEnd, AttemptStats};
 use crate::config::PlayerConfig;
-use crate::dc::{DcBehaviour, DcSession, DcStats};
+use crate::datachannel::DcStats;
 use crate::error::PlayerError;
 use crate::live::{Live, Phase};
-use crate::peer::{PeerEvent, PeerSession};
 use crate::rtc::RtcContext;
 use crate::rtp_stats::TrackSummary;
-use crate::signalling::{Event, SignallingSession};
 
 /// Milliseconds from the start of a join attempt to each phase.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -71,27 +66,12 @@ pub struct PlayerStats {
     pub started_at_secs: f64,
 }
 
-/// How one attempt ended.
-enum AttemptEnd {
-    /// Duration, expected frames or cancellation: the run is over.
-    Stop,
-    /// Streamer or socket lost: reconnectable.
-    Lost(PlayerError),
-    /// Not worth retrying.
-    Fatal(PlayerError),
-}
-
 /// One player.
 pub struct Player {
     pub index: usize,
     cfg: Arc<PlayerConfig>,
     rtc: Option<Arc<RtcContext>>,
     live: Arc<Live>,
-}
-
-#[derive(Default)]
-struct Acc {
-    stats: PlayerStats,
 }
 
 impl Player {
@@ -108,20 +88,28 @@ impl Player {
     pub async fn run(self, cancel: CancellationToken, mut join_permit: Option<OwnedSemaphorePermit>) -> PlayerStats {
         let start = Instant::now();
         let stop_at = self.cfg.duration.map(|d| start + d);
-        let mut acc = Acc::default();
-        acc.stats.index = self.index;
-        acc.stats.streamer_id = self.cfg.streamer_id.clone();
+        let mut stats =
+            PlayerStats { index: self.index, streamer_id: self.cfg.streamer_id.clone(), ..Default::default() };
         let mut attempt = 0u32;
         let result = loop {
-            let end = self.attempt(attempt, &cancel, stop_at, &mut acc, &mut join_permit).await;
+            let ctx = AttemptContext {
+                index: self.index,
+                number: attempt,
+                cfg: &self.cfg,
+                rtc: self.rtc.clone(),
+                live: &self.live,
+            };
+            let report = run_attempt(ctx, &cancel, stop_at, join_permit.take()).await;
+            join_permit = report.join_permit;
+            stats.add_attempt(report.stats);
             attempt += 1;
-            match end {
+            match report.end {
                 AttemptEnd::Stop => break Ok(()),
                 AttemptEnd::Lost(e)
                     if self.cfg.reconnect && !cancel.is_cancelled() && stop_at.is_none_or(|s| Instant::now() < s) =>
                 {
                     tracing::info!(player = self.index, reason = %e, "lost the streamer; reconnecting");
-                    acc.stats.reconnects += 1;
+                    stats.reconnects += 1;
                     self.live.set_phase(Phase::Waiting);
                     tokio::select! {
                         _ = cancel.cancelled() => break Ok(()),
@@ -132,7 +120,7 @@ impl Player {
             }
         };
         drop(join_permit);
-        let mut s = acc.stats;
+        let mut s = stats;
         s.elapsed_secs = start.elapsed().as_secs_f64();
         summarise_media(&mut s);
         let verdict = result.and_then(|()| self.judge(&s));
@@ -166,284 +154,35 @@ impl Player {
         }
         Ok(())
     }
-
-    /// One join attempt; its phase times are recorded however it ends.
-    async fn attempt(
-        &self,
-        attempt: u32,
-        cancel: &CancellationToken,
-        stop_at: Option<Instant>,
-        acc: &mut Acc,
-        join_permit: &mut Option<OwnedSemaphorePermit>,
-    ) -> AttemptEnd {
-        let mut times = JoinTimes::default();
-        let mut joined = false;
-        let end = self.attempt_inner(attempt, cancel, stop_at, acc, join_permit, &mut times, &mut joined).await;
-        if joined {
-            if acc.stats.joined {
-                acc.stats.rejoins.push(times);
-            } else {
-                acc.stats.joined = true;
-                acc.stats.join = times;
-            }
-        } else if !acc.stats.joined {
-            acc.stats.join = times;
-        }
-        end
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt_inner(
-        &self,
-        attempt: u32,
-        cancel: &CancellationToken,
-        stop_at: Option<Instant>,
-        acc: &mut Acc,
-        join_permit: &mut Option<OwnedSemaphorePermit>,
-        times: &mut JoinTimes,
-        joined: &mut bool,
-    ) -> AttemptEnd {
-        let cfg = &*self.cfg;
-        let t0 = Instant::now();
-        let ms = move |t: Instant| Some(t.duration_since(t0).as_secs_f64() * 1000.0);
-        let join_deadline = tokio::time::Instant::from_std(t0 + cfg.join_timeout);
-        let far = tokio::time::Instant::from_std(t0 + Duration::from_secs(86_400 * 365));
-        let stop_deadline = stop_at.map_or(far, tokio::time::Instant::from_std);
-        let timeout = |phase: &'static str| {
-            AttemptEnd::Lost(PlayerError::JoinTimeout { secs: cfg.join_timeout.as_secs_f64(), phase })
-        };
-        self.live.set_phase(Phase::Joining);
-
-        // 1. Connect.
-        let mut sig = tokio::select! {
-            _ = cancel.cancelled() => return AttemptEnd::Stop,
-            _ = sleep_until(stop_deadline) => return AttemptEnd::Stop,
-            _ = sleep_until(join_deadline) => return timeout("connect"),
-            r = SignallingSession::connect(&cfg.url) => match r {
-                Ok(s) => s,
-                Err(e) if e.is_setup() || (attempt == 0 && !cfg.reconnect) => return AttemptEnd::Fatal(e),
-                Err(e) => return AttemptEnd::Lost(e),
-            },
-        };
-        times.ws_connect_ms = ms(Instant::now());
-        let sender = sig.sender.clone();
-
-        // 2. config, then choose a streamer.
-        let mut options = Value::Object(Default::default());
-        let mut streamer: Option<String> = None;
-        // Like the browser frontend: `listStreamers` once `config` has arrived
-        // (the re-list timer covers a server that never sends one).
-        let attempt_started = Instant::now();
-        let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + cfg.list_interval, cfg.list_interval);
-        while streamer.is_none() {
-            let ev = tokio::select! {
-                _ = cancel.cancelled() => return AttemptEnd::Stop,
-                _ = sleep_until(stop_deadline) => return AttemptEnd::Stop,
-                _ = sleep_until(join_deadline) => return timeout("waiting for the streamer"),
-                _ = relist.tick() => { sender.send(&Message::ListStreamers); continue; }
-                ev = sig.next() => ev,
-            };
-            match ev {
-                Event::Closed(why) => return AttemptEnd::Lost(PlayerError::SocketClosed(why)),
-                Event::Message(Message::Config { peer_connection_options, .. }) => {
-                    options = peer_connection_options;
-                    sender.send(&Message::ListStreamers);
-                }
-                Event::Message(Message::StreamerList { ids }) => {
-                    let grace_over = attempt_started.elapsed() >= NOT_LISTED_GRACE;
-                    match choose(cfg.streamer_id.as_deref(), &ids, attempt > 0 || !grace_over) {
-                        Ok(Some(id)) => streamer = Some(id),
-                        Ok(None) => {}
-                        Err(e) => return AttemptEnd::Fatal(e),
-                    }
-                }
-                Event::Message(m) => {
-                    tracing::debug!(player = self.index, msg = %m.type_name(), "ignored before subscribe")
-                }
-            }
-        }
-        let mut streamer = streamer.unwrap_or_default();
-        acc.stats.streamer_id = Some(streamer.clone());
-        self.live.set_streamer(&streamer);
-        sender.send(&Message::Subscribe { streamer_id: streamer.clone() });
-
-        // 3. Offer / answer / ICE / media.
-        let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<PeerEvent>();
-        let session_cancel = cancel.child_token();
-        let dc = DcSession::new(
-            DcBehaviour { input_rate: cfg.input_rate, latency_test: cfg.latency_test },
-            session_cancel.clone(),
-        );
-        let mut peer: Option<PeerSession> = None;
-        let mut early_candidates = Vec::new();
-        // Remote candidates wait until our own candidates are on their way:
-        // otherwise our connectivity checks can reach the streamer before our
-        // candidates do, it sees a peer-reflexive candidate and webrtc-rs
-        // waits a second before nominating it.
-        let mut gathered = false;
-        let mut check = tokio::time::interval(Duration::from_millis(200));
-        let mut phase: &'static str = "waiting for the offer";
-
-        let end = loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break AttemptEnd::Stop,
-                _ = sleep_until(stop_deadline) => break AttemptEnd::Stop,
-                _ = sleep_until(join_deadline), if !*joined => break timeout(phase),
-                _ = check.tick(), if cfg.stop_at_expected_frames && cfg.duration.is_none() && cfg.expect_frames.is_some() => {
-                    if let Some(want) = cfg.expect_frames {
-                        if self.live.frames.load(std::sync::atomic::Ordering::Relaxed) >= want {
-                            break AttemptEnd::Stop;
-                        }
-                    }
-                }
-                Some(ev) = peer_rx.recv() => match ev {
-                    PeerEvent::LocalCandidate(c) => sender.send(&Message::IceCandidate { candidate: c, player_id: None }),
-                    PeerEvent::GatheringDone => {
-                        gathered = true;
-                        if let Some(p) = peer.as_ref() {
-                            for c in early_candidates.drain(..) {
-                                if let Err(e) = p.add_candidate(c).await {
-                                    tracing::warn!(player = self.index, error = %e, "remote candidate refused");
-                                }
-                            }
-                        }
-                    }
-                    PeerEvent::IceConnected(t) => {
-                        times.ice_connected_ms.get_or_insert(ms(t).unwrap_or_default());
-                        phase = "DTLS";
-                    }
-                    PeerEvent::Connected(t) => {
-                        times.dtls_connected_ms.get_or_insert(ms(t).unwrap_or_default());
-                        phase = "waiting for RTP";
-                    }
-                    PeerEvent::FirstRtp(t) => {
-                        times.first_rtp_ms = ms(t);
-                        if !*joined {
-                            *joined = true;
-                            times.joined_ms = ms(t);
-                            self.on_joined(join_permit);
-                        }
-                    }
-                    PeerEvent::FirstKeyframe(t) => times.first_keyframe_ms = ms(t),
-                    PeerEvent::SfuChannelsOpen => sender.send(&Message::PeerDataChannelsReady { player_id: None }),
-                    PeerEvent::Failed(why) => break AttemptEnd::Lost(PlayerError::PeerFailed(why)),
-                },
-                ev = sig.next() => match ev {
-                    Event::Closed(why) => break AttemptEnd::Lost(PlayerError::SocketClosed(why)),
-                    Event::Message(m) => match m {
-                        Message::Offer { sdp, player_id, sfu, .. } => {
-                            acc.stats.offers += 1;
-                            times.offer_ms.get_or_insert(ms(Instant::now()).unwrap_or_default());
-                            if player_id.is_some() {
-                                acc.stats.player_id = player_id;
-                            }
-                            let sfu = sfu.unwrap_or(false);
-                            acc.stats.sfu = sfu;
-                            phase = "ICE";
-                            if cfg.signalling_only {
-                                sender.send(&Message::Answer { sdp: canned::answer_sdp(&sdp), player_id: None, min_bitrate_bps: None, max_bitrate_bps: None });
-                                for c in canned::candidates(&sdp) {
-                                    sender.send(&Message::IceCandidate { candidate: c, player_id: None });
-                                }
-                                if !*joined {
-                                    *joined = true;
-                                    times.joined_ms = ms(Instant::now());
-                                    self.on_joined(join_permit);
-                                }
-                                continue;
-                            }
-                            if peer.is_none() {
-                                let Some(rtc) = self.rtc.clone() else {
-                                    break AttemptEnd::Fatal(PlayerError::Rtc("no WebRTC context".into()));
-                                };
-                                match PeerSession::new(rtc, &options, peer_tx.clone(), self.live.clone(), dc.clone(), session_cancel.clone()).await {
-                                    Ok(p) => peer = Some(p),
-                                    Err(e) => break AttemptEnd::Fatal(e),
-                                }
-                            }
-                            let Some(p) = peer.as_ref() else { continue };
-                            match p.answer(&sdp).await {
-                                Ok(answer) => sender.send(&Message::Answer { sdp: answer, player_id: None, min_bitrate_bps: None, max_bitrate_bps: None }),
-                                Err(e) => break AttemptEnd::Lost(e),
-                            }
-                            if let Some((spatial_layer, temporal_layer)) = cfg.layer {
-                                sender.send(&Message::LayerPreference { spatial_layer, temporal_layer, player_id: None });
-                            }
-                            if sfu {
-                                sender.send(&Message::DataChannelRequest { player_id: None });
-                            }
-                        }
-                        Message::IceCandidate { candidate, .. } => match peer.as_ref() {
-                            Some(p) if gathered => if let Err(e) = p.add_candidate(candidate).await {
-                                tracing::warn!(player = self.index, error = %e, "remote candidate refused");
-                            },
-                            _ => early_candidates.push(candidate),
-                        },
-                        Message::PeerDataChannels { send_stream_id, recv_stream_id, .. } => {
-                            if let Some(p) = peer.as_ref() {
-                                if let Err(e) = p.open_sfu_channels(send_stream_id, recv_stream_id, peer_tx.clone()).await {
-                                    tracing::warn!(player = self.index, error = %e, "SFU data channels");
-                                }
-                            }
-                        }
-                        Message::StreamerIdChanged { new_id } => {
-                            tracing::info!(player = self.index, from = %streamer, to = %new_id, "streamer id changed");
-                            streamer = new_id;
-                            acc.stats.streamer_id = Some(streamer.clone());
-                            self.live.set_streamer(&streamer);
-                        }
-                        Message::SubscribeFailed { message } => break AttemptEnd::Fatal(PlayerError::SubscribeFailed(message)),
-                        Message::StreamerDisconnected => break AttemptEnd::Lost(PlayerError::StreamerDisconnected),
-                        Message::Config { peer_connection_options, .. } => options = peer_connection_options,
-                        other => tracing::debug!(player = self.index, msg = %other.type_name(), "ignored"),
-                    },
-                },
-            }
-        };
-
-        // 4. Collect and tear down.
-        session_cancel.cancel();
-        if let Some(p) = peer {
-            acc.stats.tracks.extend(p.track_summaries());
-            p.close().await;
-        }
-        merge_dc(&mut acc.stats.dc, dc.stats());
-        sender.close();
-        end
-    }
-
-    fn on_joined(&self, join_permit: &mut Option<OwnedSemaphorePermit>) {
-        self.live.set_phase(Phase::Streaming);
-        join_permit.take();
-    }
 }
 
-/// Pick the streamer from a `streamerList`. `Ok(None)`: wait and re-list.
-/// How long a wanted streamer that is not listed (while others are) is
-/// waited for before subscribing anyway, so that the server's
-/// `subscribeFailed` gives a bad id its clear error. An SFU, for one, is
-/// listed only once media flows to it, a moment after it connects.
-const NOT_LISTED_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// `keep_waiting`: rejoining after a restart, or still within
-/// [`NOT_LISTED_GRACE`]: a wanted id that is not listed is waited for.
-fn choose(wanted: Option<&str>, ids: &[String], keep_waiting: bool) -> Result<Option<String>, PlayerError> {
-    match wanted {
-        Some(w) if ids.iter().any(|i| i == w) => Ok(Some(w.to_string())),
-        // Nobody there yet, or worth waiting for: wait.
-        Some(_) if ids.is_empty() || keep_waiting => Ok(None),
-        // Others are there but not this one: subscribe anyway and let the
-        // server say `subscribeFailed` (the clear error).
-        Some(w) => Ok(Some(w.to_string())),
-        None => match ids {
-            [] => Ok(None),
-            [one] => Ok(Some(one.clone())),
-            many => Err(PlayerError::NoStreamer(format!(
-                "{} streamers listed ({}); choose one with --streamer",
-                many.len(),
-                many.join(", ")
-            ))),
-        },
+impl PlayerStats {
+    /// Add what one attempt measured; its phase times are recorded however it ended.
+    fn add_attempt(&mut self, a: AttemptStats) {
+        if a.joined {
+            if self.joined {
+                self.rejoins.push(a.times);
+            } else {
+                self.joined = true;
+                self.join = a.times;
+            }
+        } else if !self.joined {
+            self.join = a.times;
+        }
+        if a.streamer_id.is_some() {
+            self.streamer_id = a.streamer_id;
+        }
+        if a.player_id.is_some() {
+            self.player_id = a.player_id;
+        }
+        if let Some(sfu) = a.sfu {
+            self.sfu = sfu;
+        }
+        self.offers += a.offers;
+        self.tracks.extend(a.tracks);
+        if let Some(dc) = a.dc {
+            merge_dc(&mut self.dc, dc);
+        }
     }
 }
 
@@ -484,22 +223,5 @@ fn summarise_media(s: &mut PlayerStats) {
     }
     if !video.is_empty() {
         s.jitter_ms = video.iter().map(|t| t.jitter_ms).sum::<f64>() / video.len() as f64;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn choosing() {
-        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(choose(None, &ids(&[]), false), Ok(None));
-        assert_eq!(choose(None, &ids(&["A"]), false), Ok(Some("A".into())));
-        assert!(choose(None, &ids(&["A", "B"]), false).is_err());
-        assert_eq!(choose(Some("B"), &ids(&["A", "B"]), false), Ok(Some("B".into())));
-        assert_eq!(choose(Some("X"), &ids(&["A"]), false), Ok(Some("X".into())));
-        assert_eq!(choose(Some("X"), &ids(&["A"]), true), Ok(None));
-        assert_eq!(choose(Some("X"), &ids(&[]), false), Ok(None));
     }
 }

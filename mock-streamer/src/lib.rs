@@ -8,7 +8,7 @@
 //!
 //! Modules, one concept each: [`config`], [`session`] (signalling),
 //! [`peer`] (one peer connection), [`pattern`], [`encoder`], [`video`]
-//! (source thread), [`fanout`], [`protocol`] (data channel), [`stats`],
+//! (source thread), [`fanout`], [`datachannel`] (the data-channel protocol), [`stats`],
 //! [`events`], [`canned`] (signalling-only offers).
 //!
 //! ```no_run
@@ -24,13 +24,13 @@
 pub mod audio;
 pub mod canned;
 pub mod config;
+pub mod datachannel;
 pub mod encoder;
 pub mod events;
 pub mod fanout;
 pub mod opus;
 pub mod pattern;
 pub mod peer;
-pub mod protocol;
 pub mod session;
 pub mod stats;
 pub mod video;
@@ -48,9 +48,9 @@ pub use config::{numbered_ids, StreamerConfig};
 pub use events::StreamerEvent;
 pub use stats::{StatsSnapshot, StreamerSnapshot};
 
+use crate::datachannel::{initial_settings_json, Protocol};
 use crate::fanout::{Fanout, VideoLayers};
 use crate::peer::PeerShared;
-use crate::protocol::{initial_settings_json, Protocol};
 use crate::session::Session;
 use crate::stats::StreamerStats;
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use mock_streamer::video::VideoSettings;
 use mock_streamer::{numbered_ids, StreamerConfig};
+use proto::logging::{Format, Output};
 use proto::rtc::IcePolicy;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -83,14 +84,14 @@ struct Args {
     reconnect_max: u64,
 }
 
+/// The log filter without `RUST_LOG`: webrtc-rs's own warnings are routine here.
+const DEFAULT_LOG: &str =
+    "info,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,webrtc_srtp=error,webrtc_data=error,dtls=error";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,webrtc_srtp=error,webrtc_data=error,dtls=error".into()),
-        )
-        .init();
+    // No log flag: RUST_LOG, else the default (proto::logging's rule).
+    proto::logging::init(None, DEFAULT_LOG, Format::Text, Output::Stdout)?;
     let args = Args::parse();
     let Codec::H264 = args.codec;
     let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));

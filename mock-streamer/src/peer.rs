@@ -26,9 +26,9 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocal;
 
+use crate::datachannel::{attach, Protocol};
 use crate::events::StreamerEvent;
 use crate::fanout::{Fanout, Subscription, VideoLayers, SIMULCAST_RIDS};
-use crate::protocol::{attach, Protocol};
 use crate::stats::StreamerStats;
 use proto::client::SignallingSender;
 

@@ -36,7 +36,7 @@ impl Session {
     /// Run until cancelled, reconnecting whenever the connection drops.
     pub async fn run(self) {
         let mut backoff = self.config.reconnect_min;
-        let options = ClientOptions { ping_interval: self.config.ping_interval };
+        let options = ClientOptions { ping_interval: self.config.ping_interval, ..ClientOptions::default() };
         while !self.cancel.is_cancelled() {
             let connected = tokio::select! {
                 _ = self.cancel.cancelled() => break,

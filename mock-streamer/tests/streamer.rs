@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use common::{nal_types, start, wait_event, within};
-use mock_streamer::protocol::initial_settings_json;
+use mock_streamer::datachannel::initial_settings_json;
 use mock_streamer::video::VideoSettings;
 use mock_streamer::{StreamerConfig, StreamerEvent};
 use openh264::formats::YUVSource;

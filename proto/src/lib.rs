@@ -7,7 +7,8 @@
 //! - [`rtp_payload`]: keyframe detection and H.264 SPS picture size, from RTP payloads.
 //!
 //! Behind features, code that every WebRTC peer of the toolkit shares:
-//! `client` (an async signalling client) and `rtc` (WebRTC settings).
+//! `client` (an async signalling client), `rtc` (WebRTC settings) and `log`
+//! (every binary's log setup, one precedence rule).
 
 pub mod close;
 pub mod datachannel;
@@ -17,6 +18,8 @@ pub mod rtp_payload;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "log")]
+pub mod logging;
 #[cfg(feature = "rtc")]
 pub mod rtc;
 

@@ -37,10 +37,10 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocal;
 
 use crate::config::SfuConfig;
+use crate::datachannel_relay::DataChannelRelay;
 use crate::error::SfuError;
 use crate::events::{Internal, SfuEvent};
 use crate::forwarder::{Forwarder, PlayerControl, Subscription};
-use crate::relay::Relay;
 use crate::rtc::{candidate_allowed, filter_sdp};
 use crate::stats::SfuStats;
 
@@ -67,7 +67,7 @@ pub struct DownstreamParams {
     pub media: Vec<Arc<Forwarder>>,
     pub scalability_mode: Option<String>,
     pub control: Arc<PlayerControl>,
-    pub relay: Arc<Relay>,
+    pub relay: Arc<DataChannelRelay>,
     pub stats: Arc<SfuStats>,
     pub internal: mpsc::UnboundedSender<Internal>,
     pub events: broadcast::Sender<SfuEvent>,

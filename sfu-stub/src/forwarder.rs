@@ -23,6 +23,7 @@ use crate::codec::Codec;
 use crate::gop_cache::{compressed_timestamps, GopCache};
 use crate::keyframe::KeyframeRequester;
 use crate::layer::{LayerSelector, Verdict};
+use crate::packet::LayerPacket;
 use crate::stats::SfuStats;
 
 /// While waiting for a keyframe, ask again this often.
@@ -30,14 +31,6 @@ const REASK: Duration = Duration::from_millis(1000);
 
 /// "No layer yet" in [`PlayerControl::current`].
 const NO_LAYER: usize = usize::MAX;
-
-/// One upstream packet as the writers see it.
-#[derive(Debug)]
-pub struct Upstream {
-    pub layer: usize,
-    pub keyframe: bool,
-    pub packet: Packet,
-}
 
 /// What a player asked for, shared by its tracks' writers.
 #[derive(Debug)]
@@ -54,7 +47,7 @@ impl PlayerControl {
 
 struct Subscriber {
     key: u64,
-    tx: mpsc::Sender<Arc<Upstream>>,
+    tx: mpsc::Sender<Arc<LayerPacket>>,
     control: Arc<PlayerControl>,
     /// The layer the writer forwards now (NO_LAYER before the first keyframe).
     current: Arc<AtomicUsize>,
@@ -225,7 +218,7 @@ impl Forwarder {
     /// Queue one upstream packet for every player that may want it. Never blocks.
     pub fn publish(&self, layer: usize, packet: Packet) {
         let keyframe = self.codec.starts_keyframe(&packet.payload);
-        let item = Arc::new(Upstream { layer, keyframe, packet });
+        let item = Arc::new(LayerPacket { layer, keyframe, packet });
         let layers = self.layer_count();
         let mut resync_layers = Vec::new();
         let mut state = self.lock();
@@ -274,7 +267,7 @@ struct Writer {
 impl Writer {
     /// `cached`: the group of pictures to start with (may be empty), then
     /// the live packets from `rx`.
-    async fn run(self, cached: Vec<Arc<Upstream>>, mut rx: mpsc::Receiver<Arc<Upstream>>) {
+    async fn run(self, cached: Vec<Arc<LayerPacket>>, mut rx: mpsc::Receiver<Arc<LayerPacket>>) {
         let f = &self.forwarder;
         let clamp = |t: usize| t.min(f.layer_count().saturating_sub(1));
         let mut selector = LayerSelector::new(

@@ -31,7 +31,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::forwarder::Upstream;
+use crate::packet::LayerPacket;
 
 /// Largest group of pictures (payload bytes) kept per layer for new players.
 pub const CACHE_MAX_BYTES: usize = 1 << 20;
@@ -45,7 +45,7 @@ pub struct GopCache {
     keyframe_ts: u32,
     last_seq: u16,
     bytes: usize,
-    packets: Vec<Arc<Upstream>>,
+    packets: Vec<Arc<LayerPacket>>,
 }
 
 impl GopCache {
@@ -56,7 +56,7 @@ impl GopCache {
     }
 
     /// Add one packet of this layer; returns whether it starts a new keyframe.
-    pub fn push(&mut self, now: Instant, item: &Arc<Upstream>, max_age: Duration) -> bool {
+    pub fn push(&mut self, now: Instant, item: &Arc<LayerPacket>, max_age: Duration) -> bool {
         let h = &item.packet.header;
         let new_keyframe = item.keyframe && (self.started.is_none() || h.timestamp != self.keyframe_ts);
         if new_keyframe {
@@ -85,14 +85,14 @@ impl GopCache {
     }
 
     /// The cached group if it may start a player now.
-    pub fn usable(&self, now: Instant, max_age: Duration) -> Option<Vec<Arc<Upstream>>> {
+    pub fn usable(&self, now: Instant, max_age: Duration) -> Option<Vec<Arc<LayerPacket>>> {
         self.fresh(now, max_age).then(|| self.packets.clone())
     }
 }
 
 /// The RTP timestamps to send a cached group of pictures with: its frames
 /// one tick apart, the newest keeping its own timestamp (module docs).
-pub fn compressed_timestamps(packets: &[Arc<Upstream>]) -> Vec<u32> {
+pub fn compressed_timestamps(packets: &[Arc<LayerPacket>]) -> Vec<u32> {
     let frames = packets.windows(2).filter(|w| w[0].packet.header.timestamp != w[1].packet.header.timestamp).count();
     let Some(last) = packets.last() else { return Vec::new() };
     let mut ts = last.packet.header.timestamp.wrapping_sub(frames as u32);
@@ -112,15 +112,15 @@ mod tests {
     use webrtc::rtp::header::Header;
     use webrtc::rtp::packet::Packet;
 
-    fn item(seq: u16, ts: u32, keyframe: bool, len: usize) -> Arc<Upstream> {
+    fn item(seq: u16, ts: u32, keyframe: bool, len: usize) -> Arc<LayerPacket> {
         let packet = Packet {
             header: Header { sequence_number: seq, timestamp: ts, ..Default::default() },
             payload: vec![0u8; len].into(),
         };
-        Arc::new(Upstream { layer: 0, keyframe, packet })
+        Arc::new(LayerPacket { layer: 0, keyframe, packet })
     }
 
-    fn seqs(p: &[Arc<Upstream>]) -> Vec<u16> {
+    fn seqs(p: &[Arc<LayerPacket>]) -> Vec<u16> {
         p.iter().map(|u| u.packet.header.sequence_number).collect()
     }
 

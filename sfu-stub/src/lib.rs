@@ -8,10 +8,10 @@
 //!
 //! Modules, one concept each: [`config`], [`session`] (signalling),
 //! [`upstream`] (the streamer's peer connection), [`downstream`] (a player's
-//! peer connection), [`forwarder`] (fan-out), [`gop_cache`] (a fast start for
+//! peer connection), [`forwarder`] (fan-out of [`packet`]s), [`gop_cache`] (a fast start for
 //! new players), [`layer`] (layer selection and
 //! RTP rewriting), [`keyframe`] (rate-limited keyframe requests), [`codec`]
-//! (keyframe detection), [`relay`] (data channels), [`rtc`] (WebRTC
+//! (keyframe detection), [`datachannel_relay`] (data channels between players and the streamer), [`rtc`] (WebRTC
 //! settings), [`stats`], [`events`].
 //!
 //! ```no_run
@@ -25,6 +25,7 @@
 
 pub use proto::rtp_payload as codec;
 pub mod config;
+pub mod datachannel_relay;
 pub mod downstream;
 pub mod error;
 pub mod events;
@@ -32,7 +33,7 @@ pub mod forwarder;
 pub mod gop_cache;
 pub mod keyframe;
 pub mod layer;
-pub mod relay;
+pub mod packet;
 pub mod rtc;
 pub mod session;
 pub mod stats;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use proto::logging::{Format, Output};
 use proto::rtc::IcePolicy;
 use sfu_stub::SfuConfig;
 use tokio_util::sync::CancellationToken;
@@ -61,15 +62,16 @@ struct Args {
     /// Log statistics this often (seconds, 0 = never).
     #[arg(long, default_value_t = 10)]
     stats_interval_secs: u64,
-    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `sfu_stub=debug`.
-    #[arg(long, default_value = "info", env = "RUST_LOG")]
-    log: String,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `sfu_stub=debug`. This flag, when
+    /// given, beats RUST_LOG, which beats the default: info.
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(&args.log)).init();
+    proto::logging::init(args.log.as_deref(), "info", Format::Text, Output::Stdout)?;
     let config = SfuConfig {
         url: args.url.clone(),
         id: args.id.clone(),

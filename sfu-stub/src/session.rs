@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use webrtc::api::API;
 
 use crate::config::SfuConfig;
+use crate::datachannel_relay::{DataChannelRelay, PLAYER_RECV_STREAM_ID, PLAYER_SEND_STREAM_ID};
 use crate::downstream::{run_downstream, DownstreamCommand, DownstreamParams};
 use crate::events::{Internal, SfuEvent};
 use crate::forwarder::{Forwarder, PlayerControl};
-use crate::relay::{Relay, PLAYER_RECV_STREAM_ID, PLAYER_SEND_STREAM_ID};
 use crate::stats::SfuStats;
 use crate::upstream::{run_upstream, UpstreamCommand, UpstreamParams};
 
@@ -64,7 +64,7 @@ struct Connection<'a> {
     players: HashMap<String, PlayerHandle>,
     /// Players that arrived before media flowed.
     waiting: Vec<String>,
-    relay: Arc<Relay>,
+    relay: Arc<DataChannelRelay>,
     next_key: u64,
 }
 
@@ -72,7 +72,7 @@ struct Connection<'a> {
 pub async fn run(shared: Shared, cancel: CancellationToken) {
     let config = shared.config.clone();
     let mut backoff = config.reconnect_min;
-    let options = ClientOptions { ping_interval: config.ping_interval };
+    let options = ClientOptions { ping_interval: config.ping_interval, ..ClientOptions::default() };
     while !cancel.is_cancelled() {
         let connected = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -117,7 +117,7 @@ async fn run_connection(shared: &Shared, tx: SignallingSender, mut rx: Signallin
         streaming: false,
         players: HashMap::new(),
         waiting: Vec::new(),
-        relay: Relay::new(shared.stats.clone()),
+        relay: DataChannelRelay::new(shared.stats.clone()),
         next_key: 0,
     };
     let every = shared.config.list_interval;

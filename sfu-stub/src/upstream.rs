@@ -23,11 +23,11 @@ use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::track::track_remote::TrackRemote;
 
 use crate::config::SfuConfig;
+use crate::datachannel_relay::{DataChannelRelay, FIRST_STREAMER_STREAM_ID};
 use crate::error::SfuError;
 use crate::events::Internal;
 use crate::forwarder::{Forwarder, TrackInfo};
 use crate::keyframe::{KeyframeRequester, SendRequest};
-use crate::relay::{Relay, FIRST_STREAMER_STREAM_ID};
 use crate::rtc::{candidate_allowed, filter_sdp, offered_media};
 use crate::stats::SfuStats;
 
@@ -56,7 +56,7 @@ pub struct UpstreamParams {
     pub offer_sdp: String,
     pub scalability_mode: Option<String>,
     pub stats: Arc<SfuStats>,
-    pub relay: Arc<Relay>,
+    pub relay: Arc<DataChannelRelay>,
     pub events: mpsc::UnboundedSender<Internal>,
 }
 

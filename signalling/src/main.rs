@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use signalling::cli::{self, Cli, LogFormat};
 
@@ -24,8 +23,9 @@ async fn main() -> ExitCode {
 
 /// Resolves the configuration, runs the server, and shuts it down on Ctrl-C or SIGTERM.
 async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let level_flag_given = cli.log_level_console.is_some();
     let resolved = cli::resolve_full(cli).context("invalid configuration")?;
-    init_tracing(&resolved.log_level, resolved.log_format)?;
+    init_tracing(level_flag_given, &resolved.log_level, resolved.log_format)?;
     for warning in &resolved.warnings {
         tracing::warn!("{warning}");
     }
@@ -47,19 +47,16 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Console logging at `--log_level_console` (a set `RUST_LOG` overrides it), as text or, with
+/// Console logging under proto::logging's rule: `--log_level_console` on the command line beats
+/// `RUST_LOG`, which beats the configured level (config file, else `info`); as text or, with
 /// `--log_format json`, one JSON object per line for log shippers.
-fn init_tracing(level: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => {
-            EnvFilter::try_new(&directives).with_context(|| format!("invalid RUST_LOG {directives:?}"))?
-        }
-        _ => EnvFilter::new(level),
+fn init_tracing(level_flag_given: bool, level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let format = match format {
+        LogFormat::Text => proto::logging::Format::Text,
+        LogFormat::Json => proto::logging::Format::Json,
     };
-    match format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-    }
+    let flag = level_flag_given.then_some(level);
+    proto::logging::init(flag, level, format, proto::logging::Output::Stdout)?;
     Ok(())
 }
 

@@ -95,11 +95,12 @@ fn main() -> ExitCode {
         Cmd::ChildPlayers(_) | Cmd::ChildSfu(_) | Cmd::ChildStreamer(_) | Cmd::ChildSignalling { .. }
     );
     if quiet {
-        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "error".into()))
-            .with_writer(std::io::stderr)
-            .try_init();
+        // No log flag: RUST_LOG, else errors only (proto::logging's rule).
+        let output = proto::logging::Output::Stderr;
+        if let Err(e) = proto::logging::init(None, "error", proto::logging::Format::Text, output) {
+            eprintln!("bench: error: {e}");
+            return ExitCode::from(2);
+        }
     }
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,

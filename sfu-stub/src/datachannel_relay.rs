@@ -56,7 +56,7 @@ impl Link {
 
 /// Every player's pair of channels.
 #[derive(Default)]
-pub struct Relay {
+pub struct DataChannelRelay {
     links: Mutex<HashMap<String, Link>>,
     stats: Arc<SfuStats>,
 }
@@ -77,9 +77,9 @@ impl Direction {
     }
 }
 
-impl Relay {
+impl DataChannelRelay {
     pub fn new(stats: Arc<SfuStats>) -> Arc<Self> {
-        Arc::new(Relay { links: Mutex::new(HashMap::new()), stats })
+        Arc::new(DataChannelRelay { links: Mutex::new(HashMap::new()), stats })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Link>> {
