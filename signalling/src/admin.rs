@@ -20,6 +20,7 @@ use warp::Filter;
 
 use crate::auth;
 use crate::config::Secret;
+use crate::percent::percent_decode;
 
 /// What the HTTP routes may ask of the running server.
 pub trait Control: Send + Sync {
@@ -54,7 +55,7 @@ pub fn routes(token: Option<Secret>, control: Arc<dyn Control>) -> Option<BoxedF
     );
     let c = control.clone();
     let kick = warp::path!("api" / "admin" / "players" / String / "kick").map(move |raw: String| {
-        let id = crate::http::percent_decode(&raw);
+        let id = percent_decode(&raw);
         if c.kick_player(&id) {
             reply(StatusCode::OK, json!({"kicked": id}))
         } else {
@@ -63,7 +64,7 @@ pub fn routes(token: Option<Secret>, control: Arc<dyn Control>) -> Option<BoxedF
     });
     let c = control.clone();
     let disconnect = warp::path!("api" / "admin" / "streamers" / String / "disconnect").map(move |raw: String| {
-        let id = crate::http::percent_decode(&raw);
+        let id = percent_decode(&raw);
         if c.disconnect_streamer(&id) {
             reply(StatusCode::OK, json!({"disconnected": id}))
         } else {

@@ -10,6 +10,7 @@ use ring::digest::{digest, SHA256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
+use crate::percent::percent_decode;
 
 /// Why an upgrade was refused; the transport maps it to an HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -62,37 +63,14 @@ pub fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), Refus
     }
 }
 
-/// The first value of `name` in a query string, percent-decoded (`+` is a space).
+/// The first value of `name` in a query string, percent-decoded (`+` is a space, as in a form).
 pub fn query_param(query: &str, name: &str) -> Option<String> {
+    // `+` becomes a space before decoding, so an escaped `%2B` stays a plus.
+    let decode = |text: &str| percent_decode(&text.replace('+', " "));
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k) == name).then(|| percent_decode(v))
+        (decode(k) == name).then(|| decode(v))
     })
-}
-
-/// Decode `%XX` escapes and `+`; invalid escapes are kept as written.
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -134,6 +112,24 @@ mod tests {
         assert_eq!(check_token(Some(&s), &h, Some("token=u")), Err(Refusal::Unauthorized));
         assert_eq!(check_token(Some(&s), &h, Some("token=t")), Ok(()));
         assert_eq!(check_token(Some(&s), &h, Some("token=%ZZ")), Err(Refusal::Unauthorized));
+    }
+
+    #[test]
+    fn query_token_is_percent_decoded_strictly() {
+        let h = HeaderMap::new();
+        let s = secret("a b+c/é%");
+        // Accepted when the escapes decode to the token (`+` is a space, `%2B` a plus).
+        assert_eq!(check_token(Some(&s), &h, Some("token=a%20b%2Bc%2F%C3%A9%25")), Ok(()));
+        assert_eq!(check_token(Some(&s), &h, Some("x=1&token=a+b%2bc/%c3%a9%25")), Ok(()));
+        // A malformed escape is kept as written, so it never matches the decoded token.
+        assert_eq!(check_token(Some(&s), &h, Some("token=a%20b%2Bc%2F%C3%A9%2")), Err(Refusal::Unauthorized));
+        // ... and a lone `%` is kept as written too (this token ends in one).
+        assert_eq!(check_token(Some(&s), &h, Some("token=a%20b%2Bc%2F%C3%A9%")), Ok(()));
+        // `%` needs two hex digits: `%+1` is not byte 1 (a lenient decoder would accept it).
+        let control = secret("t\u{1}");
+        assert_eq!(check_token(Some(&control), &h, Some("token=t%01")), Ok(()));
+        assert_eq!(check_token(Some(&control), &h, Some("token=t%+1")), Err(Refusal::Unauthorized));
+        assert_eq!(query_param("token=t%+1", "token").as_deref(), Some("t% 1"));
     }
 
     #[test]

@@ -62,8 +62,6 @@ pub struct ServerConfig {
     /// Enable the REST API under `/api`.
     pub rest_api: bool,
     pub console_messages: ConsoleMessages,
-    /// The effective configuration as JSON (secrets redacted), for `GET /api/config`.
-    pub public_config: Value,
     /// Who may connect: tokens per role, admin token, origins, streamer ids.
     pub security: Security,
     /// TLS on every listener (`--https`); `None` = plain TCP.
@@ -73,6 +71,9 @@ pub struct ServerConfig {
     /// Connection limits and the handshake timeout.
     pub limits: Limits,
 }
+
+/// Shown in place of a secret wherever one would be printed.
+pub const REDACTED: &str = "<redacted>";
 
 /// A secret from the command line or a file. `Debug` never shows it, so a
 /// config printed in a log or a panic message cannot leak it.
@@ -180,7 +181,6 @@ impl Default for ServerConfig {
             homepage: "player.html".to_string(),
             rest_api: true,
             console_messages: ConsoleMessages::Off,
-            public_config: Value::Object(Map::new()),
             security: Security::default(),
             tls: None,
             turn: None,

@@ -14,7 +14,11 @@ use warp::Filter;
 
 use crate::admin::Control;
 use crate::config::ServerConfig;
+use crate::percent::percent_decode;
 use crate::snapshot::Snapshot;
+
+mod api_config;
+pub(crate) use api_config::api_config;
 
 /// The built-in player page (plain HTML + JavaScript, no build step), served at
 /// `/` when no `--http_root` is given, so a browser can watch a stream with
@@ -88,8 +92,9 @@ fn api(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
             None => not_found_json(&format!("No player ID matches {id}.")),
         }
     });
-    let s = state;
-    let config = warp::path!("api" / "config").map(move || json_ok(&s.config.public_config));
+    // The configuration does not change while the server runs: one view, built once.
+    let view = api_config(&state.config);
+    let config = warp::path!("api" / "config").map(move || json_ok(&view));
     warp::get()
         .and(
             status.or(streamers).unify().or(streamer).unify().or(players).unify().or(player).unify().or(config).unify(),
@@ -137,33 +142,6 @@ fn not_found_json(message: &str) -> Response {
 
 fn text(status: StatusCode, body: &str) -> Response {
     warp::reply::with_status(body.to_string(), status).into_response()
-}
-
-/// Decodes `%XX` escapes in a path segment, so `/api/streamers/My%20Game` finds `My Game`
-/// (Express decodes route parameters the same way). Invalid escapes are kept as written.
-pub(crate) fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = match (bytes[i], bytes.get(i + 1..i + 3)) {
-            (b'%', Some(hex)) if hex.iter().all(u8::is_ascii_hexdigit) => {
-                std::str::from_utf8(hex).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-            }
-            _ => None,
-        };
-        match decoded {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -262,13 +240,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn config_returns_public_config() {
-        let config =
-            ServerConfig { public_config: serde_json::json!({"config": {"playerPort": 1}}), ..ServerConfig::default() };
-        let f = routes(state(config));
+    async fn config_returns_the_view_of_the_server_config() {
+        let config = ServerConfig { player_port: 1, ..ServerConfig::default() };
+        let f = routes(state(config.clone()));
         let (status, v) = get_json(&f, "/api/config").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(v, serde_json::json!({"config": {"playerPort": 1}}));
+        assert_eq!(v, api_config(&config));
+        assert_eq!(v["config"]["playerPort"], 1);
     }
 
     #[tokio::test]
@@ -333,14 +311,5 @@ mod tests {
         let config = ServerConfig { http_root: Some(dir.path().to_path_buf()), ..ServerConfig::default() };
         let f = routes(state(config));
         assert_eq!(get(&f, "/").await, (StatusCode::NOT_FOUND, "Unable to locate file player.html".to_string()));
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b"), "a b");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%+1"), "%+1");
-        assert_eq!(percent_decode("%C3%A9"), "é");
     }
 }

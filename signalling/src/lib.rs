@@ -18,6 +18,7 @@ pub mod handshake;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+mod percent;
 pub mod registry;
 pub mod router;
 pub mod snapshot;
@@ -95,10 +96,6 @@ impl ServerHandle {
     pub fn render_metrics(&self) -> String {
         self.shared.render_metrics()
     }
-    /// Stop accepting WebSocket connections (as `POST /api/admin/drain`).
-    pub fn drain(&self) {
-        self.shared.draining.store(true, Ordering::Relaxed);
-    }
     /// The registry now.
     pub fn snapshot(&self) -> Snapshot {
         self.shared.hub.with_router(|r| r.snapshot())
@@ -139,10 +136,7 @@ async fn bind(config: &ServerConfig, port: u16, role: &'static str) -> Result<Tc
 
 /// Start the server: bind the three listeners and serve them in the
 /// background on the current tokio runtime.
-pub async fn run(mut config: ServerConfig) -> Result<ServerHandle, ServerError> {
-    if config.public_config.as_object().is_some_and(|o| o.is_empty()) {
-        config.public_config = cli::public_config(&config);
-    }
+pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     // Certificate problems first, before any port is taken.
     let tls = match &config.tls {
         Some(t) => Some(tls::acceptor(&t.cert_path, &t.key_path)?),

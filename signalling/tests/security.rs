@@ -87,7 +87,6 @@ async fn secrets_never_appear_in_logs_or_api_config() {
         Some(TurnConfig { secret: Secret::new("turn-secret-Q5").expect("s"), ttl: std::time::Duration::from_secs(60) });
     config.peer_options =
         serde_json::from_value(json!({"iceServers": [{"urls": ["turn:t.example:3478"]}]})).expect("map");
-    config.public_config = signalling::cli::public_config(&config);
     let h = server(config).await;
     let _ = try_connect(h.player_addr(), "/?token=wrong-guess-Q6", &[]).await;
     let mut s = try_connect(h.streamer_addr(), "/?token=streamer-tok-Q2", &[]).await.expect("streamer");
