@@ -9,9 +9,6 @@ use tracing_subscriber::EnvFilter;
 /// The environment variable consulted when no flag is given.
 pub const ENV_VAR: &str = "RUST_LOG";
 
-/// One line of help for a binary's log flag, saying the rule.
-pub const RULE: &str = "This flag, when given, beats RUST_LOG, which beats the default.";
-
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
