@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
 
 /// Resolves the configuration, runs the server, and shuts it down on Ctrl-C or SIGTERM.
 async fn serve(cli: Cli) -> anyhow::Result<()> {
-    let level_flag_given = cli.log_level_console.is_some();
+    let level_flag_given = cli.settings.log_level_console.is_some();
     let resolved = cli::resolve_full(cli).context("invalid configuration")?;
     init_tracing(level_flag_given, &resolved.log_level, resolved.log_format)?;
     for warning in &resolved.warnings {

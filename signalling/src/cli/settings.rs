@@ -107,8 +107,8 @@ settings! {
         #[serde(deserialize_with = "lenient::string")]
         pub peer_options_file: Option<PathBuf>,
 
-        /// Console log level: debug, info, warning (or warn), error. RUST_LOG overrides it.
-        /// [default: info]
+        /// Console log level: debug, info, warning (or warn), error. Given on the command line it
+        /// beats RUST_LOG, which beats this key in config.json and the default. [default: info]
         #[arg(long = "log_level_console", value_name = "LEVEL")]
         #[serde(deserialize_with = "lenient::string")]
         pub log_level_console: Option<String>,
