@@ -40,8 +40,13 @@ fn close_frame(close: &Close) -> CloseFrame {
 
 /// Serve one WebSocket connection until it closes.
 /// `permit` holds the connection's place under the limits until it ends.
-pub(super) async fn run_connection<S>(ws: WebSocketStream<S>, role: Role, addr: SocketAddr, shared: Arc<Shared>, permit: Permit)
-where
+pub(super) async fn run_connection<S>(
+    ws: WebSocketStream<S>,
+    role: Role,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    permit: Permit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let queue_len = match role {
@@ -97,7 +102,12 @@ where
                     match close {
                         Some(close) => {
                             shared.metrics.dropped(close.label());
-                            warn!(conn = conn.0, "{} from {addr}: {err}; closing with {}", close.reason(), close.code());
+                            warn!(
+                                conn = conn.0,
+                                "{} from {addr}: {err}; closing with {}",
+                                close.reason(),
+                                close.code()
+                            );
                             discard_after_close.store(close == Close::TooBig, Ordering::Relaxed);
                             shared.hub.disconnect(conn, Some(CloseOrder { close, urgent: true }));
                         }

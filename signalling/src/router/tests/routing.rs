@@ -168,7 +168,7 @@ fn route_streamer_to_another_streamers_player_is_dropped() {
 fn route_unknown_or_missing_player_id_is_dropped() {
     let mut h = Harness::new();
     let s = h.streamer("A");
-    let p = h.subscriber(s);
+    h.subscriber(s);
     assert_eq!(h.send(s, json!({"type": "offer", "sdp": "x", "playerId": "Player99"})), vec![]);
     assert_eq!(h.dropped_for("no_such_player"), 1);
     assert_eq!(h.send(s, json!({"type": "offer", "sdp": "x"})), vec![]);
