@@ -3,7 +3,7 @@
 //! - [`message`]: the JSON signalling messages ([`Message`]) and
 //!   [`incoming`]: parsing a frame into a typed view plus its original object.
 //! - [`datachannel`]: the binary data-channel messages, both directions.
-//! - [`close`]: WebSocket close codes used across the toolkit.
+//! - [`close`]: WebSocket close codes, and why the server closes ([`close::Close`]).
 //! - [`rtp_payload`]: keyframe detection and H.264 SPS picture size, from RTP payloads.
 //!
 //! Behind features, code that every WebRTC peer of the toolkit shares:

@@ -39,12 +39,18 @@ impl RequestHead {
 
     /// `GET` with `Connection: upgrade` and `Upgrade: websocket`.
     pub fn is_websocket_upgrade(&self) -> bool {
-        self.method == "GET" && asks_for_websocket(&self.headers)
+        is_websocket_upgrade(&self.method, &self.headers)
     }
 }
 
+/// A WebSocket upgrade request (RFC 6455 §4.1): `GET` with
 /// `Connection: upgrade` and `Upgrade: websocket`.
-pub fn asks_for_websocket(headers: &HeaderMap) -> bool {
+pub fn is_websocket_upgrade(method: &str, headers: &HeaderMap) -> bool {
+    method == "GET" && asks_for_websocket(headers)
+}
+
+/// `Connection: upgrade` and `Upgrade: websocket`.
+fn asks_for_websocket(headers: &HeaderMap) -> bool {
     has_token(headers, http::header::CONNECTION, "upgrade") && has_token(headers, http::header::UPGRADE, "websocket")
 }
 

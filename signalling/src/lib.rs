@@ -32,7 +32,7 @@ pub mod rate_limit;
 pub mod transport;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -193,13 +193,13 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             hub: Hub::new(router),
             gate: Gate::new(config.limits.clone()),
             config,
-            http: Some(http),
+            http,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             metrics: Metrics::default(),
-            draining: AtomicBool::new(false),
+            refusing_upgrades: AtomicBool::new(false),
             tls,
-            https_port: AtomicU16::new(player_addr.port()),
+            https_port: player_addr.port(),
         }
     });
     for (listener, role) in [(streamer, Role::Streamer), (player, Role::Player), (sfu, Role::Sfu)] {
@@ -219,15 +219,15 @@ struct ServerControl(Weak<Shared>);
 impl admin::Control for ServerControl {
     fn kick_player(&self, id: &str) -> bool {
         let Some(s) = self.0.upgrade() else { return false };
-        s.hub.close_by_id(true, id, proto::close::POLICY, transport::reasons::KICKED)
+        s.hub.close_by_id(true, id, proto::close::Close::Kicked)
     }
     fn disconnect_streamer(&self, id: &str) -> bool {
         let Some(s) = self.0.upgrade() else { return false };
-        s.hub.close_by_id(false, id, proto::close::NORMAL, transport::reasons::DISCONNECTED_BY_OPERATOR)
+        s.hub.close_by_id(false, id, proto::close::Close::DisconnectedByOperator)
     }
     fn drain(&self) -> usize {
         let Some(s) = self.0.upgrade() else { return 0 };
-        s.draining.store(true, Ordering::Relaxed);
+        s.refusing_upgrades.store(true, Ordering::Relaxed);
         tracing::info!("draining: new WebSocket connections are refused");
         s.hub.with_router(|r| r.registry().len())
     }

@@ -22,7 +22,7 @@ pub enum LimitRefusal {
 
 #[derive(Debug, Default)]
 struct Counts {
-    by_role: [usize; 3],
+    by_role: [usize; Role::ALL.len()],
     by_ip: HashMap<IpAddr, usize>,
 }
 
@@ -39,14 +39,6 @@ pub struct Permit {
     role: Role,
     ip: IpAddr,
     counts: Arc<Mutex<Counts>>,
-}
-
-fn index(role: Role) -> usize {
-    match role {
-        Role::Streamer => 0,
-        Role::Player => 1,
-        Role::Sfu => 2,
-    }
 }
 
 impl Gate {
@@ -66,21 +58,21 @@ impl Gate {
             Role::Sfu => self.limits.max_sfus,
         };
         let mut counts = self.lock();
-        if max_role > 0 && counts.by_role[index(role)] >= max_role {
+        if max_role > 0 && counts.by_role[role.index()] >= max_role {
             return Err(LimitRefusal::Role(role.as_str()));
         }
         let from_ip = counts.by_ip.get(&ip).copied().unwrap_or(0);
         if self.limits.max_per_ip > 0 && from_ip >= self.limits.max_per_ip {
             return Err(LimitRefusal::PerIp);
         }
-        counts.by_role[index(role)] += 1;
+        counts.by_role[role.index()] += 1;
         *counts.by_ip.entry(ip).or_insert(0) += 1;
         Ok(Permit { role, ip, counts: self.counts.clone() })
     }
 
     /// Live connections of `role`.
     pub fn count(&self, role: Role) -> usize {
-        self.lock().by_role[index(role)]
+        self.lock().by_role[role.index()]
     }
 
     /// Distinct client addresses with a live connection (the map never keeps
@@ -93,7 +85,7 @@ impl Gate {
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = &mut counts.by_role[index(self.role)];
+        let slot = &mut counts.by_role[self.role.index()];
         *slot = slot.saturating_sub(1);
         if let Some(n) = counts.by_ip.get_mut(&self.ip) {
             *n -= 1;

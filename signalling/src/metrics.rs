@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::registry::Role;
+
 /// Upper bounds of the forwarding-latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] =
     [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5];
@@ -83,8 +85,8 @@ impl Histogram {
 /// What the transport counts.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Accepted WebSocket connections by role.
-    pub accepted: [AtomicU64; 3],
+    /// Accepted WebSocket connections, indexed by [`Role::index`].
+    pub accepted: [AtomicU64; Role::ALL.len()],
     /// Upgrades refused, by reason (`unauthorized`, `forbidden_origin`, …).
     pub refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Frames dropped or connections ended by the transport, by reason.
@@ -108,6 +110,9 @@ fn read<K: Ord + Clone>(map: &Mutex<BTreeMap<K, u64>>) -> BTreeMap<K, u64> {
 }
 
 impl Metrics {
+    pub fn accepted(&self, role: Role) {
+        self.accepted[role.index()].fetch_add(1, Ordering::Relaxed);
+    }
     pub fn refused(&self, reason: &'static str) {
         bump(&self.refused, reason);
     }
@@ -183,13 +188,12 @@ impl Exposition {
 
     /// Render the transport's own metrics.
     pub fn transport(&mut self, m: &Metrics) {
-        let roles = ["streamer", "player", "sfu"];
         self.labelled(
             "signalling_connections_accepted_total",
             "counter",
             "WebSocket connections accepted, by role.",
             "role",
-            roles.iter().zip(&m.accepted).map(|(r, c)| (*r, c.load(Ordering::Relaxed) as f64)),
+            Role::ALL.iter().zip(&m.accepted).map(|(r, c)| (r.as_str(), c.load(Ordering::Relaxed) as f64)),
         );
         let refused = read(&m.refused);
         self.labelled(

@@ -20,6 +20,19 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in the order of [`Role::index`]: arrays indexed by role
+    /// (limits, metrics) and their exposition follow it.
+    pub const ALL: [Role; 3] = [Role::Streamer, Role::Player, Role::Sfu];
+
+    /// This role's place in [`Role::ALL`].
+    pub const fn index(self) -> usize {
+        match self {
+            Role::Streamer => 0,
+            Role::Player => 1,
+            Role::Sfu => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Streamer => "streamer",

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use proto::close::Close;
 use proto::{Incoming, Message, ParseError};
 use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
@@ -26,8 +27,8 @@ pub type Frame = Bytes;
 pub enum Action {
     /// Queue this text frame to that connection.
     Send { to: ConnId, frame: Frame },
-    /// Close that connection with this code and reason (after what is queued).
-    Close { conn: ConnId, code: u16, reason: String },
+    /// Close that connection for this cause (after what is queued).
+    Close { conn: ConnId, close: Close },
 }
 
 /// Behaviour switches that come from the configuration.
@@ -73,17 +74,6 @@ impl Counters {
     pub fn dropped_total(&self) -> u64 {
         self.dropped.values().sum()
     }
-}
-
-/// Close reasons the router gives.
-pub mod reasons {
-    pub const STREAMER_DISCONNECTED: &str = "streamer disconnected";
-    pub const SFU_STOPPED: &str = "SFU stopped streaming";
-    pub const NO_STREAMER: &str = "no streamer is available";
-    pub const STREAMER_FULL: &str = "streamer is full";
-    pub const DISCONNECTED_BY_STREAMER: &str = "disconnected by streamer";
-    pub const STREAMER_ID_NOT_ALLOWED: &str = "streamer id not allowed";
-    pub const STREAMER_ID_IN_USE: &str = "streamer id already in use";
 }
 
 /// The registry plus the rules of the protocol.
@@ -302,8 +292,7 @@ impl Router {
             }
             Message::DisconnectPlayer { reason, .. } => {
                 if let Some(player) = self.own_player(from, message) {
-                    let reason = reason.clone().unwrap_or_else(|| reasons::DISCONNECTED_BY_STREAMER.to_string());
-                    self.disconnect_player(player, reason, out);
+                    self.disconnect_player(player, Close::DisconnectedByStreamer(reason.clone()), out);
                 }
             }
             Message::LayerPreference { .. } => {
@@ -342,10 +331,10 @@ impl Router {
     }
 
     fn endpoint_id(&mut self, from: ConnId, requested: Option<&str>, out: &mut Vec<Action>) {
-        if let Some(reason) = self.refuse_streamer_id(from, requested) {
-            warn!(peer = %self.label(from), "{reason}; closing with 1008");
-            self.drop_frame("streamer_id_not_allowed");
-            out.push(Action::Close { conn: from, code: proto::close::POLICY, reason: reason.to_string() });
+        if let Some(close) = self.refuse_streamer_id(from, requested) {
+            warn!(peer = %self.label(from), "{}; closing with {}", close.reason(), close.code());
+            self.drop_frame(close.label());
+            out.push(Action::Close { conn: from, close });
             self.remove(from, out);
             return;
         }
@@ -373,27 +362,27 @@ impl Router {
     /// instead) may only hold an id on the list, exactly as asked: no
     /// generated id for an empty request and no `A1` when `A` is taken, so
     /// nobody can squat a listed id and nobody gets an unlisted one.
-    fn refuse_streamer_id(&self, from: ConnId, requested: Option<&str>) -> Option<&'static str> {
+    fn refuse_streamer_id(&self, from: ConnId, requested: Option<&str>) -> Option<Close> {
         let allowed = self.options.streamer_ids.as_ref()?;
         if self.registry.get(from)?.role != Role::Streamer {
             return None;
         }
         let requested = requested.map(str::trim).unwrap_or_default();
         if !allowed.contains(requested) {
-            return Some(reasons::STREAMER_ID_NOT_ALLOWED);
+            return Some(Close::StreamerIdNotAllowed);
         }
         match self.registry.streamer_by_id(requested) {
-            Some(holder) if holder != from => Some(reasons::STREAMER_ID_IN_USE),
+            Some(holder) if holder != from => Some(Close::StreamerIdInUse),
             _ => None,
         }
     }
 
     /// Close a connection on the operator's request (admin API): its peers
     /// are told as if its socket had closed.
-    pub fn close_conn(&mut self, conn: ConnId, code: u16, reason: &str) -> Vec<Action> {
+    pub fn close_conn(&mut self, conn: ConnId, close: Close) -> Vec<Action> {
         let mut out = Vec::new();
         if self.registry.get(conn).is_some() {
-            out.push(Action::Close { conn, code, reason: reason.to_string() });
+            out.push(Action::Close { conn, close });
             self.remove(conn, &mut out);
         }
         out
@@ -401,8 +390,8 @@ impl Router {
 
     /// Close a player on its streamer's request (1011 + reason), then tell
     /// the streamer it is gone.
-    fn disconnect_player(&mut self, player: ConnId, reason: String, out: &mut Vec<Action>) {
-        out.push(Action::Close { conn: player, code: proto::close::SERVER_ERROR, reason });
+    fn disconnect_player(&mut self, player: ConnId, close: Close, out: &mut Vec<Action>) {
+        out.push(Action::Close { conn: player, close });
         self.remove(player, out);
     }
 
@@ -481,7 +470,7 @@ impl Router {
     fn legacy_offer(&mut self, from: ConnId, incoming: Incoming, out: &mut Vec<Action>) {
         let Some(streamer) = self.registry.first_listed_streamer() else {
             warn!(peer = %self.label(from), "legacy offer but no streamer; closing");
-            out.push(Action::Close { conn: from, code: 1013, reason: reasons::NO_STREAMER.to_string() });
+            out.push(Action::Close { conn: from, close: Close::NoStreamer });
             self.remove(from, out);
             return;
         };
@@ -489,7 +478,7 @@ impl Router {
         self.subscribe(from, &streamer_id, out);
         if self.registry.get(from).and_then(|e| e.subscribed_to).is_none() {
             // FIX: a full streamer closes only this player (Wilbur crashes).
-            out.push(Action::Close { conn: from, code: 1013, reason: reasons::STREAMER_FULL.to_string() });
+            out.push(Action::Close { conn: from, close: Close::StreamerFull });
             self.remove(from, out);
             return;
         }
@@ -535,8 +524,7 @@ impl Router {
             }
             Message::DisconnectPlayer { reason, .. } => {
                 if let Some(player) = self.own_player(from, &incoming.message) {
-                    let reason = reason.clone().unwrap_or_else(|| reasons::DISCONNECTED_BY_STREAMER.to_string());
-                    self.disconnect_player(player, reason, out);
+                    self.disconnect_player(player, Close::DisconnectedByStreamer(reason.clone()), out);
                 }
             }
             Message::IceCandidate { player_id, .. } => {
@@ -603,14 +591,14 @@ impl Router {
         if let Some(e) = self.registry.get_mut(sfu) {
             e.sfu_streaming = false;
         }
-        self.end_subscriptions(sfu, reasons::SFU_STOPPED, true, out);
+        self.end_subscriptions(sfu, &Close::SfuStopped, true, out);
     }
 
     /// Every subscriber of `streamer` gets `streamerDisconnected`. Players are
-    /// then closed (normal closure, `reason`); SFUs stay connected, unlisted,
+    /// then closed for `close` (a normal closure); SFUs stay connected, unlisted,
     /// and their own players are ended the same way. `tell_streamer`: the
     /// streamer is still connected and gets `playerDisconnected` for each.
-    fn end_subscriptions(&mut self, streamer: ConnId, reason: &str, tell_streamer: bool, out: &mut Vec<Action>) {
+    fn end_subscriptions(&mut self, streamer: ConnId, close: &Close, tell_streamer: bool, out: &mut Vec<Action>) {
         let subscribers: Vec<ConnId> =
             self.registry.get(streamer).map(|e| e.subscribers.iter().copied().collect()).unwrap_or_default();
         for sub in subscribers {
@@ -629,9 +617,9 @@ impl Router {
                 if let Some(e) = self.registry.get_mut(sub) {
                     e.sfu_streaming = false;
                 }
-                self.end_subscriptions(sub, reason, true, out);
+                self.end_subscriptions(sub, close, true, out);
             } else {
-                out.push(Action::Close { conn: sub, code: proto::close::NORMAL, reason: reason.to_string() });
+                out.push(Action::Close { conn: sub, close: close.clone() });
                 self.remove(sub, out);
             }
         }
@@ -654,11 +642,10 @@ impl Router {
         }
         debug!(conn = conn.0, id = %self.label(conn), "removing");
         self.unsubscribe(conn, out);
-        self.end_subscriptions(conn, reasons::STREAMER_DISCONNECTED, false, out);
+        self.end_subscriptions(conn, &Close::StreamerDisconnected, false, out);
         self.registry.remove(conn);
     }
 }
 
 #[cfg(test)]
-#[path = "router_tests.rs"]
 mod tests;

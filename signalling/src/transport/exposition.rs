@@ -1,0 +1,82 @@
+//! The `GET /metrics` document: the transport's own [`Metrics`](crate::metrics::Metrics),
+//! the router's counters and the live state (connections, queues, tasks),
+//! rendered on demand in the Prometheus text format.
+
+use std::sync::atomic::Ordering;
+
+use proto::close::Close;
+
+use super::Shared;
+use crate::metrics::Exposition;
+use crate::registry::Role;
+
+impl Shared {
+    /// The Prometheus exposition for `GET /metrics`.
+    pub fn render_metrics(&self) -> String {
+        let (counters, registry_len) = self.hub.with_router(|r| (r.counters().clone(), r.registry().len()));
+        let (queued, deepest) = self.hub.queue_depths();
+        let mut e = Exposition::default();
+        e.labelled(
+            "signalling_connections",
+            "gauge",
+            "Open WebSocket connections, by role.",
+            "role",
+            Role::ALL.iter().map(|r| (r.as_str(), self.gate.count(*r) as f64)),
+        );
+        e.single("signalling_registry_entries", "gauge", "Connections the router knows.", registry_len as f64);
+        e.transport(&self.metrics);
+        e.single("signalling_messages_received_total", "counter", "Frames received.", counters.received as f64);
+        let by_type = |m: &std::collections::BTreeMap<&'static str, u64>| {
+            m.iter().map(|(k, v)| (*k, *v as f64)).collect::<Vec<_>>()
+        };
+        e.labelled(
+            "signalling_messages_in_total",
+            "counter",
+            "Valid messages received, by type.",
+            "type",
+            by_type(&counters.received_by_type),
+        );
+        e.labelled(
+            "signalling_messages_out_total",
+            "counter",
+            "Messages sent or forwarded, by type.",
+            "type",
+            by_type(&counters.sent_by_type),
+        );
+        e.single(
+            "signalling_forwards_total",
+            "counter",
+            "Messages forwarded between peers.",
+            counters.forwarded as f64,
+        );
+        let mut drops: std::collections::BTreeMap<&'static str, u64> = counters.dropped.clone();
+        for (k, v) in self.metrics.drops.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            *drops.entry(k).or_insert(0) += v;
+        }
+        *drops.entry(Close::QueueFull.label()).or_insert(0) += self.hub.queue_full_closes();
+        e.labelled(
+            "signalling_drops_total",
+            "counter",
+            "Frames dropped or connections ended, by reason.",
+            "reason",
+            by_type(&drops),
+        );
+        let failed = counters.sent_by_type.get("subscribeFailed").copied().unwrap_or(0);
+        e.single("signalling_subscribe_failures_total", "counter", "subscribeFailed answers.", failed as f64);
+        e.single("signalling_queued_frames", "gauge", "Frames waiting in send queues, all connections.", queued as f64);
+        e.single("signalling_queue_depth_max", "gauge", "Frames waiting in the deepest send queue.", deepest as f64);
+        e.single(
+            "signalling_tasks",
+            "gauge",
+            "Live server tasks (listeners and connections).",
+            self.tasks.len() as f64,
+        );
+        e.single(
+            "signalling_draining",
+            "gauge",
+            "1 while draining.",
+            f64::from(u8::from(self.refusing_upgrades.load(Ordering::Relaxed))),
+        );
+        e.finish()
+    }
+}
