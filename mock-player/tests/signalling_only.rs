@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{player_url, server, FakeStreamer};
+use common::{player_url, server};
 use mock_player::{run_load, run_player, LoadConfig, PlayerConfig};
+use testkit::fake_streamer::FakeStreamer;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
