@@ -63,16 +63,7 @@ async fn wait_event(
     what: &str,
     f: impl Fn(&SfuEvent) -> bool,
 ) {
-    testkit::within(within, what, async {
-        loop {
-            match events.recv().await {
-                Ok(e) if f(&e) => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("SFU events ended: {e}"),
-            }
-        }
-    })
-    .await
+    testkit::next_event(events, within, what, f).await;
 }
 
 /// Wait until the SFU has sent `startStreaming` and the server lists it
@@ -88,16 +79,10 @@ async fn wait_streaming(running: &Running, events: &mut broadcast::Receiver<SfuE
 /// Wait until `streamer` has registered with the server.
 async fn registered(streamer: &mock_streamer::StreamerHandle) {
     let mut events = streamer.events();
-    testkit::within(Duration::from_secs(10), "the streamer to register", async {
-        loop {
-            match events.recv().await {
-                Ok(mock_streamer::StreamerEvent::Registered { .. }) => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("streamer events ended: {e}"),
-            }
-        }
+    testkit::next_event(&mut events, Duration::from_secs(10), "the streamer to register", |e| {
+        matches!(e, mock_streamer::StreamerEvent::Registered { .. })
     })
-    .await
+    .await;
 }
 
 fn player_config(running: &Running) -> PlayerConfig {

@@ -49,17 +49,10 @@ async fn streamer_with(
     };
     let handle = mock_streamer::spawn(cfg).expect("mock-streamer starts");
     let mut events = handle.events();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.recv().await {
-                Ok(mock_streamer::StreamerEvent::Registered { .. }) => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("streamer events ended: {e}"),
-            }
-        }
+    testkit::next_event(&mut events, Duration::from_secs(10), "the streamer to register", |e| {
+        matches!(e, mock_streamer::StreamerEvent::Registered { .. })
     })
-    .await
-    .expect("streamer registers in time");
+    .await;
     handle
 }
 
@@ -80,17 +73,7 @@ async fn wait_event(
     what: &str,
     f: impl Fn(&SfuEvent) -> bool,
 ) {
-    let found = tokio::time::timeout(within, async {
-        loop {
-            match events.recv().await {
-                Ok(e) if f(&e) => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("SFU events ended: {e}"),
-            }
-        }
-    })
-    .await;
-    assert!(found.is_ok(), "timed out after {within:?} waiting for {what}");
+    testkit::next_event(events, within, what, f).await;
 }
 
 /// Wait until the SFU has sent `startStreaming` and the server lists it

@@ -12,4 +12,4 @@ pub mod receiver;
 pub mod stats;
 pub mod wait;
 
-pub use wait::{wait_until, within};
+pub use wait::{next_event, wait_until, within};

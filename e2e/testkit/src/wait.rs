@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::sync::broadcast::{self, error::RecvError};
+
 /// How often [`wait_until`] polls: state that changes asynchronously
 /// (server snapshots, counters) has no event to await.
 const POLL: Duration = Duration::from_millis(10);
@@ -28,6 +30,26 @@ pub async fn within<T>(timeout: Duration, what: &str, f: impl Future<Output = T>
     }
 }
 
+/// The first event from `rx` matching `pred` (a lagging receiver skips
+/// what it missed); panic with `what` once `timeout` passes or the sender is gone.
+pub async fn next_event<T: Clone>(
+    rx: &mut broadcast::Receiver<T>,
+    timeout: Duration,
+    what: &str,
+    mut pred: impl FnMut(&T) -> bool,
+) -> T {
+    within(timeout, what, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => panic!("events ended while waiting for {what}"),
+            }
+        }
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +69,23 @@ mod tests {
     #[should_panic(expected = "timed out after 50ms waiting for never")]
     async fn wait_until_panics_after_the_timeout() {
         wait_until(Duration::from_millis(50), "never", || false).await;
+    }
+
+    #[tokio::test]
+    async fn next_event_skips_what_does_not_match() {
+        let (tx, mut rx) = broadcast::channel(8);
+        for n in [1, 2, 3] {
+            tx.send(n).unwrap();
+        }
+        assert_eq!(next_event(&mut rx, Duration::from_secs(5), "an even number", |n| n % 2 == 0).await, 2);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "events ended while waiting for more")]
+    async fn next_event_panics_when_the_sender_is_gone() {
+        let (tx, mut rx) = broadcast::channel::<u32>(8);
+        drop(tx);
+        next_event(&mut rx, Duration::from_secs(5), "more", |_| true).await;
     }
 
     #[tokio::test]

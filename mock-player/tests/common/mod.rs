@@ -34,18 +34,13 @@ pub async fn streamer(h: &signalling::ServerHandle, id: &str) -> mock_streamer::
     };
     let handle = mock_streamer::spawn(cfg).expect("mock-streamer starts");
     let mut events = handle.events();
-    let registered = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.recv().await {
-                Ok(mock_streamer::StreamerEvent::Registered { id: got, .. }) => return got,
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("streamer events ended: {e}"),
-            }
-        }
+    let registered = testkit::next_event(&mut events, Duration::from_secs(10), "streamer registers", |e| {
+        matches!(e, mock_streamer::StreamerEvent::Registered { .. })
     })
-    .await
-    .expect("streamer registers in time");
+    .await;
+    let mock_streamer::StreamerEvent::Registered { id: registered, .. } = registered else {
+        unreachable!("next_event returns a matching event")
+    };
     assert_eq!(registered, id, "streamer registered under another id");
     handle
 }

@@ -22,20 +22,9 @@ pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T
 pub async fn wait_event(
     rx: &mut broadcast::Receiver<StreamerEvent>,
     what: &str,
-    mut pred: impl FnMut(&StreamerEvent) -> bool,
+    pred: impl FnMut(&StreamerEvent) -> bool,
 ) -> StreamerEvent {
-    within(what, async {
-        loop {
-            match rx.recv().await {
-                Ok(e) if pred(&e) => return e,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => {
-                    panic!("event stream closed while waiting for {what}")
-                }
-            }
-        }
-    })
-    .await
+    testkit::next_event(rx, TIMEOUT, what, pred).await
 }
 
 /// The fake server plus its players.
