@@ -56,8 +56,8 @@ async fn unknown_streamer_fails_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_server_is_a_connect_failure() {
-    // A port nobody listens on: bind one, then free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind").port();
+    // A port nobody listens on.
+    let [port] = testkit::ports::free_ports().expect("a free port");
     let cfg = PlayerConfig {
         url: format!("ws://127.0.0.1:{port}"),
         signalling_only: true,
