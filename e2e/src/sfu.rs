@@ -1,11 +1,29 @@
-//! Starting the SFU of a topology in-process.
+//! The SFU of a topology: its description and starting it in-process.
+//! (It knows nothing of the rest of a topology: `topology` uses it.)
 
 use std::time::Duration;
 
-use sfu_stub::{SfuConfig, SfuHandle};
+use serde::Deserialize;
+use sfu_stub::{SfuConfig, SfuError, SfuHandle};
 use signalling::ServerHandle;
 
-use crate::topology::{SfuSpec, TopologyError};
+/// The SFU, when there is one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SfuSpec {
+    pub id: String,
+    /// The streamer it forwards; `None` = the first one listed.
+    pub streamer: Option<String>,
+    /// The simulcast layer (0 = lowest resolution) players get until they
+    /// ask for another; `None` = the highest.
+    pub default_layer: Option<usize>,
+}
+
+impl Default for SfuSpec {
+    fn default() -> Self {
+        SfuSpec { id: "SFU".into(), streamer: None, default_layer: None }
+    }
+}
 
 /// A running SFU.
 pub struct RunningSfu {
@@ -19,7 +37,7 @@ impl RunningSfu {
 }
 
 /// Start the SFU against `server`'s SFU port.
-pub async fn start(spec: &SfuSpec, server: &ServerHandle) -> Result<RunningSfu, TopologyError> {
+pub async fn start(spec: &SfuSpec, server: &ServerHandle) -> Result<RunningSfu, SfuError> {
     let config = SfuConfig {
         url: format!("ws://{}", server.sfu_addr()),
         id: spec.id.clone(),
@@ -30,6 +48,6 @@ pub async fn start(spec: &SfuSpec, server: &ServerHandle) -> Result<RunningSfu, 
         reconnect_max: Duration::from_secs(2),
         ..SfuConfig::default()
     };
-    let handle = sfu_stub::spawn(config).map_err(|e| TopologyError::Sfu(e.to_string()))?;
+    let handle = sfu_stub::spawn(config)?;
     Ok(RunningSfu { handle })
 }

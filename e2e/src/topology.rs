@@ -32,6 +32,9 @@ use mock_player::{Player, PlayerConfig, PlayerStats};
 use mock_streamer::{StreamerConfig, StreamerHandle};
 use signalling::{ServerConfig, ServerHandle};
 
+use crate::sfu::RunningSfu;
+pub use crate::sfu::SfuSpec;
+
 /// Why a topology could not be read or started.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
@@ -74,6 +77,8 @@ pub struct StreamerSpec {
     pub simulcast: bool,
     /// Echo UIInteractions back as Responses.
     pub respond: bool,
+    /// Send an Opus audio track too.
+    pub audio: bool,
     /// Log each decoded input message.
     pub print_input: bool,
 }
@@ -89,26 +94,9 @@ impl Default for StreamerSpec {
             bitrate: 2_000_000,
             simulcast: false,
             respond: false,
+            audio: false,
             print_input: false,
         }
-    }
-}
-
-/// The SFU, when there is one.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SfuSpec {
-    pub id: String,
-    /// The streamer it forwards; `None` = the first one listed.
-    pub streamer: Option<String>,
-    /// The simulcast layer (0 = lowest resolution) players get until they
-    /// ask for another; `None` = the highest.
-    pub default_layer: Option<usize>,
-}
-
-impl Default for SfuSpec {
-    fn default() -> Self {
-        SfuSpec { id: "SFU".into(), streamer: None, default_layer: None }
     }
 }
 
@@ -200,7 +188,7 @@ impl Topology {
             streamers.push(mock_streamer::spawn(streamer_config(spec, &streamer_url))?);
         }
         let sfu = match &self.sfu {
-            Some(spec) => Some(crate::sfu::start(spec, &server).await?),
+            Some(spec) => Some(crate::sfu::start(spec, &server).await.map_err(|e| TopologyError::Sfu(e.to_string()))?),
             None => None,
         };
         let cancel = CancellationToken::new();
@@ -231,6 +219,7 @@ pub fn streamer_config(spec: &StreamerSpec, url: &str) -> StreamerConfig {
     config.video.bitrate_bps = spec.bitrate;
     config.simulcast = spec.simulcast;
     config.respond = spec.respond;
+    config.audio = spec.audio;
     config.print_input = spec.print_input;
     // Reconnect fast: in a local stack the server restarts in milliseconds.
     config.reconnect_min = Duration::from_millis(100);
@@ -279,7 +268,7 @@ impl RunningPlayer {
 pub struct Running {
     pub server: ServerHandle,
     pub streamers: Vec<StreamerHandle>,
-    pub sfu: Option<crate::sfu::RunningSfu>,
+    pub sfu: Option<RunningSfu>,
     pub players: Vec<RunningPlayer>,
     cancel: CancellationToken,
 }

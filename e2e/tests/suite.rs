@@ -16,12 +16,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Wait until `f` holds, polling; panic with `what` after `timeout`.
-async fn until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn until(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
+    testkit::wait_until(timeout, what, f).await
 }
 
 /// The index of the first record matching, after `from`.

@@ -5,7 +5,8 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{player_url, server, streamer, FakeStreamer};
+use common::{player_url, server, streamer};
+use testkit::fake_streamer::FakeStreamer;
 
 async fn run(args: &[&str]) -> (i32, String) {
     let out = tokio::time::timeout(

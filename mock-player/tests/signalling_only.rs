@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{player_url, server, FakeStreamer};
+use common::{player_url, server};
 use mock_player::{run_load, run_player, LoadConfig, PlayerConfig};
+use testkit::fake_streamer::FakeStreamer;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,8 +56,8 @@ async fn unknown_streamer_fails_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_server_is_a_connect_failure() {
-    // A port nobody listens on: bind one, then free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind").port();
+    // A port nobody listens on.
+    let [port] = testkit::ports::free_ports().expect("a free port");
     let cfg = PlayerConfig {
         url: format!("ws://127.0.0.1:{port}"),
         signalling_only: true,

@@ -18,17 +18,14 @@ use std::time::{Duration, Instant};
 
 use mock_streamer::encoder::H264Encoder;
 use mock_streamer::pattern::TestPattern;
+use testkit::procfs;
+use testkit::stats::median;
 use tokio::net::TcpListener;
 
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 720;
 const FPS: u32 = 30;
 const BITRATE: u32 = 2_000_000;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn encoder_ms_per_frame(frames: u64) -> (f64, f64) {
     let mut pattern = TestPattern::new(WIDTH as usize, HEIGHT as usize);
@@ -46,29 +43,16 @@ fn encoder_ms_per_frame(frames: u64) -> (f64, f64) {
             encode.push((t2 - t1).as_secs_f64() * 1000.0);
         }
     }
-    (median(render), median(encode))
+    (median(&render), median(&encode))
 }
 
-/// utime + stime of `pid`, in seconds (clock ticks of 100 Hz).
+/// utime + stime of `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // Fields after the command name (which is in parentheses).
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields[11].parse().expect("utime");
-    let stime: f64 = fields[12].parse().expect("stime");
-    (utime + stime) / 100.0
+    procfs::cpu_secs(pid).expect("stat")
 }
 
 fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    procfs::rss_kib(pid).map_or(0.0, |kib| kib as f64 / 1024.0)
 }
 
 struct KillOnDrop(Child);
@@ -127,7 +111,7 @@ async fn main() {
         render.push(r);
         encode.push(e);
     }
-    let (r, e) = (median(render), median(encode));
+    let (r, e) = (median(&render), median(&encode));
     println!("encoder {WIDTH}x{HEIGHT} @ {BITRATE} bps: render {r:.2} ms/frame, encode {e:.2} ms/frame (median of {runs} runs x {frames} frames)");
     println!("  => at {FPS} fps: {:.1}% of one core for render + encode", (r + e) * f64::from(FPS) / 10.0);
 
@@ -141,7 +125,7 @@ async fn main() {
             cpus.push(c);
             rss = m;
         }
-        let med = median(cpus.clone());
+        let med = median(&cpus);
         let runs_text: Vec<String> = cpus.iter().map(|c| format!("{c:.1}")).collect();
         println!("{players:>7} | {med:>6.1} | {} | {rss:.0}", runs_text.join(", "));
         if players == 1 {

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use mock_player::live::{Live, Phase};
 use mock_player::rtc::RtcContext;
 use mock_player::{Player, PlayerConfig};
+use testkit::procfs;
+use testkit::stats::median;
 use tokio_util::sync::CancellationToken;
 
 const SFU_THREAD: &str = "sfu-rt";
@@ -27,45 +29,12 @@ fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// CPU seconds used so far by threads named `name`.
-fn thread_cpu_secs(name: &str) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
-    let mut total = 0u64;
-    for entry in dir.flatten() {
-        let path = entry.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        // Fields after the parenthesised comm: state is field 3; utime 14, stime 15.
-        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
-            let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-            total += ut + st;
-        }
-    }
-    total as f64 / ticks
-}
-
 fn process_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    (ut + st) / 100.0
+    procfs::cpu_secs(std::process::id()).unwrap_or(0.0)
 }
 
 fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next().and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
+    procfs::rss_kib(std::process::id()).map_or(0.0, |kib| kib as f64 / 1024.0)
 }
 
 struct RunResult {
@@ -157,10 +126,10 @@ async fn one_run(n: usize, window: Duration, sfu_rt: &tokio::runtime::Handle) ->
     tokio::time::sleep(Duration::from_secs(2)).await; // settle: keyframes, ramp
     let frames0: Vec<u64> = lives.iter().map(|l| l.frames.load(Relaxed)).collect();
     let bytes0 = sfu.stats().bytes_forwarded;
-    let (sfu0, proc0, t0) = (thread_cpu_secs(SFU_THREAD), process_cpu_secs(), Instant::now());
+    let (sfu0, proc0, t0) = (procfs::thread_cpu_secs(SFU_THREAD), process_cpu_secs(), Instant::now());
     tokio::time::sleep(window).await;
     let secs = t0.elapsed().as_secs_f64();
-    let sfu_cpu = thread_cpu_secs(SFU_THREAD) - sfu0;
+    let sfu_cpu = procfs::thread_cpu_secs(SFU_THREAD) - sfu0;
     let proc_cpu = process_cpu_secs() - proc0;
     let frames: u64 = lives.iter().zip(&frames0).map(|(l, f0)| l.frames.load(Relaxed) - f0).sum();
     let expected = 30.0 * secs * n as f64;
@@ -188,11 +157,6 @@ async fn one_run(n: usize, window: Duration, sfu_rt: &tokio::runtime::Handle) ->
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn main() -> anyhow::Result<()> {
     let counts: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let counts = if counts.is_empty() { vec![10, 50, 100] } else { counts };
@@ -214,7 +178,7 @@ fn main() -> anyhow::Result<()> {
             );
             results.push(r);
         }
-        let m = |f: fn(&RunResult) -> f64| median(results.iter().map(f).collect());
+        let m = |f: fn(&RunResult) -> f64| median(&results.iter().map(f).collect::<Vec<_>>());
         let sfu = m(|r| r.sfu_cpu_pct);
         println!(
             "{n} | {sfu:.1} | {:.3} | {:.2} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0}",

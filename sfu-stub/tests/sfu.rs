@@ -1,5 +1,8 @@
-//! The SFU against the real signalling server, the real mock-streamer and
-//! real mock-players, in-process, WebRTC on loopback only.
+//! The SFU's own behaviour against the real signalling server and the real
+//! mock-streamer (or a scripted one), with small scripted viewers, in-process,
+//! WebRTC on loopback only: reconnecting, simulcast layers, the keyframe
+//! cache, media stalls. Streamer → signalling → SFU → mock-player tests are in
+//! `e2e/tests/sfu.rs`.
 //!
 //! The tests share two cores: they run one at a time (a global lock).
 
@@ -7,12 +10,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mock_player::live::Live;
-use mock_player::rtc::RtcContext;
-use mock_player::{Player, PlayerConfig, PlayerStats};
 use sfu_stub::{SfuConfig, SfuEvent, SfuHandle};
+use testkit::wait_until;
 use tokio::sync::broadcast;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -49,17 +49,10 @@ async fn streamer_with(
     };
     let handle = mock_streamer::spawn(cfg).expect("mock-streamer starts");
     let mut events = handle.events();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.recv().await {
-                Ok(mock_streamer::StreamerEvent::Registered { .. }) => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("streamer events ended: {e}"),
-            }
-        }
+    testkit::next_event(&mut events, Duration::from_secs(10), "the streamer to register", |e| {
+        matches!(e, mock_streamer::StreamerEvent::Registered { .. })
     })
-    .await
-    .expect("streamer registers in time");
+    .await;
     handle
 }
 
@@ -80,17 +73,7 @@ async fn wait_event(
     what: &str,
     f: impl Fn(&SfuEvent) -> bool,
 ) {
-    let found = tokio::time::timeout(within, async {
-        loop {
-            match events.recv().await {
-                Ok(e) if f(&e) => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("SFU events ended: {e}"),
-            }
-        }
-    })
-    .await;
-    assert!(found.is_ok(), "timed out after {within:?} waiting for {what}");
+    testkit::next_event(events, within, what, f).await;
 }
 
 /// Wait until the SFU has sent `startStreaming` and the server lists it
@@ -103,222 +86,13 @@ async fn wait_streaming(srv: &signalling::ServerHandle, events: &mut broadcast::
     .await;
 }
 
-/// Poll `f` every 20 ms until it is true or `within` passes.
-async fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let ok = tokio::time::timeout(within, async {
-        while !f() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .is_ok();
-    assert!(ok, "timed out after {within:?} waiting for {what}");
-}
-
-fn player_config(srv: &signalling::ServerHandle) -> PlayerConfig {
-    PlayerConfig {
-        url: format!("ws://{}", srv.player_addr()),
-        streamer_id: Some("SFU".into()),
-        join_timeout: Duration::from_secs(30),
-        list_interval: Duration::from_millis(200),
-        ..Default::default()
-    }
-}
-
-/// Start `n` players sharing one WebRTC context; each ends with `cancel`
-/// or when its own config says so.
-fn start_players(
-    rtc: &Arc<RtcContext>,
-    cfg: PlayerConfig,
-    n: usize,
-    cancel: &CancellationToken,
-) -> (JoinSet<PlayerStats>, Vec<Arc<Live>>) {
-    let cfg = Arc::new(cfg);
-    let mut set = JoinSet::new();
-    let mut lives = Vec::new();
-    for i in 0..n {
-        let live = Arc::new(Live::default());
-        lives.push(live.clone());
-        let player = Player::new(i, cfg.clone(), Some(rtc.clone()), live);
-        set.spawn(player.run(cancel.clone(), None));
-    }
-    (set, lives)
-}
-
-async fn join_all(mut set: JoinSet<PlayerStats>, within: Duration) -> Vec<PlayerStats> {
-    let mut out = Vec::new();
-    tokio::time::timeout(within, async {
-        while let Some(r) = set.join_next().await {
-            out.push(r.expect("player task"));
-        }
-    })
-    .await
-    .expect("players end in time");
-    out.sort_by_key(|s| s.index);
-    out
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_players_get_video_through_one_upstream_connection() {
-    let _serial = SERIAL.lock().await;
-    init_tracing();
-    let srv = server().await;
-    let st = streamer(&srv, "S1", false).await;
-    let sfu = sfu(&srv);
-    let mut events = sfu.events();
-    wait_streaming(&srv, &mut events, "startStreaming").await;
-
-    let rtc = RtcContext::new(true).expect("rtc");
-    let cfg = PlayerConfig { expect_frames: Some(60), stop_at_expected_frames: true, ..player_config(&srv) };
-    let (set, _lives) = start_players(&rtc, cfg, 20, &CancellationToken::new());
-    let stats = join_all(set, Duration::from_secs(60)).await;
-    for s in &stats {
-        assert!(s.passed, "player {} failed: {:?} {:?}", s.index, s.error_kind, s.error);
-        assert!(s.sfu, "player {} was not offered by the SFU", s.index);
-        assert!(s.video_frames >= 60, "player {}: {} frames", s.index, s.video_frames);
-        assert!(s.keyframes >= 1, "player {} saw no keyframe", s.index);
-    }
-    // Every player left (playerDisconnected): its connection is torn down.
-    wait_until(Duration::from_secs(10), "the SFU to drop the players", || sfu.stats().players == 0).await;
-    let sfu_stats = sfu.stats();
-    println!("SFU: {}", sfu_stats.summary());
-    assert_eq!(sfu_stats.players_total, 20);
-    assert!(sfu_stats.packets_forwarded > 20 * 60, "{sfu_stats:?}");
-    // 20 players joining together cause a handful of keyframe requests.
-    assert!(sfu_stats.keyframe_requests_sent <= 10, "{sfu_stats:?}");
-
-    // The streamer served exactly one peer connection: the SFU's.
-    let streamer_stats = st.stats();
-    let s = &streamer_stats.streamers[0];
-    println!("streamer: {}", streamer_stats.summary());
-    assert_eq!(s.players_connected_total, 1, "{s:?}");
-    // (The streamer also keeps counters per player id for the data channels
-    // relayed through the SFU; only one of them gets video.)
-    let with_video: Vec<_> = s.players.iter().filter(|p| p.packets_sent > 0).collect();
-    assert_eq!(with_video.len(), 1, "{s:?}");
-    assert_eq!(
-        s.input_counts.get("RequestInitialSettings").copied(),
-        Some(20),
-        "every player's data channel reached the streamer"
-    );
-    let snapshot = srv.snapshot();
-    let s1 = snapshot.streamers.iter().find(|s| s.streamer_id == "S1").expect("S1 listed");
-    assert_eq!(s1.subscribers.len(), 1, "{:?}", s1.subscribers);
-    assert_eq!(serde_json::to_value(s1.subscribers[0].kind).ok(), Some(serde_json::json!("SFU")));
-    let sfu_entry = snapshot.streamers.iter().find(|s| s.streamer_id == "SFU").expect("SFU listed");
-    assert!(sfu_entry.streaming);
-
-    let last = sfu.stop().await;
-    assert!(!last.streaming);
-    st.stop().await;
-    srv.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_channel_is_relayed_both_ways_per_player_with_audio_and_video() {
-    let _serial = SERIAL.lock().await;
-    init_tracing();
-    let srv = server().await;
-    let st = streamer_with(&srv, "S1", true, true).await;
-    let sfu = sfu(&srv);
-    let mut events = sfu.events();
-    wait_streaming(&srv, &mut events, "startStreaming").await;
-
-    let rtc = RtcContext::new(true).expect("rtc");
-    let cancel = CancellationToken::new();
-    // One player sends input (UI interactions included); one stays quiet.
-    let talker = PlayerConfig { input_rate: 20.0, latency_test: true, ..player_config(&srv) };
-    let (talker_set, _) = start_players(&rtc, talker, 1, &cancel);
-    let (quiet_set, _) = start_players(&rtc, player_config(&srv), 1, &cancel);
-    wait_until(Duration::from_secs(20), "input relayed to the streamer", || {
-        let c = st.input_counts();
-        c.get("UIInteraction").copied().unwrap_or(0) >= 5
-            && c.get("MouseMove").copied().unwrap_or(0) >= 1
-            && c.get("RequestInitialSettings").copied().unwrap_or(0) >= 2
-    })
-    .await;
-    wait_until(Duration::from_secs(10), "responses relayed to the player", || sfu.stats().dc_to_player >= 10).await;
-    cancel.cancel();
-    let talker = join_all(talker_set, Duration::from_secs(20)).await.remove(0);
-    let quiet = join_all(quiet_set, Duration::from_secs(20)).await.remove(0);
-    println!("streamer input: {:?}", st.input_counts());
-    println!("talker dc: {:?}", talker.dc);
-    println!("quiet dc: {:?}", quiet.dc);
-    println!("SFU: {}", sfu.stats().summary());
-    for p in [&talker, &quiet] {
-        assert!(p.dc.opened && p.dc.protocol_received && p.dc.initial_settings_received, "{:?}", p.dc);
-    }
-    assert!(talker.dc.input_sent >= 5, "{:?}", talker.dc);
-    assert!(talker.dc.received.get("Response").copied().unwrap_or(0) >= 1, "{:?}", talker.dc);
-    assert!(!talker.dc.rtt_ms.is_empty(), "no latency-test round trip: {:?}", talker.dc);
-    // Both tracks were forwarded.
-    for p in [&talker, &quiet] {
-        for kind in ["video", "audio"] {
-            let packets: u64 = p.tracks.iter().filter(|t| t.kind == kind).map(|t| t.packets).sum();
-            assert!(packets > 10, "player {}: {kind} packets {packets}: {:?}", p.index, p.tracks);
-        }
-    }
-    // Responses go to the player that asked, only.
-    assert_eq!(quiet.dc.received.get("Response").copied().unwrap_or(0), 0, "{:?}", quiet.dc);
-    sfu.stop().await;
-    st.stop().await;
-    srv.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streamer_restart_sfu_recovers_and_players_rejoin() {
-    let _serial = SERIAL.lock().await;
-    init_tracing();
-    let srv = server().await;
-    let st = streamer(&srv, "S1", false).await;
-    let sfu = sfu(&srv);
-    let mut events = sfu.events();
-    wait_streaming(&srv, &mut events, "startStreaming").await;
-
-    let rtc = RtcContext::new(true).expect("rtc");
-    let cancel = CancellationToken::new();
-    let cfg = PlayerConfig { reconnect: true, ..player_config(&srv) };
-    let (set, lives) = start_players(&rtc, cfg, 3, &cancel);
-    let frames = |lives: &[Arc<Live>]| lives.iter().map(|l| l.frames.load(Relaxed)).collect::<Vec<_>>();
-    wait_until(Duration::from_secs(30), "video at every player", || frames(&lives).iter().all(|f| *f >= 30)).await;
-
-    // The streamer goes away: the SFU stops streaming and drops its players.
-    st.stop().await;
-    wait_event(&mut events, Duration::from_secs(10), "stopStreaming", |e| *e == SfuEvent::StreamingStopped).await;
-    wait_until(Duration::from_secs(10), "players dropped", || sfu.stats().players == 0).await;
-    let before = frames(&lives);
-
-    // A new streamer with the same id: the SFU subscribes again, and the
-    // players come back and get video again.
-    let st2 = streamer(&srv, "S1", false).await;
-    wait_streaming(&srv, &mut events, "startStreaming again").await;
-    wait_until(Duration::from_secs(30), "video again at every player", || {
-        frames(&lives).iter().zip(&before).all(|(now, then)| *now >= then + 30)
-    })
-    .await;
-    cancel.cancel();
-    let stats = join_all(set, Duration::from_secs(20)).await;
-    for s in &stats {
-        assert!(s.reconnects >= 1 && !s.rejoins.is_empty(), "player {}: {:?}", s.index, s);
-    }
-    let sfu_stats = sfu.stats();
-    println!("SFU: {}", sfu_stats.summary());
-    assert_eq!(sfu_stats.upstream_connects, 2);
-    assert_eq!(st2.stats().streamers[0].players_connected_total, 1);
-    sfu.stop().await;
-    st2.stop().await;
-    srv.shutdown().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sfu_connects_late_and_reconnects_after_signalling_restart() {
     let _serial = SERIAL.lock().await;
     init_tracing();
     // An SFU started before any server, then a server on that port: it
     // retries with backoff and registers once the server is there.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = probe.local_addr().expect("addr").port();
-    drop(probe);
+    let [port] = testkit::ports::free_ports().expect("a free port");
     let cfg = SfuConfig {
         url: format!("ws://127.0.0.1:{port}"),
         reconnect_min: Duration::from_millis(50),

@@ -1,76 +1,30 @@
-//! Test harness: a tiny in-test signalling "server" (one streamer, N players)
-//! and a webrtc-rs receiver per player. Everything waits on events with
-//! timeouts.
+//! Test harness: a streamer under test behind testkit's fake signalling
+//! server (one streamer, N webrtc-rs receivers). Everything waits on events
+//! with timeouts.
 
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use mock_streamer::{StreamerConfig, StreamerEvent, StreamerHandle};
-use proto::rtc::{build_api, from_rtc_candidate, to_rtc_candidate, IcePolicy, Interceptors};
-use proto::{Incoming, Message};
+use proto::Message;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use webrtc::api::API;
-use webrtc::data_channel::data_channel_message::DataChannelMessage;
-use webrtc::data_channel::RTCDataChannel;
-use webrtc::peer_connection::configuration::RTCConfiguration;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtp::codecs::h264::H264Packet;
-use webrtc::rtp::packetizer::Depacketizer;
+use tokio::sync::{broadcast, mpsc};
 
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+pub use testkit::receiver::{serve, TestPlayer, TIMEOUT};
 
 /// Await `f` or fail the test after [`TIMEOUT`] with `what`.
 pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    match tokio::time::timeout(TIMEOUT, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out waiting for {what}"),
-    }
+    testkit::within(TIMEOUT, what, f).await
 }
 
 /// Wait for the first event matching `pred`.
 pub async fn wait_event(
     rx: &mut broadcast::Receiver<StreamerEvent>,
     what: &str,
-    mut pred: impl FnMut(&StreamerEvent) -> bool,
+    pred: impl FnMut(&StreamerEvent) -> bool,
 ) -> StreamerEvent {
-    within(what, async {
-        loop {
-            match rx.recv().await {
-                Ok(e) if pred(&e) => return e,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => {
-                    panic!("event stream closed while waiting for {what}")
-                }
-            }
-        }
-    })
-    .await
-}
-
-/// One simulated player: a receive-only webrtc-rs peer.
-pub struct TestPlayer {
-    pub id: String,
-    pub pc: Arc<RTCPeerConnection>,
-    /// Complete access units (Annex-B), in arrival order.
-    pub frames: mpsc::UnboundedReceiver<Vec<u8>>,
-    /// Complete access units of simulcast tracks, with their rid.
-    pub rid_frames: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-    /// Opus payloads of the audio track, if any.
-    pub audio: mpsc::UnboundedReceiver<Vec<u8>>,
-    /// Binary data-channel messages, in arrival order.
-    pub dc_messages: mpsc::UnboundedReceiver<Vec<u8>>,
-    pub dc: oneshot::Receiver<Arc<RTCDataChannel>>,
-    pub connected: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
-    /// The remote track's stream id (msid), once it arrived.
-    pub stream_id: Arc<Mutex<Option<String>>>,
-    pub rtp_packets: Arc<std::sync::atomic::AtomicU64>,
+    testkit::next_event(rx, TIMEOUT, what, pred).await
 }
 
 /// The fake server plus its players.
@@ -99,11 +53,6 @@ impl Harness {
     }
 }
 
-struct PlayerWiring {
-    offer_tx: mpsc::UnboundedSender<String>,
-    candidate_tx: mpsc::UnboundedSender<proto::IceCandidate>,
-}
-
 /// Start a streamer with `config` (its url is replaced) against a fake
 /// server that connects `n_players` players to it.
 pub async fn start(config: StreamerConfig, n_players: usize) -> Harness {
@@ -129,214 +78,6 @@ pub async fn start_with(mut config: StreamerConfig, player_specs: Vec<(String, b
         committed_id: server.committed_id,
         to_streamer: server.to_streamer,
         relay: server.relay,
-    }
-}
-
-/// The fake server's side: its players and what it saw.
-pub struct FakeServer {
-    pub players: Vec<TestPlayer>,
-    pub streamer_candidates: Arc<Mutex<Vec<String>>>,
-    pub offers: Arc<Mutex<Vec<String>>>,
-    pub committed_id: String,
-    pub to_streamer: mpsc::UnboundedSender<Message>,
-    pub relay: tokio::task::JoinHandle<()>,
-}
-
-/// Accept one streamer on `listener`, register it (it must ask for
-/// `requested_id`), and connect `player_specs` players to it.
-pub async fn serve(listener: TcpListener, requested_id: &str, player_specs: Vec<(String, bool)>) -> FakeServer {
-    let (tcp, _) = within("the streamer to connect", listener.accept()).await.expect("accept");
-    let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("ws handshake");
-    let send = |m: Message| WsMessage::text(m.to_json());
-    ws.send(send(Message::config(serde_json::json!({})))).await.expect("send config");
-    ws.send(send(Message::Identify)).await.expect("send identify");
-    let id = within("endpointId", async {
-        loop {
-            let frame = ws.next().await.expect("socket open").expect("frame");
-            if let Ok(incoming) = Incoming::parse(frame.to_text().unwrap_or_default().as_bytes()) {
-                if let Message::EndpointId { id, .. } = incoming.message {
-                    return id.unwrap_or_default();
-                }
-            }
-        }
-    })
-    .await;
-    assert_eq!(id, requested_id);
-    let committed_id = id.clone();
-    ws.send(send(Message::EndpointIdConfirm { committed_id: id })).await.expect("send confirm");
-
-    let api = Arc::new(build_api(IcePolicy::LOOPBACK, Interceptors::Receiver).expect("api"));
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
-    let to_streamer = out_tx.clone();
-    let mut players = Vec::new();
-    let mut wiring = std::collections::HashMap::new();
-    for (id, sfu) in player_specs {
-        let (player, wire) = new_player(&api, id.clone(), out_tx.clone()).await;
-        players.push(player);
-        wiring.insert(id.clone(), wire);
-        ws.send(send(Message::PlayerConnected { player_id: id, data_channel: true, sfu }))
-            .await
-            .expect("send playerConnected");
-    }
-
-    let streamer_candidates = Arc::new(Mutex::new(Vec::new()));
-    let offers = Arc::new(Mutex::new(Vec::new()));
-    let (cands, offs) = (streamer_candidates.clone(), offers.clone());
-    let relay = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                frame = ws.next() => {
-                    let Some(Ok(frame)) = frame else { break };
-                    let Ok(text) = frame.to_text() else { continue };
-                    let Ok(incoming) = Incoming::parse(text.as_bytes()) else { continue };
-                    match incoming.message {
-                        Message::Offer { sdp, player_id: Some(p), .. } => {
-                            offs.lock().unwrap().push(sdp.clone());
-                            if let Some(w) = wiring.get(&p) { let _ = w.offer_tx.send(sdp); }
-                        }
-                        Message::IceCandidate { candidate, player_id: Some(p) } => {
-                            cands.lock().unwrap().push(candidate.candidate.clone());
-                            if let Some(w) = wiring.get(&p) { let _ = w.candidate_tx.send(candidate); }
-                        }
-                        Message::Ping { time } => {
-                            let _ = ws.send(send(Message::Pong { time: time.unwrap_or(0) })).await;
-                        }
-                        _ => {}
-                    }
-                }
-                out = out_rx.recv() => {
-                    let Some(m) = out else { break };
-                    if ws.send(send(m)).await.is_err() { break; }
-                }
-            }
-        }
-    });
-    FakeServer { players, streamer_candidates, offers, committed_id, to_streamer, relay }
-}
-
-async fn new_player(api: &Arc<API>, id: String, out: mpsc::UnboundedSender<Message>) -> (TestPlayer, PlayerWiring) {
-    let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.expect("pc"));
-    let (frames_tx, frames) = mpsc::unbounded_channel();
-    let (rid_tx, rid_frames) = mpsc::unbounded_channel();
-    let (audio_tx, audio) = mpsc::unbounded_channel();
-    let (dc_tx, dc_messages) = mpsc::unbounded_channel();
-    let (dc_handle_tx, dc) = oneshot::channel();
-    let (state_tx, connected) = mpsc::unbounded_channel();
-    let stream_id = Arc::new(Mutex::new(None));
-    let rtp_packets = Arc::new(std::sync::atomic::AtomicU64::new(0));
-
-    let (sid, count) = (stream_id.clone(), rtp_packets.clone());
-    pc.on_track(Box::new(move |track, _, _| {
-        *sid.lock().unwrap() = Some(track.stream_id());
-        let (frames_tx, rid_tx, count) = (frames_tx.clone(), rid_tx.clone(), count.clone());
-        if track.kind() == webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Audio {
-            let audio_tx = audio_tx.clone();
-            tokio::spawn(async move {
-                while let Ok((packet, _)) = track.read_rtp().await {
-                    let _ = audio_tx.send(packet.payload.to_vec());
-                }
-            });
-            return Box::pin(async {});
-        }
-        tokio::spawn(async move {
-            let rid = track.rid().to_string();
-            let mut depacketizer = H264Packet::default();
-            let mut frame = Vec::new();
-            while let Ok((packet, _)) = track.read_rtp().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Ok(nals) = depacketizer.depacketize(&packet.payload) {
-                    frame.extend_from_slice(&nals);
-                }
-                if packet.header.marker && !frame.is_empty() {
-                    let frame = std::mem::take(&mut frame);
-                    if rid.is_empty() {
-                        let _ = frames_tx.send(frame);
-                    } else {
-                        let _ = rid_tx.send((rid.clone(), frame));
-                    }
-                }
-            }
-        });
-        Box::pin(async {})
-    }));
-    let dc_handle_tx = Arc::new(Mutex::new(Some(dc_handle_tx)));
-    pc.on_data_channel(Box::new(move |dc: Arc<RTCDataChannel>| {
-        let tx = dc_tx.clone();
-        dc.on_message(Box::new(move |m: DataChannelMessage| {
-            let _ = tx.send(m.data.to_vec());
-            Box::pin(async {})
-        }));
-        if let Some(h) = dc_handle_tx.lock().unwrap().take() {
-            let _ = h.send(dc);
-        }
-        Box::pin(async {})
-    }));
-    pc.on_peer_connection_state_change(Box::new(move |s| {
-        let _ = state_tx.send(s);
-        Box::pin(async {})
-    }));
-    {
-        let (out, id) = (out.clone(), id.clone());
-        pc.on_ice_candidate(Box::new(move |c| {
-            let (out, id) = (out.clone(), id.clone());
-            Box::pin(async move {
-                if let Some(Ok(init)) = c.map(|c| c.to_json()) {
-                    let _ =
-                        out.send(Message::IceCandidate { candidate: from_rtc_candidate(init), player_id: Some(id) });
-                }
-            })
-        }));
-    }
-
-    let (offer_tx, mut offer_rx) = mpsc::unbounded_channel::<String>();
-    let (candidate_tx, mut candidate_rx) = mpsc::unbounded_channel::<proto::IceCandidate>();
-    let pc2 = pc.clone();
-    let id2 = id.clone();
-    tokio::spawn(async move {
-        let Some(sdp) = offer_rx.recv().await else {
-            return;
-        };
-        let offer = RTCSessionDescription::offer(sdp).expect("offer");
-        pc2.set_remote_description(offer).await.expect("set offer");
-        let answer = pc2.create_answer(None).await.expect("answer");
-        pc2.set_local_description(answer.clone()).await.expect("set answer");
-        let _ = out.send(Message::Answer {
-            sdp: answer.sdp,
-            player_id: Some(id2),
-            min_bitrate_bps: None,
-            max_bitrate_bps: None,
-        });
-        while let Some(c) = candidate_rx.recv().await {
-            pc2.add_ice_candidate(to_rtc_candidate(&c)).await.expect("add candidate");
-        }
-    });
-    let player = TestPlayer { id, pc, frames, rid_frames, audio, dc_messages, dc, connected, stream_id, rtp_packets };
-    (player, PlayerWiring { offer_tx, candidate_tx })
-}
-
-impl TestPlayer {
-    pub async fn wait_connected(&mut self) {
-        within(&format!("{} to connect", self.id), async {
-            loop {
-                match self.connected.recv().await {
-                    Some(RTCPeerConnectionState::Connected) => return,
-                    Some(RTCPeerConnectionState::Failed) => panic!("{} failed", self.id),
-                    Some(_) => continue,
-                    None => panic!("state channel closed"),
-                }
-            }
-        })
-        .await
-    }
-
-    pub async fn next_frame(&mut self) -> Vec<u8> {
-        within(&format!("a video frame at {}", self.id), self.frames.recv()).await.expect("frames channel open")
-    }
-
-    pub async fn next_dc_message(&mut self) -> Vec<u8> {
-        within(&format!("a data-channel message at {}", self.id), self.dc_messages.recv())
-            .await
-            .expect("dc channel open")
     }
 }
 

@@ -166,12 +166,8 @@ impl Client {
 }
 
 /// Poll `f` until it is true (server-side state changes are asynchronous).
-pub async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+pub async fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    testkit::wait_until(WAIT, what, f).await
 }
 
 /// A raw client that completes the handshake and then never reads or answers
@@ -250,9 +246,7 @@ pub async fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &
     (status, text)
 }
 
-/// Resident memory of this process in bytes (Linux `/proc/self/statm`).
+/// Resident memory of this process in bytes.
 pub fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: usize = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("rss field");
-    pages * 4096
+    testkit::procfs::self_rss_bytes().expect("VmRSS of this process") as usize
 }

@@ -1,0 +1,15 @@
+//! Helpers for the workspace's tests and benches, written once: waiting on
+//! conditions with timeouts, `/proc` readings, medians and percentiles, free
+//! loopback ports, a fake WebSocket streamer and WebRTC test receivers.
+//!
+//! Depends only on `proto` and third-party crates, so every crate of the
+//! workspace can dev-depend on it without a cycle.
+
+pub mod fake_streamer;
+pub mod ports;
+pub mod procfs;
+pub mod receiver;
+pub mod stats;
+pub mod wait;
+
+pub use wait::{next_event, wait_until, within};
