@@ -65,7 +65,7 @@ where
         let admitted = match upgrade(&head.method, &head.headers, head.query(), addr, role, &shared) {
             Upgrade::Admitted(admitted) => admitted,
             Upgrade::Refused(refused) => return write_and_close(io, Bytes::from(refused.to_http1())).await,
-            Upgrade::NotAnUpgrade => {
+            Upgrade::PlainHttp => {
                 // hyper reads the request again, from the bytes already taken.
                 let io = Prefixed::new(io, bytes.freeze(), Bytes::new());
                 return Box::pin(serve_http(io, addr, kind, shared)).await;
@@ -160,14 +160,14 @@ async fn handle_request(
     let admitted = match upgrade(req.method().as_str(), req.headers(), req.uri().query(), addr, role, &shared) {
         Upgrade::Admitted(admitted) => admitted,
         Upgrade::Refused(refused) => return refused.into_response(),
-        Upgrade::NotAnUpgrade if role == Role::Player => {
+        Upgrade::PlainHttp if role == Role::Player => {
             let mut service = warp::service(shared.http.clone());
             return match service.call(req).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
         }
-        Upgrade::NotAnUpgrade => {
+        Upgrade::PlainHttp => {
             return plain(http::StatusCode::UPGRADE_REQUIRED, "This port only accepts WebSocket connections.\n")
         }
     };

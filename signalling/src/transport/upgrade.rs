@@ -36,7 +36,7 @@ pub(super) const WRITE_BUFFER: usize = 64 * 1024;
 /// What a request on a WebSocket port leads to.
 pub(super) enum Upgrade {
     /// Not a WebSocket upgrade: plain HTTP.
-    NotAnUpgrade,
+    PlainHttp,
     /// An upgrade that may not go ahead.
     Refused(Refused),
     /// An upgrade to answer with `101` and run.
@@ -66,7 +66,7 @@ pub(super) fn upgrade(
     shared: &Shared,
 ) -> Upgrade {
     if !handshake::is_websocket_upgrade(method, headers) {
-        return Upgrade::NotAnUpgrade;
+        return Upgrade::PlainHttp;
     }
     let Ok((accept_key, protocol)) = websocket_accept(headers) else {
         return Upgrade::Refused(Refused::bad_handshake());
