@@ -21,12 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
-}
 
 /// A small streamer `S1` (320x240, 30 fps).
 fn streamer_spec(respond: bool, audio: bool) -> StreamerSpec {
@@ -118,7 +112,7 @@ async fn join_all(players: Vec<RunningPlayer>, within: Duration) -> Vec<PlayerSt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_players_get_video_through_one_upstream_connection() {
     let _serial = SERIAL.lock().await;
-    init_tracing();
+    testkit::init_test_logs();
     let mut running = start(streamer_spec(false, false)).await;
     let mut events = sfu(&running).events();
     wait_streaming(&running, &mut events, "startStreaming").await;
@@ -171,7 +165,7 @@ async fn twenty_players_get_video_through_one_upstream_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_channel_is_relayed_both_ways_per_player_with_audio_and_video() {
     let _serial = SERIAL.lock().await;
-    init_tracing();
+    testkit::init_test_logs();
     let running = start(streamer_spec(true, true)).await;
     let mut events = sfu(&running).events();
     wait_streaming(&running, &mut events, "startStreaming").await;
@@ -220,7 +214,7 @@ async fn data_channel_is_relayed_both_ways_per_player_with_audio_and_video() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamer_restart_sfu_recovers_and_players_rejoin() {
     let _serial = SERIAL.lock().await;
-    init_tracing();
+    testkit::init_test_logs();
     let spec = streamer_spec(false, false);
     let mut running = start(spec.clone()).await;
     let mut events = sfu(&running).events();
@@ -268,7 +262,7 @@ async fn streamer_restart_sfu_recovers_and_players_rejoin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn player_streams_through_sfu() {
     let _serial = SERIAL.lock().await;
-    init_tracing();
+    testkit::init_test_logs();
     let running = start(streamer_spec(false, false)).await;
     let mut events = sfu(&running).events();
     wait_event(&mut events, Duration::from_secs(15), "the SFU to stream", |e| *e == SfuEvent::Streaming).await;

@@ -17,12 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
-}
 
 async fn server() -> signalling::ServerHandle {
     signalling::run(signalling::ServerConfig::ephemeral()).await.expect("signalling server starts")
@@ -89,7 +83,7 @@ async fn wait_streaming(srv: &signalling::ServerHandle, events: &mut broadcast::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sfu_connects_late_and_reconnects_after_signalling_restart() {
     let _serial = SERIAL.lock().await;
-    init_tracing();
+    testkit::init_test_logs();
     // An SFU started before any server, then a server on that port: it
     // retries with backoff and registers once the server is there.
     let [port] = testkit::ports::free_ports().expect("a free port");
@@ -280,7 +274,7 @@ async fn wait_resolution(v: &mut Viewer, want: (u32, u32), what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_players_get_their_layers_and_switch() {
     let _serial = SERIAL.lock().await;
-    init_tracing();
+    testkit::init_test_logs();
     let srv = server().await;
     let cfg = mock_streamer::StreamerConfig {
         url: format!("ws://{}", srv.streamer_addr()),
@@ -410,7 +404,7 @@ fn decode_h264(packets: &[webrtc::rtp::packet::Packet]) -> Decoded {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_joining_after_the_keyframe_starts_at_once_from_the_cache_and_decodes() {
     let _serial = SERIAL.lock().await;
-    init_tracing();
+    testkit::init_test_logs();
     let srv = server().await;
     let st = streamer(&srv, "S1", false).await;
     // A keyframe request interval far longer than the test: a player that
@@ -583,7 +577,7 @@ async fn pausable_streamer(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_stall_stops_streaming_and_resume_starts_again() {
     let _serial = SERIAL.lock().await;
-    init_tracing();
+    testkit::init_test_logs();
     let srv = server().await;
     let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let cancel = CancellationToken::new();

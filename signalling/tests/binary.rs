@@ -8,8 +8,8 @@ use std::process::Stdio;
 
 use common::*;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 
 /// The address printed on the line that starts with `prefix`.
 fn addr_on(lines: &[String], prefix: &str) -> SocketAddr {
@@ -19,16 +19,23 @@ fn addr_on(lines: &[String], prefix: &str) -> SocketAddr {
     rest.split_whitespace().next().unwrap().trim_end_matches('/').parse().expect("socket address")
 }
 
-#[tokio::test]
-async fn the_binary_serves_and_shuts_down_cleanly_on_sigterm() {
+/// The binary on ephemeral ports with `args` added, and its stdout by line.
+fn spawn_binary(args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_signalling"))
         .args(["--no_config", "--streamer_port", "0", "--player_port", "0", "--sfu_port", "0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("binary starts");
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let out = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    (child, out)
+}
+
+#[tokio::test]
+async fn the_binary_serves_and_shuts_down_cleanly_on_sigterm() {
+    let (mut child, mut out) = spawn_binary(&[]);
     let mut lines = Vec::new();
     while lines.len() < 3 {
         let line = tokio::time::timeout(WAIT, out.next_line()).await.expect("prints addresses").unwrap().expect("line");
@@ -69,17 +76,19 @@ async fn the_binary_logs_json_lines_and_never_a_token() {
     let dir = tempfile::tempdir().expect("dir");
     let token_file = dir.path().join("player.token");
     std::fs::write(&token_file, "file-token-Z1\n").expect("write token");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_signalling"))
-        .args(["--no_config", "--streamer_port", "0", "--player_port", "0", "--sfu_port", "0"])
-        .args(["--log_format", "json", "--log_level_console", "debug", "--console_messages", "verbose"])
-        .args(["--streamer_token", "flag-token-Z2", "--player_token_file"])
-        .arg(&token_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let token_file = token_file.to_str().expect("UTF-8 temporary path");
+    let (mut child, mut out) = spawn_binary(&[
+        "--log_format",
+        "json",
+        "--log_level_console",
+        "debug",
+        "--console_messages",
+        "verbose",
+        "--streamer_token",
+        "flag-token-Z2",
+        "--player_token_file",
+        token_file,
+    ]);
     let mut lines = Vec::new();
     while lines.iter().filter(|l: &&String| l.contains("listening on")).count() < 3 {
         let line = tokio::time::timeout(WAIT, out.next_line()).await.expect("prints addresses").unwrap().expect("line");

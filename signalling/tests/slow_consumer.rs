@@ -6,19 +6,26 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-use signalling::ServerConfig;
+use signalling::{ServerConfig, ServerHandle};
 use tokio::io::AsyncWriteExt;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_player_that_never_reads_is_closed_and_others_keep_flowing() {
+/// A server with `send_queue_len` and no rate limit, streamer `S`, and a
+/// subscribed player that never reads its socket (kept open by the caller).
+async fn with_stuck_player(send_queue_len: usize) -> (ServerHandle, Client, String, tokio::net::TcpStream, String) {
     let mut config = ServerConfig::ephemeral();
-    config.send_queue_len = 32;
+    config.send_queue_len = send_queue_len;
     config.rate_limit_per_sec = 0;
     let h = server(config).await;
     let (mut s, id) = Client::streamer(&h, "S").await;
     let mut stuck = dead_player(h.player_addr()).await;
     stuck.write_all(&masked_text_frame(br#"{"type":"subscribe","streamerId":"S"}"#)).await.unwrap();
     let stuck_id = s.expect_type("playerConnected").await["playerId"].as_str().unwrap().to_string();
+    (h, s, id, stuck, stuck_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_that_never_reads_is_closed_and_others_keep_flowing() {
+    let (h, mut s, id, _stuck, stuck_id) = with_stuck_player(32).await;
     let (mut good, good_id) = Client::subscribed_player(&h, &mut s, &id).await;
 
     // Megabytes towards the stuck player, interleaved with small messages to
@@ -51,14 +58,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_one_player_is_stuck_the_others_forwarding_latency_stays_low() {
-    let mut config = ServerConfig::ephemeral();
-    config.send_queue_len = 64;
-    config.rate_limit_per_sec = 0;
-    let h = server(config).await;
-    let (mut s, id) = Client::streamer(&h, "S").await;
-    let mut stuck = dead_player(h.player_addr()).await;
-    stuck.write_all(&masked_text_frame(br#"{"type":"subscribe","streamerId":"S"}"#)).await.unwrap();
-    let stuck_id = s.expect_type("playerConnected").await["playerId"].as_str().unwrap().to_string();
+    let (h, mut s, id, _stuck, stuck_id) = with_stuck_player(64).await;
     let mut good = Vec::new();
     for _ in 0..5 {
         good.push(Client::subscribed_player(&h, &mut s, &id).await);

@@ -6,10 +6,12 @@
 //! workspace can dev-depend on it without a cycle.
 
 pub mod fake_streamer;
+pub mod logs;
 pub mod ports;
 pub mod procfs;
 pub mod receiver;
 pub mod stats;
 pub mod wait;
 
+pub use logs::init_test_logs;
 pub use wait::{next_event, wait_until, within};
