@@ -69,7 +69,8 @@ async fn main() -> anyhow::Result<()> {
         report.passed, report.players, first.p50, first.p99, report.total_video_frames, report.failures
     );
     if let Some(path) = cli.report {
-        std::fs::write(&path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if report.passed < report.players {
         std::process::exit(1);

@@ -202,7 +202,8 @@ async fn read_track(track: Arc<dyn TrackRemote>, tracks: Tracks, tx: mpsc::Unbou
             None => {
                 let codec = track.codec(pkt.header.ssrc).await;
                 let mime = codec.as_ref().map(|c| c.mime_type.as_str()).unwrap_or("");
-                let c = Arc::new(Mutex::new(RtpCount::new(Codec::from_mime(mime), codec.map_or(90_000, |c| c.clock_rate))));
+                let c =
+                    Arc::new(Mutex::new(RtpCount::new(Codec::from_mime(mime), codec.map_or(90_000, |c| c.clock_rate))));
                 if let Ok(mut t) = tracks.lock() {
                     t.push(c.clone());
                 }

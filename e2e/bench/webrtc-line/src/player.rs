@@ -68,7 +68,8 @@ async fn join_and_receive(cfg: &PlayerConfig, r: &mut PlayerResult) -> anyhow::R
     let t0 = Instant::now();
     let join_deadline = tokio::time::Instant::from_std(t0 + cfg.join_timeout);
     // The same WebSocket buffers as mock-player (4 KiB read buffer, no write buffer).
-    let ws_config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0).max_message_size(Some(4 << 20));
+    let ws_config =
+        WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0).max_message_size(Some(4 << 20));
     let (ws, _) = tokio::time::timeout_at(
         join_deadline,
         tokio_tungstenite::connect_async_with_config(cfg.url.as_str(), Some(ws_config), true),
