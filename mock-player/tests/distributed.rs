@@ -104,10 +104,13 @@ impl Proc {
     }
 
     async fn wait_line(&mut self, what: &str, within: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let got = tokio::time::timeout(within, self.lines.wait_for(|v| v.iter().any(|l| pred(l)))).await;
+        let got = tokio::time::timeout(within, self.lines.wait_for(|v| v.iter().any(|l| pred(l))))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|v| v.iter().find(|l| pred(l)).cloned()));
         match got {
-            Ok(Ok(v)) => v.iter().find(|l| pred(l)).cloned().unwrap_or_default(),
-            _ => panic!("{what} within {within:?}; output:\n{}", self.output()),
+            Some(line) => line,
+            None => panic!("{what} within {within:?}; output:\n{}", self.output()),
         }
     }
 
