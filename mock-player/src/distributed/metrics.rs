@@ -15,10 +15,15 @@ use tokio_util::sync::CancellationToken;
 use crate::distributed::bus::Usage;
 use crate::report::Sample;
 
+/// One agent's latest figures: its sample, its process usage, lost or not.
+type Row = (Sample, Usage, bool);
+/// A metric: name, help text, how to read it.
+type Gauge<T> = (&'static str, &'static str, fn(&T) -> f64);
+
 /// The latest sample (and process usage) of each agent.
 #[derive(Debug, Clone, Default)]
 pub struct Board {
-    inner: Arc<Mutex<BTreeMap<String, (Sample, Usage, bool)>>>,
+    inner: Arc<Mutex<BTreeMap<String, Row>>>,
 }
 
 impl Board {
@@ -36,7 +41,7 @@ impl Board {
             .map(|m| m.iter().map(|(k, (s, u, l))| (k.clone(), s.clone(), *u, *l)).collect())
             .unwrap_or_default();
         let mut o = String::new();
-        let gauges: [(&str, &str, fn(&Sample) -> f64); 7] = [
+        let gauges: [Gauge<Sample>; 7] = [
             ("mock_player_players_started", "Players started", |s| s.started as f64),
             ("mock_player_players_joining", "Players joining", |s| s.joining as f64),
             ("mock_player_players_streaming", "Players streaming", |s| s.streaming as f64),
@@ -51,7 +56,7 @@ impl Board {
                 let _ = writeln!(o, "{name}{{agent=\"{}\"}} {}", esc(agent), f(s));
             }
         }
-        let usage: [(&str, &str, fn(&Usage) -> f64); 2] = [
+        let usage: [Gauge<Usage>; 2] = [
             ("mock_player_agent_cpu_seconds", "CPU seconds the agent process used in this run", |u| u.cpu_secs),
             ("mock_player_agent_rss_bytes", "Resident memory of the agent process", |u| u.rss_bytes as f64),
         ];
