@@ -6,11 +6,13 @@
 //! - [`run_load`] ([`load`]): many players in one process sharing one
 //!   runtime and one WebRTC API object; [`report`] aggregates, [`html`] draws.
 //! - `--signalling-only` ([`canned`]): no WebRTC at all.
+//! - [`distributed`]: agents on several machines and a coordinator, over Redis.
 
 pub mod attempt;
 pub mod canned;
 pub mod config;
 pub mod datachannel;
+pub mod distributed;
 pub mod error;
 pub mod html;
 pub mod live;
@@ -27,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{LoadConfig, PlayerConfig, ProgressMode};
 pub use error::PlayerError;
-pub use load::run_load;
+pub use load::{run_load, run_load_with, LoadHooks};
 pub use player::{Player, PlayerStats};
 pub use report::LoadReport;
 

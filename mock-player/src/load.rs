@@ -26,15 +26,43 @@ pub async fn run_load(
     load: LoadConfig,
     cancel: CancellationToken,
 ) -> Result<LoadReport, PlayerError> {
+    run_load_with(cfg, load, LoadHooks::default(), cancel).await
+}
+
+/// What a load agent changes in a run (the default is a plain run).
+#[derive(Debug, Default)]
+pub struct LoadHooks {
+    /// Start the ramp at this instant instead of now (agents agree on it).
+    pub start_at: Option<Instant>,
+    /// The first player's index: these players are `first_index..first_index + players` of a larger run.
+    pub first_index: usize,
+    /// Receives every sample of the live counters (once per `sample_interval`).
+    pub samples: Option<tokio::sync::watch::Sender<Sample>>,
+}
+
+/// [`run_load`] with [`LoadHooks`].
+pub async fn run_load_with(
+    cfg: PlayerConfig,
+    load: LoadConfig,
+    hooks: LoadHooks,
+    cancel: CancellationToken,
+) -> Result<LoadReport, PlayerError> {
     let rtc = if cfg.signalling_only { None } else { Some(RtcContext::new(cfg.ice_loopback_only)?) };
     let signalling_only = cfg.signalling_only;
     let cfg = Arc::new(cfg);
+    if let Some(at) = hooks.start_at {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+        }
+    }
     let start = Instant::now();
     let lives: Arc<Vec<Arc<Live>>> = Arc::new((0..load.players).map(|_| Arc::new(Live::default())).collect());
     let started = Arc::new(AtomicUsize::new(0));
 
     let sampler_stop = CancellationToken::new();
-    let sampler = tokio::spawn(sample(lives.clone(), started.clone(), load.clone(), start, sampler_stop.clone()));
+    let sampler =
+        tokio::spawn(sample(lives.clone(), started.clone(), load.clone(), start, sampler_stop.clone(), hooks.samples));
 
     let joining = Arc::new(Semaphore::new(load.max_joining.max(1)));
     let mut set = JoinSet::new();
@@ -48,7 +76,7 @@ pub async fn run_load(
                 joining.clone().acquire_owned().await
             } => match p { Ok(p) => p, Err(_) => break },
         };
-        let player = Player::new(i, cfg.clone(), rtc.clone(), live.clone());
+        let player = Player::new(hooks.first_index + i, cfg.clone(), rtc.clone(), live.clone());
         let c = cancel.clone();
         let started_at = start.elapsed().as_secs_f64();
         started.fetch_add(1, Ordering::Relaxed);
@@ -76,6 +104,7 @@ async fn sample(
     load: LoadConfig,
     start: Instant,
     stop: CancellationToken,
+    out: Option<tokio::sync::watch::Sender<Sample>>,
 ) -> Vec<Sample> {
     let tty = load.progress == ProgressMode::Auto && std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(load.sample_interval);
@@ -107,6 +136,9 @@ async fn sample(
             s.bitrate_bps = bytes.saturating_sub(last_bytes) as f64 * 8.0 / dt;
         }
         (last_frames, last_bytes, last_t) = (frames, bytes, now);
+        if let Some(out) = &out {
+            out.send_replace(s.clone());
+        }
         if !stopping {
             let line = format!(
                 "[{:6.1}s] started {}/{}  joining {}  streaming {}  failed {}  done {}  | {:.0} fps  {:.2} Mbit/s",

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use mock_player::{html, run_load, LoadConfig, PlayerConfig, ProgressMode};
+use mock_player::distributed::{self, AgentConfig, CoordinatorConfig};
+use mock_player::{html, run_load, LoadConfig, LoadReport, PlayerConfig, ProgressMode};
 use proto::logging::{Format, Output};
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(name = "mock-player", version)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Signalling server player WebSocket URL.
     #[arg(long, default_value = "ws://127.0.0.1:8080")]
     url: String,
@@ -72,17 +75,57 @@ struct Cli {
     /// Progress output: auto (an updating line on a terminal, plain lines otherwise), plain, off.
     #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "off"])]
     progress: String,
+    /// Run across `mock-player agent` processes through this Redis (see --agents).
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+    /// With --redis-url: wait until N idle agents are present and split the players over them.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    agents: usize,
+    /// With --redis-url: wait at most this long for the agents.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    agents_timeout: f64,
+    /// Redis key prefix (agents and coordinator must agree; lets several clusters share a Redis).
+    #[arg(long, default_value = "mock-player", value_name = "PREFIX", global = true)]
+    redis_prefix: String,
+    /// With --redis-url: serve the live counters (per agent and total) as Prometheus metrics on ADDR.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Log filter (tracing-subscriber EnvFilter syntax), on stderr. This flag, when given, beats
     /// RUST_LOG, which beats the default: warn,webrtc=error,webrtc_ice=error,webrtc_sctp=error,
     /// webrtc_dtls=error,webrtc_srtp=error,webrtc_data=error,webrtc_mdns=error (it keeps
     /// webrtc-rs's own teardown warnings quiet).
-    #[arg(long, value_name = "FILTER")]
+    #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
 }
 
 /// The log filter without `--log` or `RUST_LOG`.
 const DEFAULT_LOG: &str = "warn,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,webrtc_srtp=error,\
                            webrtc_data=error,webrtc_mdns=error";
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Wait for runs from a coordinator (`mock-player --redis-url … --agents N …`) and run a share of their players.
+    Agent(AgentArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AgentArgs {
+    /// The Redis the coordinator uses.
+    #[arg(long, value_name = "URL")]
+    redis_url: String,
+    /// Name in reports. Default: host name and process id.
+    #[arg(long)]
+    name: Option<String>,
+    /// Players this agent can hold; the coordinator splits players in proportion.
+    #[arg(long, default_value_t = 400, value_name = "N")]
+    capacity: usize,
+    /// Serve this agent's live counters as Prometheus metrics on ADDR.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Also keep each run's raw per-player results here, as `{run}-{name}.json`.
+    #[arg(long, value_name = "DIR")]
+    keep_results: Option<PathBuf>,
+}
 
 fn parse_layer(s: &str) -> Result<(i64, i64), String> {
     let (a, b) = s.split_once(',').ok_or("expected S,T")?;
@@ -119,6 +162,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Agent(a)) = &cli.command {
+        return run_agent(a, &cli.redis_prefix);
+    }
     if cli.players == 0 {
         anyhow::bail!("--players must be at least 1");
     }
@@ -154,6 +200,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         sample_interval: Duration::from_secs(1),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")?;
+    if let Some(redis_url) = &cli.redis_url {
+        return run_distributed(&cli, redis_url, cfg, load, &rt);
+    }
+    if cli.metrics_addr.is_some() {
+        anyhow::bail!("--metrics-addr needs --redis-url (a distributed run)");
+    }
     let report = rt.block_on(async {
         let cancel = CancellationToken::new();
         let c = cancel.clone();
@@ -173,12 +225,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(path) = &cli.html {
         std::fs::write(path, html::render(&report)).with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(verdict(&report))
+}
+
+/// Exit code and last line: 2 for a bad URL, 0 when every player passed, 1 otherwise.
+fn verdict(report: &LoadReport) -> ExitCode {
     if report.player_stats.iter().any(|p| p.error_kind.as_deref() == Some("bad_url")) {
-        return Ok(ExitCode::from(2));
+        return ExitCode::from(2);
     }
     if report.all_passed() {
         println!("PASS");
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         let reason = report
             .failures
@@ -186,6 +243,82 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .map(|f| format!("{} player(s): {}", f.count, f.example))
             .unwrap_or_else(|| "no player ran".into());
         println!("FAIL: {reason}");
-        Ok(ExitCode::from(1))
+        ExitCode::from(1)
     }
+}
+
+/// Ctrl-C cancels the returned token.
+fn on_ctrl_c(what: &'static str) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("mock-player: interrupted, {what}");
+            c.cancel();
+        }
+    });
+    cancel
+}
+
+fn run_agent(a: &AgentArgs, prefix: &str) -> anyhow::Result<ExitCode> {
+    let cfg = AgentConfig {
+        redis_url: a.redis_url.clone(),
+        prefix: prefix.to_string(),
+        name: a.name.clone().unwrap_or_else(distributed::agent::default_name),
+        capacity: a.capacity,
+        metrics_addr: a.metrics_addr,
+        lost_after: Duration::from_secs(5),
+        results_dir: a.keep_results.clone(),
+    };
+    redis_url_ok(&cfg.redis_url)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let stop = on_ctrl_c("agent stopping");
+        distributed::run_agent(cfg, stop).await
+    })
+    .context("metrics endpoint")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn redis_url_ok(url: &str) -> anyhow::Result<()> {
+    let u = url::Url::parse(url).with_context(|| format!("--redis-url {url:?}"))?;
+    if !matches!(u.scheme(), "redis" | "rediss" | "unix" | "redis+unix") {
+        anyhow::bail!("--redis-url {url:?}: the scheme must be redis (or rediss, unix)");
+    }
+    Ok(())
+}
+
+fn run_distributed(
+    cli: &Cli,
+    redis_url: &str,
+    cfg: PlayerConfig,
+    load: LoadConfig,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
+    redis_url_ok(redis_url)?;
+    let mut c = CoordinatorConfig::new(redis_url, cli.agents.max(1), cfg, load.players);
+    c.prefix = cli.redis_prefix.clone();
+    c.agents_timeout = secs("agents-timeout", cli.agents_timeout)?;
+    c.ramp = load.ramp;
+    c.max_joining = load.max_joining;
+    c.progress = load.progress;
+    c.metrics_addr = cli.metrics_addr;
+    let report = rt.block_on(async {
+        let cancel = on_ctrl_c("stopping every agent's players");
+        distributed::run_coordinator(c, cancel).await
+    })?;
+    print!("{}", report.report.to_text());
+    print!("{}", distributed::merge::agents_text(&report.agents));
+    if let Some(b) = report.redis_bytes {
+        println!("redis traffic {} bytes ({:.0} per player)", b, b as f64 / report.report.players.max(1) as f64);
+    }
+    if let Some(path) = &cli.report {
+        let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &cli.html {
+        std::fs::write(path, distributed::merge::html(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(verdict(&report.report))
 }

@@ -43,7 +43,7 @@ impl Percentiles {
 }
 
 /// One sample of the whole run.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct Sample {
     pub t_secs: f64,
     pub started: usize,
