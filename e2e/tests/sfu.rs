@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-
 /// A small streamer `S1` (320x240, 30 fps).
 fn streamer_spec(respond: bool, audio: bool) -> StreamerSpec {
     StreamerSpec {

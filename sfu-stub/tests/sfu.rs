@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-
 async fn server() -> signalling::ServerHandle {
     signalling::run(signalling::ServerConfig::ephemeral()).await.expect("signalling server starts")
 }
