@@ -9,14 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use mock_player::report::Percentiles;
-use proto::{Incoming, Message};
 use serde_json::Value;
+use testkit::fake_streamer::FakeStreamer;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message as Ws;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mock-player");
 
@@ -193,48 +191,6 @@ impl Drop for Cluster {
     }
 }
 
-const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
-m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sctp-port:5000\r\n";
-
-/// A WebSocket-only streamer that offers a canned SDP to every player (for signalling-only load).
-async fn fake_streamer(srv: &signalling::ServerHandle, id: &str) -> tokio::task::JoinHandle<()> {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}", srv.streamer_addr())).await.expect("connects");
-    let (mut tx, mut rx) = ws.split();
-    tx.send(Ws::text(Message::EndpointId { id: Some(id.into()), protocol_version: None }.to_json()))
-        .await
-        .expect("sends");
-    let (ready_tx, ready) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut ready_tx = Some(ready_tx);
-        while let Some(Ok(f)) = rx.next().await {
-            let Ws::Text(t) = f else { continue };
-            let Ok(inc) = Incoming::parse(t.as_bytes()) else { continue };
-            match inc.message {
-                Message::EndpointIdConfirm { .. } => {
-                    if let Some(r) = ready_tx.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Message::PlayerConnected { player_id, .. } => {
-                    let offer = Message::Offer {
-                        sdp: OFFER.into(),
-                        player_id: Some(player_id),
-                        sfu: None,
-                        multiplex: None,
-                        scalability_mode: None,
-                    };
-                    if tx.send(Ws::text(offer.to_json())).await.is_err() {
-                        return;
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(5), ready).await.expect("registered in time").expect("streamer alive");
-    task
-}
-
 async fn media_streamer(srv: &signalling::ServerHandle, id: &str) -> mock_streamer::StreamerHandle {
     let cfg = mock_streamer::StreamerConfig {
         url: format!("ws://{}", srv.streamer_addr()),
@@ -304,7 +260,7 @@ fn check_against_raw(report: &Value, raw: &BTreeMap<String, Vec<Value>>) {
 async fn three_thousand_signalling_players_over_three_agents() {
     let Some(cluster) = Cluster::start("sig", [1000, 1000, 2000]).await else { return };
     let srv = signalling::run(signalling::ServerConfig::ephemeral()).await.expect("server starts");
-    let _streamer = fake_streamer(&srv, "S1").await;
+    let _streamer = FakeStreamer::start(srv.streamer_addr(), "S1").await;
     let url = format!("ws://{}", srv.player_addr());
     let report = cluster.dir.join("run.json");
     let html = cluster.dir.join("run.html");
@@ -407,7 +363,7 @@ async fn thirty_webrtc_players_one_agent_killed_mid_run() {
 async fn ctrl_c_stops_every_agent_and_agents_take_the_next_run() {
     let Some(mut cluster) = Cluster::start("int", [100, 100, 100]).await else { return };
     let srv = signalling::run(signalling::ServerConfig::ephemeral()).await.expect("server starts");
-    let _streamer = fake_streamer(&srv, "S1").await;
+    let _streamer = FakeStreamer::start(srv.streamer_addr(), "S1").await;
     let url = format!("ws://{}", srv.player_addr());
     let report = cluster.dir.join("run.json");
     let mut c = cluster.coordinator(&[
