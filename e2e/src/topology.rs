@@ -179,6 +179,8 @@ impl Topology {
             player_port: self.signalling.player_port,
             sfu_port: self.signalling.sfu_port,
             max_players: self.signalling.max_players,
+            // Local runs (harness, e2e tests) use /api: keep REST on, as it was before it went off by default.
+            rest_api: true,
             ..ServerConfig::ephemeral()
         };
         let server = signalling::run(server_config).await?;

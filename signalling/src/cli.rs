@@ -416,7 +416,7 @@ mod tests {
         assert_eq!(c.rate_limit_per_sec, d.rate_limit_per_sec);
         assert_eq!(c.rate_limit_burst, d.rate_limit_burst);
         assert_eq!(c.send_queue_len, d.send_queue_len);
-        assert_eq!((c.serve, c.rest_api), (true, true));
+        assert_eq!((c.serve, c.rest_api), (true, false), "REST is off by default, as in Wilbur");
         assert_eq!(c.http_root, None);
         assert_eq!(c.homepage, "player.html");
         assert_eq!(c.console_messages, ConsoleMessages::Off);
@@ -572,7 +572,7 @@ mod tests {
         );
         let r = resolve_args(&["--config_file", &path]).expect("lenient values resolve");
         let c = &r.config;
-        assert!(!c.serve && c.rest_api && !c.send_player_count, "\"\" leaves rest_api at its default");
+        assert!(!c.serve && !c.rest_api && !c.send_player_count, "\"\" leaves rest_api at its default (off)");
         assert_eq!((c.player_port, c.bind.to_string().as_str(), c.max_message_size), (81, "0.0.0.0", 4096));
         assert_eq!((r.log_format, c.homepage.as_str()), (LogFormat::Json, "player.html"));
         assert_eq!(c.security.allowed_origins, ["https://a.example"]);

@@ -179,7 +179,8 @@ impl Default for ServerConfig {
             serve: true,
             http_root: None,
             homepage: "player.html".to_string(),
-            rest_api: true,
+            // Off as in Wilbur: it lists players and streamers to anyone on the player port.
+            rest_api: false,
             console_messages: ConsoleMessages::Off,
             security: Security::default(),
             tls: None,

@@ -66,29 +66,36 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
     filter.or(warp::any().map(|| text(StatusCode::NOT_FOUND, "Not Found"))).unify().boxed()
 }
 
-/// Wilbur's REST API (`/api/...`), GET only.
+/// Wilbur's REST API (`/api/...`), GET only. Peers' `remoteAddress` is personal data: it is
+/// shown only to a request carrying the admin token (`Authorization: Bearer`); everyone else
+/// sees ids and counts.
 fn api(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
     let s = state.clone();
     let status = warp::path!("api" / "status").map(move || status(&s));
     let s = state.clone();
-    let streamers = warp::path!("api" / "streamers").map(move || json_ok(&(s.snapshot)().streamers));
+    let streamers = warp::path!("api" / "streamers")
+        .and(authorised(&state))
+        .map(move |full: bool| addressed_json(&(s.snapshot)().streamers, full));
     let s = state.clone();
-    let streamer = warp::path!("api" / "streamers" / String).map(move |raw: String| {
-        let id = percent_decode(&raw);
-        let snapshot = (s.snapshot)();
-        match snapshot.streamers.iter().find(|st| st.streamer_id == id) {
-            Some(found) => json_ok(found),
-            None => not_found_json(&format!("No streamer id matches {id}.")),
-        }
-    });
+    let streamer =
+        warp::path!("api" / "streamers" / String).and(authorised(&state)).map(move |raw: String, full: bool| {
+            let id = percent_decode(&raw);
+            let snapshot = (s.snapshot)();
+            match snapshot.streamers.iter().find(|st| st.streamer_id == id) {
+                Some(found) => addressed_json(found, full),
+                None => not_found_json(&format!("No streamer id matches {id}.")),
+            }
+        });
     let s = state.clone();
-    let players = warp::path!("api" / "players").map(move || json_ok(&(s.snapshot)().players));
+    let players = warp::path!("api" / "players")
+        .and(authorised(&state))
+        .map(move |full: bool| addressed_json(&(s.snapshot)().players, full));
     let s = state.clone();
-    let player = warp::path!("api" / "players" / String).map(move |raw: String| {
+    let player = warp::path!("api" / "players" / String).and(authorised(&state)).map(move |raw: String, full: bool| {
         let id = percent_decode(&raw);
         let snapshot = (s.snapshot)();
         match snapshot.players.iter().find(|p| p.player_id == id) {
-            Some(found) => json_ok(found),
+            Some(found) => addressed_json(found, full),
             None => not_found_json(&format!("No player ID matches {id}.")),
         }
     });
@@ -100,6 +107,37 @@ fn api(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
             status.or(streamers).unify().or(streamer).unify().or(players).unify().or(player).unify().or(config).unify(),
         )
         .boxed()
+}
+
+/// `true` when the request carries the admin token; never rejects (no token configured: `false`).
+fn authorised(state: &HttpState) -> BoxedFilter<(bool,)> {
+    let token = state.config.security.admin_token.clone();
+    warp::header::headers_cloned()
+        .map(move |headers: warp::http::HeaderMap| {
+            token.as_ref().is_some_and(|t| crate::auth::check_token(Some(t), &headers, None).is_ok())
+        })
+        .boxed()
+}
+
+/// JSON of registry entries; without `full`, every `remoteAddress` is left out.
+fn addressed_json<T: serde::Serialize>(body: &T, full: bool) -> Response {
+    if full {
+        return json_ok(body);
+    }
+    let mut value = serde_json::to_value(body).unwrap_or(serde_json::Value::Null);
+    strip_addresses(&mut value);
+    json_ok(&value)
+}
+
+fn strip_addresses(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("remoteAddress");
+            map.values_mut().for_each(strip_addresses);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_addresses),
+        _ => {}
+    }
 }
 
 /// `GET /api/status`: `uptime` is in milliseconds, as in Wilbur.
@@ -173,6 +211,11 @@ mod tests {
         }
     }
 
+    /// The default config with `--rest_api` (off by default).
+    fn rest_on() -> ServerConfig {
+        ServerConfig { rest_api: true, ..ServerConfig::default() }
+    }
+
     fn state(config: ServerConfig) -> HttpState {
         HttpState { snapshot: Arc::new(sample), config: Arc::new(config), started: Instant::now(), control: None }
     }
@@ -193,7 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn status_has_wilbur_shape() {
-        let f = routes(state(ServerConfig::default()));
+        let f = routes(state(rest_on()));
         let (status, v) = get_json(&f, "/api/status").await;
         assert_eq!(status, StatusCode::OK);
         assert!(v["uptime"].is_u64(), "{v}");
@@ -204,7 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn streamers_list_and_one() {
-        let f = routes(state(ServerConfig::default()));
+        let f = routes(state(rest_on()));
         let (status, v) = get_json(&f, "/api/streamers").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(v[0]["streamerId"], "DefaultStreamer");
@@ -214,7 +257,8 @@ mod tests {
 
         let (status, v) = get_json(&f, "/api/streamers/DefaultStreamer").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(v["remoteAddress"], "127.0.0.1:4000");
+        assert_eq!(v["streamerId"], "DefaultStreamer");
+        assert!(v.get("remoteAddress").is_none(), "{v}");
 
         let (status, v) = get_json(&f, "/api/streamers/Nope%20Here").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
@@ -223,7 +267,7 @@ mod tests {
 
     #[tokio::test]
     async fn players_list_and_one() {
-        let f = routes(state(ServerConfig::default()));
+        let f = routes(state(rest_on()));
         let (status, v) = get_json(&f, "/api/players").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(v.as_array().map(Vec::len), Some(2));
@@ -241,12 +285,38 @@ mod tests {
 
     #[tokio::test]
     async fn config_returns_the_view_of_the_server_config() {
-        let config = ServerConfig { player_port: 1, ..ServerConfig::default() };
+        let config = ServerConfig { player_port: 1, ..rest_on() };
         let f = routes(state(config.clone()));
         let (status, v) = get_json(&f, "/api/config").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(v, api_config(&config));
         assert_eq!(v["config"]["playerPort"], 1);
+    }
+
+    #[tokio::test]
+    async fn addresses_only_with_the_admin_token() {
+        let mut config = rest_on();
+        config.security.admin_token = crate::config::Secret::new("adm-Z1");
+        let f = routes(state(config));
+        for path in ["/api/streamers", "/api/streamers/DefaultStreamer", "/api/players", "/api/players/Player0"] {
+            let (status, body) = get(&f, path).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert!(!body.contains("remoteAddress") && !body.contains("127.0.0.1"), "{path}: {body}");
+            for auth in ["Bearer wrong", "adm-Z1"] {
+                let res = warp::test::request().path(path).header("authorization", auth).reply(&f).await;
+                assert!(!String::from_utf8_lossy(res.body()).contains("127.0.0.1"), "{path} with {auth}");
+            }
+            let res = warp::test::request().path(path).header("authorization", "Bearer adm-Z1").reply(&f).await;
+            let body = String::from_utf8_lossy(res.body()).into_owned();
+            assert_eq!(res.status(), StatusCode::OK, "{path}");
+            assert!(body.contains("\"remoteAddress\":\"127.0.0.1:"), "{path}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn rest_api_is_off_by_default() {
+        let f = routes(state(ServerConfig::default()));
+        assert_eq!(get(&f, "/api/streamers").await.0, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
@@ -259,7 +329,7 @@ mod tests {
 
     #[tokio::test]
     async fn healthz_and_unknown_paths() {
-        let f = routes(state(ServerConfig::default()));
+        let f = routes(state(rest_on()));
         assert_eq!(get(&f, "/healthz").await, (StatusCode::OK, "ok".to_string()));
         assert_eq!(get(&f, "/nope").await.0, StatusCode::NOT_FOUND);
         assert_eq!(get(&f, "/api/nope").await.0, StatusCode::NOT_FOUND);
@@ -284,11 +354,8 @@ mod tests {
         std::fs::write(dir.path().join("home.html"), "<p>home</p>").expect("write");
         std::fs::create_dir(dir.path().join("js")).expect("mkdir");
         std::fs::write(dir.path().join("js/app.js"), "let x = 1;").expect("write");
-        let config = ServerConfig {
-            http_root: Some(dir.path().to_path_buf()),
-            homepage: "home.html".to_string(),
-            ..ServerConfig::default()
-        };
+        let config =
+            ServerConfig { http_root: Some(dir.path().to_path_buf()), homepage: "home.html".to_string(), ..rest_on() };
         let f = routes(state(config));
         assert_eq!(get(&f, "/").await, (StatusCode::OK, "<p>home</p>".to_string()));
         let res = warp::test::request().path("/js/app.js").reply(&f).await;

@@ -21,7 +21,7 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn streamer_appears_in_rest_once_identified() {
-    let h = default_server().await;
+    let h = rest_server().await;
     let (status, body) = get(h.player_addr(), "/api/streamers/DefaultStreamer").await;
     assert_eq!(status, 404);
     assert_eq!(
@@ -58,7 +58,7 @@ async fn streamer_appears_in_rest_once_identified() {
 
 #[tokio::test]
 async fn websocket_only_ports_answer_plain_http_with_426() {
-    let h = default_server().await;
+    let h = rest_server().await;
     for addr in [h.streamer_addr(), h.sfu_addr()] {
         assert_eq!(get(addr, "/").await.0, 426);
     }

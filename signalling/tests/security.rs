@@ -19,6 +19,7 @@ fn tokens_config() -> ServerConfig {
     config.security.player_token = secret("player-tok-Q1");
     config.security.streamer_token = secret("streamer-tok-Q2");
     config.security.sfu_token = secret("sfu-tok-Q3");
+    config.rest_api = true;
     config
 }
 

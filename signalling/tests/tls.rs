@@ -81,6 +81,7 @@ async fn wss_on_every_listener_and_https_on_the_player_port() {
     let certs = certs(false);
     let mut config = ServerConfig::ephemeral();
     config.tls = Some(certs.config.clone());
+    config.rest_api = true;
     let h = server(config).await;
     assert!(h.is_tls());
     assert_eq!(h.redirect_addr(), None);

@@ -90,8 +90,10 @@ settings! {
         #[serde(deserialize_with = "lenient::string")]
         pub homepage: Option<String>,
 
-        /// Enable the REST API under /api (status, streamers, players, config). `--rest_api` alone
-        /// turns it on, `--rest_api=false` off. [default: true]
+        /// Enable the REST API under /api on the player port: /api/status, /api/streamers,
+        /// /api/streamers/{id} (what test harnesses poll, e.g. /api/streamers/DefaultStreamer),
+        /// /api/players, /api/players/{id} and the redacted /api/config. `--rest_api` alone turns
+        /// it on, `--rest_api=false` off. [default: false]
         #[arg(long = "rest_api", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         #[serde(deserialize_with = "lenient::boolean")]
         pub rest_api: Option<bool>,

@@ -23,6 +23,11 @@ pub async fn default_server() -> ServerHandle {
     server(ServerConfig::ephemeral()).await
 }
 
+/// The default server with `--rest_api` on, for tests of `/api/...`.
+pub async fn rest_server() -> ServerHandle {
+    server(ServerConfig { rest_api: true, ..ServerConfig::ephemeral() }).await
+}
+
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub name: String,
