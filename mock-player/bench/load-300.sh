@@ -21,7 +21,7 @@ echo "cores: $(nproc); players: $PLAYERS; duration: ${DURATION}s; runs: $RUNS; o
 for run in $(seq 1 "$RUNS"); do
   d=$out/run$run; mkdir -p "$d"
   $bin/signalling --no_config --streamer_port $((BASE+1)) --player_port $((BASE+2)) --sfu_port $((BASE+3)) \
-    --log_level_console warn >"$d/signalling.log" 2>&1 & sig=$!
+    --log_level_console warn --rest_api >"$d/signalling.log" 2>&1 & sig=$!
   wait_until "the signalling server" python3 -c "import socket; socket.create_connection(('127.0.0.1', $((BASE+2))), 1)"
   $bin/mock-streamer --url ws://127.0.0.1:$((BASE+1)) --width 1280 --height 720 --bitrate 1000000 --fps 30 \
     --stats-json "$d/streamer.json" >"$d/streamer.log" 2>&1 & st=$!

@@ -57,7 +57,7 @@ def one_run(side, scenario, d):
     os.makedirs(d, exist_ok=True)
     sp, pp = BASE + 1, BASE + 2
     sig = subprocess.Popen([f"{BIN}/signalling", "--no_config", "--streamer_port", str(sp), "--player_port", str(pp),
-                            "--sfu_port", str(BASE + 3), "--log_level_console", "warn", "--rate_limit", "100000000",
+                            "--sfu_port", str(BASE + 3), "--log_level_console", "warn", "--rest_api", "--rate_limit", "100000000",
                             "--rate_limit_burst", "100000000"],
                            stdout=open(f"{d}/signalling.log", "w"), stderr=subprocess.STDOUT)
     st = None
