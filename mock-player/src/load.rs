@@ -140,18 +140,7 @@ async fn sample(
             out.send_replace(s.clone());
         }
         if !stopping {
-            let line = format!(
-                "[{:6.1}s] started {}/{}  joining {}  streaming {}  failed {}  done {}  | {:.0} fps  {:.2} Mbit/s",
-                s.t_secs,
-                s.started,
-                lives.len(),
-                s.joining,
-                s.streaming,
-                s.failed,
-                s.done,
-                s.fps,
-                s.bitrate_bps / 1e6
-            );
+            let line = s.progress_line(s.t_secs, lives.len());
             let mut out = std::io::stdout().lock();
             if tty {
                 let _ = write!(out, "\r{line}\x1b[K");

@@ -57,6 +57,23 @@ pub struct Sample {
     pub bitrate_bps: f64,
 }
 
+impl Sample {
+    /// The live progress line, the same in a single run and on a coordinator:
+    /// `t_secs` into the run, out of `players` in all.
+    pub fn progress_line(&self, t_secs: f64, players: usize) -> String {
+        format!(
+            "[{t_secs:6.1}s] started {}/{players}  joining {}  streaming {}  failed {}  done {}  | {:.0} fps  {:.2} Mbit/s",
+            self.started,
+            self.joining,
+            self.streaming,
+            self.failed,
+            self.done,
+            self.fps,
+            self.bitrate_bps / 1e6
+        )
+    }
+}
+
 /// Failures with the same reason.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FailureGroup {

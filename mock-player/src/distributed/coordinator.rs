@@ -272,17 +272,7 @@ fn total(results: &[AgentResult]) -> Sample {
 fn print_progress(t: f64, players: usize, results: &[AgentResult]) {
     let s = total(results);
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "[{t:6.1}s] started {}/{players}  joining {}  streaming {}  failed {}  done {}  | {:.0} fps  {:.2} Mbit/s",
-        s.started,
-        s.joining,
-        s.streaming,
-        s.failed,
-        s.done,
-        s.fps,
-        s.bitrate_bps / 1e6
-    );
+    let _ = writeln!(out, "{}", s.progress_line(t, players));
     for r in results {
         let l = r.live.last().cloned().unwrap_or_default();
         let state = match (&r.lost, &r.finished) {
