@@ -59,8 +59,11 @@ pub struct ServerConfig {
     pub http_root: Option<PathBuf>,
     /// File under `http_root` served at `/`.
     pub homepage: String,
-    /// Enable the REST API under `/api`.
+    /// Enable the REST API under `/api` on the player port.
     pub rest_api: bool,
+    /// The operators' private HTTP listener (`--management_bind`): `/api`, `/metrics`, the
+    /// admin API and `/healthz`, which the player port then no longer serves. `None` = off.
+    pub management_bind: Option<std::net::SocketAddr>,
     pub console_messages: ConsoleMessages,
     /// Who may connect: tokens per role, admin token, origins, streamer ids.
     pub security: Security,
@@ -181,6 +184,7 @@ impl Default for ServerConfig {
             homepage: "player.html".to_string(),
             // Off as in Wilbur: it lists players and streamers to anyone on the player port.
             rest_api: false,
+            management_bind: None,
             console_messages: ConsoleMessages::Off,
             security: Security::default(),
             tls: None,

@@ -37,39 +37,83 @@ pub struct HttpState {
     pub control: Option<Arc<dyn Control>>,
 }
 
-/// Every HTTP route of the player port, ending in a 404 for anything else.
+/// Every HTTP route of the player port, ending in a 404 for anything else. With a management
+/// listener (`--management_bind`) the operators' routes (`/api`, `/metrics`, admin) live there
+/// instead, and this port serves only what players need: `/healthz`, the page, static files.
 pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
     let state = Arc::new(state);
-    let health = warp::get().and(warp::path!("healthz")).map(|| text(StatusCode::OK, "ok"));
-    let mut filter = health.boxed();
-    if let Some(control) = &state.control {
-        let c = control.clone();
-        let metrics = warp::get().and(warp::path!("metrics")).map(move || {
-            let mut r = warp::reply::with_status(c.metrics(), StatusCode::OK).into_response();
-            r.headers_mut().insert(
-                warp::http::header::CONTENT_TYPE,
-                warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
-        });
-        filter = filter.or(metrics).unify().boxed();
-        if let Some(admin) = crate::admin::routes(state.config.security.admin_token.clone(), control.clone()) {
-            filter = filter.or(admin).unify().boxed();
+    let mut filter = health();
+    if state.config.management_bind.is_none() {
+        if let Some(operations) = operations(&state) {
+            filter = filter.or(operations).unify().boxed();
         }
-    }
-    if state.config.rest_api {
-        filter = filter.or(api(state.clone())).unify().boxed();
+        if state.config.rest_api {
+            filter = filter.or(api(state.clone(), Addresses::WithAdminToken)).unify().boxed();
+        }
     }
     if state.config.serve {
         filter = filter.or(static_files(&state.config)).unify().boxed();
     }
+    with_not_found(filter)
+}
+
+/// The management listener's routes: `/healthz`, `/metrics`, the admin API and the REST API
+/// (whatever `--rest_api` says: this listener is private), with peers' addresses.
+pub fn management_routes(state: HttpState) -> BoxedFilter<(Response,)> {
+    let state = Arc::new(state);
+    let mut filter = health();
+    if let Some(operations) = operations(&state) {
+        filter = filter.or(operations).unify().boxed();
+    }
+    filter = filter.or(api(state.clone(), Addresses::Always)).unify().boxed();
+    with_not_found(filter)
+}
+
+fn health() -> BoxedFilter<(Response,)> {
+    warp::get().and(warp::path!("healthz")).map(|| text(StatusCode::OK, "ok")).boxed()
+}
+
+fn with_not_found(filter: BoxedFilter<(Response,)>) -> BoxedFilter<(Response,)> {
     filter.or(warp::any().map(|| text(StatusCode::NOT_FOUND, "Not Found"))).unify().boxed()
 }
 
-/// Wilbur's REST API (`/api/...`), GET only. Peers' `remoteAddress` is personal data: it is
-/// shown only to a request carrying the admin token (`Authorization: Bearer`); everyone else
-/// sees ids and counts.
-fn api(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
+/// `/metrics` and the admin routes (the latter only with an admin token configured); `None`
+/// without a running server (unit tests).
+fn operations(state: &HttpState) -> Option<BoxedFilter<(Response,)>> {
+    let control = state.control.as_ref()?;
+    let c = control.clone();
+    let metrics = warp::get().and(warp::path!("metrics")).map(move || {
+        let mut r = warp::reply::with_status(c.metrics(), StatusCode::OK).into_response();
+        r.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
+    });
+    let mut filter = metrics.boxed();
+    if let Some(admin) = crate::admin::routes(state.config.security.admin_token.clone(), control.clone()) {
+        filter = filter.or(admin).unify().boxed();
+    }
+    Some(filter)
+}
+
+/// Who sees peers' `remoteAddress` in the REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Addresses {
+    /// Only a request carrying the admin token (the public player port).
+    WithAdminToken,
+    /// Every request (the private management listener).
+    Always,
+}
+
+/// Wilbur's REST API (`/api/...`), GET only. Peers' `remoteAddress` is personal data: on the
+/// player port it is shown only to a request carrying the admin token (`Authorization:
+/// Bearer`); everyone else sees ids and counts.
+fn api(state: Arc<HttpState>, addresses: Addresses) -> BoxedFilter<(Response,)> {
+    let authorised = move |state: &HttpState| match addresses {
+        Addresses::WithAdminToken => authorised(state),
+        Addresses::Always => warp::any().map(|| true).boxed(),
+    };
     let s = state.clone();
     let status = warp::path!("api" / "status").map(move || status(&s));
     let s = state.clone();

@@ -62,6 +62,7 @@ pub struct ServerHandle {
     player_addr: SocketAddr,
     sfu_addr: SocketAddr,
     redirect_addr: Option<SocketAddr>,
+    management_addr: Option<SocketAddr>,
 }
 
 impl ServerHandle {
@@ -78,13 +79,17 @@ impl ServerHandle {
     pub fn redirect_addr(&self) -> Option<SocketAddr> {
         self.redirect_addr
     }
-    /// True when every listener speaks TLS.
+    /// With `--management_bind`: the operators' plain-HTTP listener (`/api`, `/metrics`, admin).
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
+    }
+    /// True when every WebSocket listener speaks TLS (the management listener never does).
     pub fn is_tls(&self) -> bool {
         self.shared.tls.is_some()
     }
     /// Server tasks still running: listeners, accepted TCP connections and
     /// WebSocket connections. After every client has gone this is the three
-    /// listeners (four with the redirect listener).
+    /// listeners, plus one each for the redirect and the management listener when they are on.
     pub fn live_tasks(&self) -> usize {
         self.shared.tasks.len()
     }
@@ -119,7 +124,10 @@ impl ServerHandle {
 const LISTEN_BACKLOG: u32 = 4096;
 
 async fn bind(config: &ServerConfig, port: u16, role: &'static str) -> Result<TcpListener, ServerError> {
-    let addr = SocketAddr::new(config.bind, port);
+    bind_addr(SocketAddr::new(config.bind, port), role).await
+}
+
+async fn bind_addr(addr: SocketAddr, role: &'static str) -> Result<TcpListener, ServerError> {
     let listen = || -> std::io::Result<TcpListener> {
         let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
@@ -158,6 +166,15 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         None => (bind(&config, config.player_port, "player").await?, None),
     };
     let sfu = bind(&config, config.sfu_port, "SFU").await?;
+    let management = match config.management_bind {
+        Some(addr) => {
+            let listener = bind_addr(addr, "management").await?;
+            let bound =
+                listener.local_addr().map_err(|source| ServerError::Bind { role: "management", addr, source })?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
     let local = |l: &TcpListener, role, port| {
         l.local_addr().map_err(|source| ServerError::Bind { role, addr: SocketAddr::new(config.bind, port), source })
     };
@@ -183,17 +200,20 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         let snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync> =
             Arc::new(move || snapshot_weak.upgrade().map(|s| s.hub.with_router(|r| r.snapshot())).unwrap_or_default());
         let control: Arc<dyn admin::Control> = Arc::new(ServerControl(weak.clone()));
-        let http = http::routes(http::HttpState {
+        let state = http::HttpState {
             snapshot,
             config: Arc::new(config.clone()),
             started: Instant::now(),
             control: Some(control),
-        });
+        };
+        let management_http = config.management_bind.map(|_| http::management_routes(state.clone()));
+        let http = http::routes(state);
         Shared {
             hub: Hub::new(router),
             gate: Gate::new(config.limits.clone()),
             config,
             http,
+            management_http,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             metrics: Metrics::default(),
@@ -208,8 +228,15 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     if let Some(listener) = redirect {
         shared.tasks.spawn(transport::serve_listener(listener, Listener::Redirect, shared.clone()));
     }
+    let management_addr = management.map(|(listener, bound)| {
+        shared.tasks.spawn(transport::serve_listener(listener, Listener::Management, shared.clone()));
+        bound
+    });
     tracing::info!("listening: streamers on {streamer_addr}, players on {player_addr}, SFUs on {sfu_addr}");
-    Ok(ServerHandle { shared, streamer_addr, player_addr, sfu_addr, redirect_addr })
+    if let Some(addr) = management_addr {
+        tracing::info!("management (/api, /metrics, admin) on http://{addr}; not on the player port");
+    }
+    Ok(ServerHandle { shared, streamer_addr, player_addr, sfu_addr, redirect_addr, management_addr })
 }
 
 /// The admin and metrics routes' way into the running server. Weak: the

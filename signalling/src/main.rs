@@ -37,6 +37,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     println!("streamer listening on {ws}://{}", handle.streamer_addr());
     println!("player listening on {http}://{} (WebSocket and HTTP)", handle.player_addr());
     println!("sfu listening on {ws}://{}", handle.sfu_addr());
+    if let Some(addr) = handle.management_addr() {
+        println!("management listening on http://{addr} (/api, /metrics, admin; keep it private)");
+    }
     if let Some(addr) = handle.redirect_addr() {
         println!("redirecting http://{addr} to https");
     }

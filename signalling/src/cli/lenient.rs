@@ -35,6 +35,10 @@ pub fn ip_address<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Option<
     parsed(d, "an IP address")
 }
 
+pub fn socket_address<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Option<T>, D::Error> {
+    parsed(d, "an address and port (ADDR:PORT)")
+}
+
 pub fn port<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Option<T>, D::Error> {
     parsed(d, "a port number")
 }

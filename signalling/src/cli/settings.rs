@@ -5,7 +5,7 @@
 //! [`Settings::or`] lays one layer over another. Resolving the merged layer into a
 //! [`ServerConfig`](crate::config::ServerConfig), with defaults, is `cli`'s job.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -97,6 +97,15 @@ settings! {
         #[arg(long = "rest_api", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         #[serde(deserialize_with = "lenient::boolean")]
         pub rest_api: Option<bool>,
+
+        /// A second, private HTTP listener (ADDR:PORT, e.g. 127.0.0.1:9090 or a cluster-internal
+        /// address) for operators: it serves the REST API under /api (always, with peers'
+        /// remoteAddress), /metrics, the admin API (still behind --admin_token) and /healthz.
+        /// When it is set, the player port answers none of /api, /metrics or the admin API.
+        /// Plain HTTP even with --https: never expose it publicly. [default: off]
+        #[arg(long = "management_bind", value_name = "ADDR:PORT")]
+        #[serde(deserialize_with = "lenient::socket_address")]
+        pub management_bind: Option<SocketAddr>,
 
         /// JSON object sent to every peer as peerConnectionOptions (ICE servers, ...).
         /// Prefer --peer_options_file: JSON on a command line is hard to quote. [default: {}]

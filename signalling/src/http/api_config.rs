@@ -38,6 +38,7 @@ pub fn api_config(c: &ServerConfig) -> Value {
             "serve": c.serve,
             "homepage": c.homepage,
             "restApi": c.rest_api,
+            "managementBind": c.management_bind.map(|a| a.to_string()),
             "consoleMessages": console_messages,
             "https": c.tls.is_some(),
             "httpsPort": c.tls.as_ref().map(|t| t.https_port),

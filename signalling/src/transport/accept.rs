@@ -20,6 +20,8 @@ pub enum Listener {
     Ws(Role),
     /// Plain HTTP that redirects everything to HTTPS.
     Redirect,
+    /// The operators' private plain-HTTP listener (`--management_bind`): no WebSockets.
+    Management,
 }
 
 /// Accept connections on `listener` until shutdown.

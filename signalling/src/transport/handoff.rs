@@ -4,7 +4,7 @@
 //! is handed to hyper (HTTP/1), which also handles an upgrade that follows an
 //! earlier request. Plain HTTP on the player port goes to the warp routes of
 //! [`crate::http`]; the streamer and SFU ports answer 426; the redirect port
-//! sends everything to HTTPS.
+//! sends everything to HTTPS; the management listener serves its own routes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,6 +110,7 @@ where
             Ok::<_, std::convert::Infallible>(match kind {
                 Listener::Ws(role) => handle_request(req, addr, role, shared).await,
                 Listener::Redirect => redirect(&req, &shared),
+                Listener::Management => management(req, &shared).await,
             })
         }
     });
@@ -180,6 +181,18 @@ async fn handle_request(
         }
     });
     response
+}
+
+/// One request on the management listener: its own warp routes (a WebSocket upgrade there is
+/// just an unknown request: 404).
+async fn management(req: http::Request<HyperBody>, shared: &Shared) -> Response {
+    let Some(routes) = &shared.management_http else {
+        return plain(http::StatusCode::NOT_FOUND, "Not Found");
+    };
+    match warp::service(routes.clone()).call(req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
 }
 
 /// `--https_redirect`: every request on the plain player port goes to HTTPS.

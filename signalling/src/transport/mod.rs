@@ -38,6 +38,8 @@ pub struct Shared {
     pub config: ServerConfig,
     /// The player port's HTTP routes.
     pub http: warp::filters::BoxedFilter<(Response,)>,
+    /// The management listener's routes, when `--management_bind` is set.
+    pub management_http: Option<warp::filters::BoxedFilter<(Response,)>>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     /// What only the transport sees: refusals, closes, latency.
