@@ -86,16 +86,25 @@ impl Proc {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("mock-player starts");
+        // stdout and stderr (errors, logs) in one list of lines.
         let out = child.stdout.take().expect("stdout piped");
+        let err = child.stderr.take().expect("stderr piped");
         let (tx, lines) = watch::channel(Vec::new());
+        let tx_err = tx.clone();
         tokio::spawn(async move {
             let mut r = BufReader::new(out).lines();
             while let Ok(Some(l)) = r.next_line().await {
                 tx.send_modify(|v| v.push(l));
+            }
+        });
+        tokio::spawn(async move {
+            let mut r = BufReader::new(err).lines();
+            while let Ok(Some(l)) = r.next_line().await {
+                tx_err.send_modify(|v| v.push(l));
             }
         });
         Proc { child, lines }
@@ -139,9 +148,20 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Redis and three agents of the given capacities, all waiting for runs.
-    async fn start(test: &str, capacities: [usize; 3]) -> Option<Cluster> {
+    /// Redis and agents `a1`, `a2`, … of the given capacities, all waiting for runs.
+    async fn start(test: &str, capacities: &[usize]) -> Option<Cluster> {
         let redis = Redis::start().await?;
+        let url = redis.url.clone();
+        Cluster::start_on(redis, test, capacities, |_| url.clone()).await
+    }
+
+    /// The same, each agent reaching Redis at `url_of(agent index)` (a proxy, for some).
+    async fn start_on(
+        redis: Redis,
+        test: &str,
+        capacities: &[usize],
+        url_of: impl Fn(usize) -> String,
+    ) -> Option<Cluster> {
         let prefix = format!("t-{test}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -151,7 +171,7 @@ impl Cluster {
             let mut p = Proc::spawn(&[
                 "agent",
                 "--redis-url",
-                &redis.url,
+                &url_of(i),
                 "--redis-prefix",
                 &prefix,
                 "--name",
@@ -182,6 +202,51 @@ impl Cluster {
         ];
         args.extend_from_slice(extra);
         Proc::spawn(&args)
+    }
+}
+
+/// A loopback TCP proxy in front of Redis that a test can cut (every connection closed, new
+/// ones closed at once, as when a network path dies) and restore.
+struct Proxy {
+    port: u16,
+    cut: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(target: &str) -> Proxy {
+        let target = target.trim_start_matches("redis://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let port = listener.local_addr().expect("addr").port();
+        let (cut, cut_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cut = cut_rx.clone();
+                if *cut.borrow() {
+                    continue; // dropped: closed at once
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    fn restore(&self) {
+        self.cut.send_replace(false);
     }
 }
 
@@ -258,7 +323,7 @@ fn check_against_raw(report: &Value, raw: &BTreeMap<String, Vec<Value>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_thousand_signalling_players_over_three_agents() {
-    let Some(cluster) = Cluster::start("sig", [1000, 1000, 2000]).await else { return };
+    let Some(cluster) = Cluster::start("sig", &[1000, 1000, 2000]).await else { return };
     let srv = signalling::run(signalling::ServerConfig::ephemeral()).await.expect("server starts");
     let _streamer = FakeStreamer::start(srv.streamer_addr(), "S1").await;
     let url = format!("ws://{}", srv.player_addr());
@@ -306,7 +371,7 @@ async fn three_thousand_signalling_players_over_three_agents() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_webrtc_players_one_agent_killed_mid_run() {
-    let Some(mut cluster) = Cluster::start("rtc", [10, 10, 10]).await else { return };
+    let Some(mut cluster) = Cluster::start("rtc", &[10, 10, 10]).await else { return };
     let srv = signalling::run(signalling::ServerConfig::ephemeral()).await.expect("server starts");
     let st = media_streamer(&srv, "S1").await;
     let url = format!("ws://{}", srv.player_addr());
@@ -361,7 +426,7 @@ async fn thirty_webrtc_players_one_agent_killed_mid_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_every_agent_and_agents_take_the_next_run() {
-    let Some(mut cluster) = Cluster::start("int", [100, 100, 100]).await else { return };
+    let Some(mut cluster) = Cluster::start("int", &[100, 100, 100]).await else { return };
     let srv = signalling::run(signalling::ServerConfig::ephemeral()).await.expect("server starts");
     let _streamer = FakeStreamer::start(srv.streamer_addr(), "S1").await;
     let url = format!("ws://{}", srv.player_addr());
@@ -385,10 +450,17 @@ async fn ctrl_c_stops_every_agent_and_agents_take_the_next_run() {
     .await;
     let t0 = Instant::now();
     c.signal("-INT");
+    // Every agent's players have stopped within 2 s of the Ctrl-C, as each agent reports it
+    // (the line is printed when its last player has ended).
+    for a in &mut cluster.agents {
+        let within = Duration::from_secs(2).saturating_sub(t0.elapsed());
+        let line = a.wait_line("players stopped within 2 s of Ctrl-C", within, |l| l.contains("players stopped")).await;
+        println!("{line}");
+    }
     let code = c.exit_code(Duration::from_secs(15)).await;
     let took = t0.elapsed();
     let out = c.output();
-    // Every agent's players stopped and their results came back (nobody lost) well before the 120 s.
+    // Their results came back (nobody lost) well before the 120 s.
     assert!(took < Duration::from_secs(3), "Ctrl-C to the merged report took {took:?}: {out}");
     let r = read_json(&report);
     assert_eq!(r["players"].as_u64(), Some(300), "{out}");
@@ -412,6 +484,147 @@ async fn ctrl_c_stops_every_agent_and_agents_take_the_next_run() {
     ]);
     let code = c2.exit_code(Duration::from_secs(30)).await;
     assert_eq!(code, 0, "{}", c2.output());
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_loses_redis_is_lost_stops_its_players_and_comes_back() {
+    let Some(redis) = Redis::start().await else { return };
+    let proxy = Proxy::start(&redis.url).await;
+    let (direct, through) = (redis.url.clone(), proxy.url());
+    // a2 reaches Redis through the proxy; a1 and a3 directly.
+    let url_of = move |i: usize| if i == 1 { through.clone() } else { direct.clone() };
+    let Some(mut cluster) = Cluster::start_on(redis, "loss", &[100, 100, 100], url_of).await else { return };
+    let srv = signalling::run(signalling::ServerConfig::ephemeral()).await.expect("server starts");
+    let _streamer = FakeStreamer::start(srv.streamer_addr(), "S1").await;
+    let url = format!("ws://{}", srv.player_addr());
+    let report = cluster.dir.join("run.json");
+    let mut c = cluster.coordinator(&[
+        "--url",
+        &url,
+        "--signalling-only",
+        "--players",
+        "300",
+        "--ramp",
+        "300",
+        "--duration",
+        "12",
+        "--report",
+        report.to_str().expect("utf-8"),
+    ]);
+    c.wait_line("all players streaming", Duration::from_secs(30), |l| {
+        l.starts_with('[') && l.contains("streaming 300 ")
+    })
+    .await;
+    proxy.cut();
+    let lost = c.wait_line("a2 reported lost", Duration::from_secs(15), |l| l.contains("agent a2 lost at")).await;
+    println!("{lost}");
+    // a2 noticed by itself and stopped its players: the server sees only a1's and a3's.
+    let a2 = &mut cluster.agents[1];
+    a2.wait_line("a2 stops its run", Duration::from_secs(15), |l| l.contains("stopping the run")).await;
+    a2.wait_line("a2's players ended", Duration::from_secs(5), |l| l.contains("players stopped")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while srv.snapshot().players.len() > 200 {
+        assert!(Instant::now() < deadline, "a2's players still connected: {}", srv.snapshot().players.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Redis reachable again: a2 is back to waiting without anyone's help.
+    proxy.restore();
+    let within = Duration::from_secs(15);
+    let back = tokio::time::timeout(
+        within,
+        a2.lines.wait_for(|v| v.iter().filter(|l| l.contains("waiting for runs")).count() >= 2),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(back, "a2 waits for runs again within {within:?}: {}", a2.output());
+
+    let code = c.exit_code(Duration::from_secs(40)).await;
+    let out = c.output();
+    assert_eq!(code, 1, "a run with lost players fails: {out}");
+    let r = read_json(&report);
+    assert_eq!((r["players"].as_u64(), r["failed"].as_u64()), (Some(300), Some(100)), "{out}");
+    let agents = r["agents"].as_array().expect("agents");
+    let lost: Vec<&str> = agents.iter().filter(|a| !a["lost"].is_null()).filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(lost, vec!["a2"], "{out}");
+    assert!(agents[1]["lost"]["at_secs"].as_f64().is_some_and(|t| t > 0.0), "when a2 was lost");
+    assert_eq!(r["failures"][0]["kind"], "agent_lost");
+
+    // All three serve the next run.
+    let mut c2 = cluster.coordinator(&[
+        "--url",
+        &url,
+        "--signalling-only",
+        "--players",
+        "30",
+        "--ramp",
+        "100",
+        "--duration",
+        "1",
+    ]);
+    let code = c2.exit_code(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{}", c2.output());
+    srv.shutdown().await;
+}
+
+/// Lines in which an agent reported a finished run.
+fn runs_done(p: &Proc) -> usize {
+    p.lines.borrow().iter().filter(|l| l.contains(" passed, ") && l.contains(": run ")).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_coordinators_never_share_agents() {
+    let Some(cluster) = Cluster::start("two", &[100, 100]).await else { return };
+    let srv = signalling::run(signalling::ServerConfig::ephemeral()).await.expect("server starts");
+    let _streamer = FakeStreamer::start(srv.streamer_addr(), "S1").await;
+    let url = format!("ws://{}", srv.player_addr());
+    let run = |agents: &str, duration: &str, timeout: &str| {
+        Proc::spawn(&[
+            "--redis-url",
+            &cluster.redis.url,
+            "--redis-prefix",
+            &cluster.prefix,
+            "--agents",
+            agents,
+            "--agents-timeout",
+            timeout,
+            "--progress",
+            "off",
+            "--url",
+            &url,
+            "--signalling-only",
+            "--players",
+            "20",
+            "--ramp",
+            "100",
+            "--duration",
+            duration,
+        ])
+    };
+    // Both want both agents at once: one gets them, the other gives up with a clear reason.
+    let (mut x, mut y) = (run("2", "6", "2"), run("2", "6", "2"));
+    let (cx, cy) = (x.exit_code(Duration::from_secs(40)).await, y.exit_code(Duration::from_secs(40)).await);
+    let (winner, loser) = match (cx, cy) {
+        (0, 2) => (&x, &y),
+        (2, 0) => (&y, &x),
+        _ => panic!("one run and one setup error expected, got {cx} and {cy}:\n{}\n---\n{}", x.output(), y.output()),
+    };
+    assert!(winner.output().contains("PASS"), "{}", winner.output());
+    let why = loser.output();
+    assert!(why.contains("only 0 of 2 agents free"), "{why}");
+    assert!(why.contains("running another run") || why.contains("claimed by another coordinator"), "{why}");
+    assert_eq!(cluster.agents.iter().map(runs_done).collect::<Vec<_>>(), vec![1, 1], "each agent ran one run");
+
+    // Both want one agent: both run, on different agents.
+    let (mut x, mut y) = (run("1", "3", "10"), run("1", "3", "10"));
+    let (cx, cy) = (x.exit_code(Duration::from_secs(40)).await, y.exit_code(Duration::from_secs(40)).await);
+    assert_eq!((cx, cy), (0, 0), "{}\n---\n{}", x.output(), y.output());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.agents.iter().map(runs_done).collect::<Vec<_>>() != vec![2, 2] {
+        let done: Vec<usize> = cluster.agents.iter().map(runs_done).collect();
+        assert!(Instant::now() < deadline, "each agent ran exactly one of the two runs: {done:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     srv.shutdown().await;
 }
 

@@ -151,8 +151,12 @@ async fn serve(
                     continue;
                 }
                 let busy = current.lock().map(|c| c.as_ref().map(|c| c.run.clone())).unwrap_or_default();
-                if let Some(other) = busy {
-                    let reason = format!("busy with run {other}");
+                // Another coordinator's claim wins over a start from one that did not claim us.
+                let claimed = bus.claimed_by(&cfg.name).await?.filter(|owner| *owner != run);
+                if let Some(other) =
+                    busy.map(|r| format!("busy with run {r}")).or(claimed.map(|r| format!("claimed by run {r}")))
+                {
+                    let reason = other;
                     bus.push(&keys.events(&run), &ToCoordinator::Refused { agent: cfg.name.clone(), reason }, LIST_TTL)
                         .await?;
                     continue;
@@ -259,7 +263,22 @@ async fn run_one(cfg: &AgentConfig, bus: &Bus, board: &Board, run: &str, plan: R
         })
     };
 
+    // When a stop (the coordinator's, or lost contact) arrives, to say how long the players took.
+    let stop_seen = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            Instant::now()
+        })
+    };
     let result = run_load_with(plan.player.0, load, hooks, cancel.clone()).await;
+    if cancel.is_cancelled() {
+        if let Ok(at) = stop_seen.await {
+            println!("agent {}: run {run}: players stopped {} ms after the stop", cfg.name, at.elapsed().as_millis());
+        }
+    } else {
+        stop_seen.abort();
+    }
     progress_stop.cancel();
     let _ = progress.await;
     if contact_lost.load(std::sync::atomic::Ordering::Relaxed) {

@@ -10,6 +10,9 @@
 //!   messages on and the coordinator pops.
 //! - `{prefix}:run:{run}:alive`: set by the coordinator with an expiry; agents
 //!   stop a run whose coordinator is gone.
+//! - `{prefix}:agent:{name}:claim`: the run a coordinator has claimed this agent
+//!   for, with an expiry. Claims are taken all-or-nothing in one script, so two
+//!   coordinators never split the agents between them or drive the same one.
 //!
 //! Lists, not pub/sub: a message pushed before the reader listens is not lost.
 //! Every message is `{"v":1,"type":…}`; anything else is logged and dropped.
@@ -51,6 +54,9 @@ impl Keys {
     }
     pub fn events(&self, run: &str) -> String {
         format!("{}:run:{run}:events", self.prefix)
+    }
+    pub fn claim(&self, name: &str) -> String {
+        format!("{}:agent:{name}:claim", self.prefix)
     }
     pub fn alive(&self, run: &str) -> String {
         format!("{}:run:{run}:alive", self.prefix)
@@ -283,7 +289,7 @@ impl Bus {
                 .arg(200)
                 .query_async(&mut c)
                 .await?;
-            keys.extend(batch.into_iter().filter(|k| !k.ends_with(":inbox")));
+            keys.extend(batch.into_iter().filter(|k| !k.ends_with(":inbox") && !k.ends_with(":claim")));
             if next == 0 {
                 break;
             }
@@ -300,6 +306,71 @@ impl Bus {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// Claims `wanted` of these agents for `run`, all or none, in one atomic script: an agent
+    /// is free when its claim is unset or already this run's. Returns the claimed names (empty
+    /// when fewer than `wanted` are free). Claims expire after `ttl` unless claimed again.
+    pub async fn claim(
+        &self,
+        names: &[String],
+        run: &str,
+        wanted: usize,
+        ttl: Duration,
+    ) -> Result<Vec<String>, BusError> {
+        const CLAIM: &str = r#"
+            local free = {}
+            for i, key in ipairs(KEYS) do
+                local owner = redis.call('GET', key)
+                if (not owner) or owner == ARGV[1] then table.insert(free, i) end
+            end
+            local wanted = tonumber(ARGV[3])
+            if #free < wanted then return {} end
+            local got = {}
+            for j = 1, wanted do
+                redis.call('SET', KEYS[free[j]], ARGV[1], 'PX', ARGV[2])
+                table.insert(got, free[j] - 1)
+            end
+            return got"#;
+        if names.is_empty() || wanted == 0 {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CLAIM).arg(names.len());
+        for n in names {
+            cmd.arg(self.keys.claim(n));
+        }
+        cmd.arg(run).arg(ttl.as_millis() as u64).arg(wanted);
+        let got: Vec<usize> = cmd.query_async(&mut c).await?;
+        Ok(got.into_iter().filter_map(|i| names.get(i).cloned()).collect())
+    }
+
+    /// Drops `run`'s claims on these agents (another run's claims are left alone).
+    pub async fn release(&self, names: &[String], run: &str) -> Result<(), BusError> {
+        const RELEASE: &str = r#"
+            for _, key in ipairs(KEYS) do
+                if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+            end
+            return 0"#;
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(RELEASE).arg(names.len());
+        for n in names {
+            cmd.arg(self.keys.claim(n));
+        }
+        cmd.arg(run);
+        let _: i64 = cmd.query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// The run this agent is claimed for, if any.
+    pub async fn claimed_by(&self, name: &str) -> Result<Option<String>, BusError> {
+        let mut c = self.conn.clone();
+        Ok(c.get(self.keys.claim(name)).await?)
     }
 
     /// Redis's own byte counters (`INFO stats`: input + output), for the
@@ -352,6 +423,7 @@ mod tests {
         assert_eq!(k.agent("east-1"), "lt:agent:east-1");
         assert_eq!(k.inbox("east-1"), "lt:agent:east-1:inbox");
         assert_eq!(k.events("abc"), "lt:run:abc:events");
+        assert_eq!(k.claim("east-1"), "lt:agent:east-1:claim");
         assert!(k.agent_pattern().starts_with("lt:"));
     }
 }

@@ -70,8 +70,20 @@ impl CoordinatorConfig {
 pub enum CoordinatorError {
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("only {found} of {wanted} agents present after {waited:?} (prefix {prefix:?})")]
-    NotEnoughAgents { found: usize, wanted: usize, waited: Duration, prefix: String },
+    #[error(
+        "only {free} of {wanted} agents free after {waited:?} (prefix {prefix:?}); {}",
+        describe_others(busy, held)
+    )]
+    NotEnoughAgents {
+        free: usize,
+        wanted: usize,
+        waited: Duration,
+        prefix: String,
+        /// Agents running another run: `name (run id)`.
+        busy: Vec<String>,
+        /// Idle agents claimed by another coordinator: `name (run id)`.
+        held: Vec<String>,
+    },
     #[error("agent {0} did not answer the clock pings")]
     AgentSilent(String),
     #[error("interrupted while waiting for agents")]
@@ -108,7 +120,26 @@ pub async fn run_coordinator(
             let _ = bus.del(&key).await;
         });
     }
-    let agents = wait_for_agents(&bus, &cfg, &cancel).await?;
+    let agents = wait_for_agents(&bus, &cfg, &run, &cancel).await?;
+    let names: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
+    let result = drive(&cfg, &bus, &run, &agents, &board, &done, &cancel).await;
+    // The agents are free for other coordinators (a claim would also expire by itself).
+    let _ = bus.release(&names, &run).await;
+    result
+}
+
+/// The run itself, once its agents are claimed.
+async fn drive(
+    cfg: &CoordinatorConfig,
+    bus: &Bus,
+    run: &str,
+    agents: &[AgentInfo],
+    board: &Board,
+    done: &CancellationToken,
+    cancel: &CancellationToken,
+) -> Result<DistributedReport, CoordinatorError> {
+    let keys = bus.keys.clone();
+    let run = run.to_string();
     let bytes0 = bus.net_bytes().await.ok();
 
     // Every message of this run, popped by one task so that no pop is ever
@@ -138,7 +169,10 @@ pub async fn run_coordinator(
         });
     }
 
-    let offsets = measure_clocks(&bus, &run, &agents, cfg.clock_exchanges, &mut inbox).await?;
+    let offsets = measure_clocks(bus, &run, agents, cfg.clock_exchanges, &mut inbox).await?;
+    // Renew the claims for the moment the agents take the run (the clock pings took a while).
+    let names: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
+    bus.claim(&names, &run, names.len(), CLAIM_TTL).await?;
     let capacities: Vec<usize> = agents.iter().map(|a| a.capacity).collect();
     let total_capacity: usize = capacities.iter().sum();
     if cfg.players > total_capacity {
@@ -288,31 +322,69 @@ fn print_progress(t: f64, players: usize, results: &[AgentResult]) {
     }
 }
 
+/// How long a claim on an agent lasts unless renewed: long enough for the clock pings before
+/// the start, short enough that a coordinator that died frees its agents soon.
+const CLAIM_TTL: Duration = Duration::from_secs(15);
+
+fn describe_others(busy: &[String], held: &[String]) -> String {
+    if busy.is_empty() && held.is_empty() {
+        return "no other agent is present: start more `mock-player agent`s or lower --agents".to_string();
+    }
+    let mut parts = Vec::new();
+    if !busy.is_empty() {
+        parts.push(format!("{} running another run: {}", busy.len(), busy.join(", ")));
+    }
+    if !held.is_empty() {
+        parts.push(format!("{} claimed by another coordinator: {}", held.len(), held.join(", ")));
+    }
+    parts.join("; ")
+}
+
+/// Waits until `--agents` idle agents can be claimed for this run (all at once, see
+/// [`Bus::claim`]), so two coordinators never share or split agents.
 async fn wait_for_agents(
     bus: &Bus,
     cfg: &CoordinatorConfig,
+    run: &str,
     cancel: &CancellationToken,
 ) -> Result<Vec<AgentInfo>, CoordinatorError> {
     let t0 = Instant::now();
-    let mut shown = usize::MAX;
+    let wanted = cfg.agents.max(1);
+    let mut shown = None;
     loop {
-        let idle: Vec<AgentInfo> = bus.agents().await?.into_iter().filter(|a| a.run.is_none()).collect();
-        if idle.len() >= cfg.agents.max(1) {
-            let chosen: Vec<AgentInfo> = idle.into_iter().take(cfg.agents.max(1)).collect();
-            let names: Vec<&str> = chosen.iter().map(|a| a.name.as_str()).collect();
-            println!("coordinator: {} agents: {}", chosen.len(), names.join(", "));
+        let present = bus.agents().await?;
+        let idle: Vec<String> = present.iter().filter(|a| a.run.is_none()).map(|a| a.name.clone()).collect();
+        let claimed = bus.claim(&idle, run, wanted, CLAIM_TTL).await?;
+        if !claimed.is_empty() {
+            let chosen: Vec<AgentInfo> = present.into_iter().filter(|a| claimed.contains(&a.name)).collect();
+            println!("coordinator: {} agents: {}", chosen.len(), claimed.join(", "));
             return Ok(chosen);
         }
-        if idle.len() != shown {
-            println!("coordinator: waiting for agents: {}/{} present", idle.len(), cfg.agents);
-            shown = idle.len();
+        let busy: Vec<String> =
+            present.iter().filter_map(|a| a.run.as_ref().map(|r| format!("{} (run {r})", a.name))).collect();
+        let mut held = Vec::new();
+        for name in &idle {
+            if let Some(other) = bus.claimed_by(name).await?.filter(|o| o != run) {
+                held.push(format!("{name} (run {other})"));
+            }
+        }
+        let free = idle.len() - held.len();
+        if shown != Some((free, busy.len(), held.len())) {
+            println!(
+                "coordinator: waiting for agents: {free}/{wanted} free ({} busy, {} claimed by another coordinator)",
+                busy.len(),
+                held.len()
+            );
+            shown = Some((free, busy.len(), held.len()));
         }
         if t0.elapsed() >= cfg.agents_timeout {
             return Err(CoordinatorError::NotEnoughAgents {
-                found: idle.len(),
-                wanted: cfg.agents,
+                free,
+                wanted,
                 waited: cfg.agents_timeout,
                 prefix: cfg.prefix.clone(),
+                busy,
+                held,
             });
         }
         tokio::select! {
