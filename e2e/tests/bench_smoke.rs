@@ -40,7 +40,7 @@ fn smoke(bench: &str) {
 
 #[test]
 fn benches_produce_numbers() {
-    for bench in ["idle", "joins", "latency", "media"] {
+    for bench in ["idle", "joins", "latency", "media", "churn"] {
         smoke(bench);
     }
 }

@@ -4,13 +4,13 @@
 //! are read from `/proc`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::bench::client::wait_listed;
+use crate::bench::process::{spawn_self, Kids};
 use crate::bench::target::{stop_child, Target, TargetOpts};
 use crate::bench::util::{percentile, ProcSample};
 use crate::bench::{fig, BenchReport, Goal};
@@ -87,27 +87,6 @@ pub async fn run(target: &TargetOpts, o: &MediaOpts, runs: usize, smoke: bool) -
         o.width, o.height, o.fps, o.bitrate
     ));
     Ok(report)
-}
-
-fn spawn_self(args: &[String]) -> anyhow::Result<Child> {
-    let me = std::env::current_exe().context("locating the bench executable")?;
-    Command::new(me)
-        .args(args)
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting bench {}", args.first().map(String::as_str).unwrap_or("")))
-}
-
-struct Kids(Vec<Child>);
-impl Drop for Kids {
-    fn drop(&mut self) {
-        for c in self.0.iter_mut().rev() {
-            stop_child(c, Duration::from_secs(3));
-        }
-    }
 }
 
 async fn one_run(t: &Target, o: &MediaOpts, mode: &str, n: usize, secs: f64, run: usize) -> anyhow::Result<Value> {

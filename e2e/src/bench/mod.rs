@@ -3,11 +3,13 @@
 //! the median of every figure, with the machine's core count.
 
 pub mod children;
+pub mod churn;
 pub mod client;
 pub mod idle;
 pub mod joins;
 pub mod latency;
 pub mod media;
+pub mod process;
 pub mod target;
 pub mod util;
 

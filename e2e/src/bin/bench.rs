@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use e2e::bench::children::{PlayersChild, SfuChild, StreamerChild};
+use e2e::bench::churn::ChurnOpts;
 use e2e::bench::idle::IdleOpts;
 use e2e::bench::joins::JoinsOpts;
 use e2e::bench::latency::LatencyOpts;
@@ -26,6 +27,7 @@ bench idle --connections 50000\n  \
 bench joins --concurrency 1000 --duration 30\n  \
 bench latency --players 1000 --rates 1000,10000,50000\n  \
 bench media --players 50,100,200,300\n  \
+bench churn --peer streamer --warmup 1000 --cycles 10000\n  \
 bench joins --server-url ws://127.0.0.1:80 --streamer-url ws://127.0.0.1:8888 --server-pid 1234"
 )]
 struct Cli {
@@ -67,7 +69,10 @@ enum Cmd {
     Latency(LatencyOpts),
     /// Mock streamer → N players, direct and through the SFU: delivery, first frame, CPU, memory.
     Media(MediaOpts),
-    /// Every signalling bench, then media (with each bench's defaults).
+    /// A long-lived peer (mock streamer or SFU) under join/leave churn: RSS, descriptors,
+    /// threads and UDP sockets after a warm-up and at the end, growth per 1,000 joins.
+    Churn(ChurnOpts),
+    /// Every signalling bench, then media (with each bench's defaults; not churn).
     All,
     #[command(hide = true)]
     ChildSignalling {
@@ -121,7 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Cmd::ChildStreamer(a) => return e2e::bench::children::streamer(a).map(|()| true),
         Cmd::ChildSfu(a) => return e2e::bench::children::sfu(a).map(|()| true),
         Cmd::ChildPlayers(a) => return e2e::bench::children::players(a).map(|()| true),
-        Cmd::Idle(_) | Cmd::Joins(_) | Cmd::Latency(_) | Cmd::Media(_) => {
+        Cmd::Idle(_) | Cmd::Joins(_) | Cmd::Latency(_) | Cmd::Media(_) | Cmd::Churn(_) => {
             let rt = rt()?;
             let mut v = vec![rt.block_on(one(&cli.cmd, &cli.target, runs, cli.smoke))?];
             if let Some(url) = &cli.compare_url {
@@ -169,6 +174,7 @@ async fn one(cmd: &Cmd, t: &TargetOpts, runs: usize, smoke: bool) -> anyhow::Res
         Cmd::Joins(o) => e2e::bench::joins::run(t, o, runs, smoke).await,
         Cmd::Latency(o) => e2e::bench::latency::run(t, o, runs, smoke).await,
         Cmd::Media(o) => e2e::bench::media::run(t, o, runs, smoke).await,
+        Cmd::Churn(o) => e2e::bench::churn::run(t, o, runs, smoke).await,
         _ => anyhow::bail!("not a bench"),
     }
 }

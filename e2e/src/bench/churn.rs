@@ -1,0 +1,311 @@
+//! Churn: does a long-lived peer give back what each player took? A mock streamer (or an SFU
+//! with a streamer behind it) runs in a process of its own; rounds of players join it, stream
+//! for a moment and leave, first `--warmup` joins, then `--cycles` more. The peer's resident
+//! memory, open descriptors, threads and UDP sockets are read from `/proc` after the warm-up
+//! and at the end (each after the peer has settled), and after every round for the growth
+//! per 1,000 joins (a least-squares slope over the measured part).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::bench::client::wait_listed;
+use crate::bench::process::{spawn_self, Kids};
+use crate::bench::target::{Target, TargetOpts};
+use crate::bench::{fig, BenchReport, Goal};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChurnOpts {
+    /// The long-lived peer under test: `streamer` (mock-streamer) or `sfu` (sfu-stub, fed by
+    /// a mock streamer; the SFU is measured).
+    #[arg(long, default_value = "streamer")]
+    pub peer: String,
+    /// Joins before the baseline is read (allocators and caches settle).
+    #[arg(long, default_value_t = 1000)]
+    pub warmup: usize,
+    /// Join/leave cycles measured after the warm-up.
+    #[arg(long, default_value_t = 10_000)]
+    pub cycles: usize,
+    /// Players that join together in one round.
+    #[arg(long, default_value_t = 20)]
+    pub batch: usize,
+    /// Seconds each player stays (after its join).
+    #[arg(long, default_value_t = 1.5)]
+    pub stay: f64,
+    /// Video of the mock streamer (small: this measures churn, not media load).
+    #[arg(long, default_value_t = 320)]
+    pub width: u32,
+    #[arg(long, default_value_t = 240)]
+    pub height: u32,
+}
+
+/// What `/proc` shows of the peer at one moment.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PeerReading {
+    /// Joins so far (warm-up included).
+    pub joins: usize,
+    pub rss_kib: u64,
+    pub fds: usize,
+    pub threads: usize,
+    pub udp_sockets: usize,
+}
+
+impl PeerReading {
+    /// `None` when the process is gone.
+    pub fn read(pid: u32, joins: usize) -> Option<PeerReading> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
+        };
+        let mut fds = 0;
+        let mut sockets = HashSet::new();
+        for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+            fds += 1;
+            if let Ok(link) = std::fs::read_link(entry.path()) {
+                let link = link.to_string_lossy();
+                if let Some(inode) = link.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+                    sockets.insert(inode.to_string());
+                }
+            }
+        }
+        let udp_sockets = udp_inodes(pid).intersection(&sockets).count();
+        Some(PeerReading { joins, rss_kib: field("VmRSS:")?, fds, threads: field("Threads:")? as usize, udp_sockets })
+    }
+}
+
+/// Inodes of the UDP sockets in the peer's network namespace (`/proc/<pid>/net/udp{,6}`).
+fn udp_inodes(pid: u32) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for table in ["udp", "udp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else { continue };
+        for line in text.lines().skip(1) {
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode …
+            if let Some(inode) = line.split_whitespace().nth(9) {
+                out.insert(inode.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Least-squares slope of RSS (KiB) against joins, in MB per 1,000 joins.
+pub fn growth_mb_per_1000(readings: &[PeerReading]) -> f64 {
+    let n = readings.len() as f64;
+    if readings.len() < 2 {
+        return f64::NAN;
+    }
+    let mx = readings.iter().map(|r| r.joins as f64).sum::<f64>() / n;
+    let my = readings.iter().map(|r| r.rss_kib as f64).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for r in readings {
+        let dx = r.joins as f64 - mx;
+        sxy += dx * (r.rss_kib as f64 - my);
+        sxx += dx * dx;
+    }
+    if sxx == 0.0 {
+        return f64::NAN;
+    }
+    sxy / sxx * 1000.0 / 1024.0
+}
+
+pub async fn run(target: &TargetOpts, o: &ChurnOpts, runs: usize, smoke: bool) -> anyhow::Result<BenchReport> {
+    if o.peer != "streamer" && o.peer != "sfu" {
+        bail!("--peer: unknown peer {:?} (streamer, sfu)", o.peer);
+    }
+    let o = if smoke { ChurnOpts { warmup: 10, cycles: 20, batch: 10, stay: 0.5, ..o.clone() } } else { o.clone() };
+    let mut report = BenchReport::new("churn", "", smoke);
+    let mut per_run = Vec::new();
+    for run in 0..runs {
+        let mut t = Target::start(target).await?;
+        report.server = t.label.clone();
+        let r = one_run(&t, &o, run).await;
+        t.stop();
+        let r = r.with_context(|| format!("churn run {}", run + 1))?;
+        let (start, end) = (r.start, r.end);
+        let growth = growth_mb_per_1000(&r.readings);
+        eprintln!(
+            "churn {} run {}: RSS {:.1} → {:.1} MB ({growth:+.2} MB per 1,000 joins), fds {} → {}, threads {} → {}, UDP sockets {} → {}, failed joins {}",
+            o.peer,
+            run + 1,
+            start.rss_kib as f64 / 1024.0,
+            end.rss_kib as f64 / 1024.0,
+            start.fds,
+            end.fds,
+            start.threads,
+            end.threads,
+            start.udp_sockets,
+            end.udp_sockets,
+            r.failed
+        );
+        let p = &o.peer;
+        per_run.push(vec![
+            fig(&format!("{p} RSS after warm-up"), "MB", start.rss_kib as f64 / 1024.0, Goal::None),
+            fig(&format!("{p} RSS at the end"), "MB", end.rss_kib as f64 / 1024.0, Goal::None),
+            fig(&format!("{p} RSS growth per 1,000 joins"), "MB", growth, Goal::AtMost(0.1)),
+            fig(&format!("{p} open fds after warm-up"), "", start.fds as f64, Goal::None),
+            fig(&format!("{p} open fds growth"), "", end.fds as f64 - start.fds as f64, Goal::AtMost(0.0)),
+            fig(&format!("{p} threads after warm-up"), "", start.threads as f64, Goal::None),
+            fig(&format!("{p} threads growth"), "", end.threads as f64 - start.threads as f64, Goal::None),
+            fig(
+                &format!("{p} UDP sockets growth"),
+                "",
+                end.udp_sockets as f64 - start.udp_sockets as f64,
+                Goal::AtMost(0.0),
+            ),
+            fig("failed joins", "", r.failed as f64, Goal::AtMost(0.0)),
+        ]);
+        report.details.push(json!({ "start": start, "end": end, "readings": r.readings, "failed": r.failed }));
+    }
+    report.runs = runs;
+    report.figures_from_runs(&per_run);
+    report.notes.push(format!(
+        "{} warm-up joins, then {} join/leave cycles in rounds of {} players staying {} s; {}x{} video; readings after the warm-up and at the end are taken once the peer has settled (descriptor count unchanged for 1 s); growth target: 1 MB per 10,000 joins",
+        o.warmup, o.cycles, o.batch, o.stay, o.width, o.height
+    ));
+    Ok(report)
+}
+
+struct Outcome {
+    start: PeerReading,
+    end: PeerReading,
+    /// After each measured round.
+    readings: Vec<PeerReading>,
+    failed: usize,
+}
+
+async fn one_run(t: &Target, o: &ChurnOpts, run: usize) -> anyhow::Result<Outcome> {
+    let sid = format!("ChurnStreamer{run}");
+    let s = |v: &str| v.to_string();
+    let mut kids = Kids(Vec::new());
+    kids.0.push(spawn_self(&[
+        s("child-streamer"),
+        s("--url"),
+        t.streamer_url.clone(),
+        s("--id"),
+        sid.clone(),
+        s("--width"),
+        o.width.to_string(),
+        s("--height"),
+        o.height.to_string(),
+        s("--bitrate"),
+        s("300000"),
+    ])?);
+    wait_listed(&t.player_url, &sid, Duration::from_secs(20)).await?;
+    let join_id = if o.peer == "sfu" {
+        let fid = format!("ChurnSFU{run}");
+        kids.0.push(spawn_self(&[
+            s("child-sfu"),
+            s("--url"),
+            t.sfu_url.clone(),
+            s("--id"),
+            fid.clone(),
+            s("--streamer"),
+            sid.clone(),
+        ])?);
+        wait_listed(&t.player_url, &fid, Duration::from_secs(20)).await?;
+        fid
+    } else {
+        sid
+    };
+    let pid = kids.0.last().map(|c| c.id()).context("peer process")?;
+    let (mut joins, mut failed) = (0usize, 0usize);
+    let round = || one_round(&t.player_url, &join_id, o.batch.max(1), o.stay);
+    while joins < o.warmup {
+        let (n, f) = round().await?;
+        (joins, failed) = (joins + n, failed + f);
+    }
+    let start = settled(pid, joins).await?;
+    let end_at = joins + o.cycles;
+    let mut readings = vec![start];
+    let mut shown = Instant::now();
+    while joins < end_at {
+        let (n, f) = round().await?;
+        (joins, failed) = (joins + n, failed + f);
+        readings.push(PeerReading::read(pid, joins).context("the peer process has gone")?);
+        if shown.elapsed() > Duration::from_secs(10) {
+            let last = readings.last().copied().unwrap_or_default();
+            eprintln!(
+                "churn: {joins}/{end_at} joins, peer RSS {:.1} MB, fds {}, UDP sockets {}",
+                last.rss_kib as f64 / 1024.0,
+                last.fds,
+                last.udp_sockets
+            );
+            shown = Instant::now();
+        }
+    }
+    let end = settled(pid, joins).await?;
+    readings.push(end);
+    Ok(Outcome { start, end, readings, failed })
+}
+
+/// `batch` players join at once, stay `stay` seconds and leave; (players, failed).
+async fn one_round(url: &str, join_id: &str, batch: usize, stay: f64) -> anyhow::Result<(usize, usize)> {
+    let cfg = mock_player::PlayerConfig {
+        url: url.to_string(),
+        streamer_id: Some(join_id.to_string()),
+        duration: Some(Duration::from_secs_f64(stay.clamp(0.1, 60.0))),
+        join_timeout: Duration::from_secs(20),
+        list_interval: Duration::from_millis(200),
+        ..mock_player::PlayerConfig::default()
+    };
+    let load = mock_player::LoadConfig {
+        players: batch,
+        ramp: 0.0,
+        max_joining: batch,
+        progress: mock_player::ProgressMode::Off,
+        ..mock_player::LoadConfig::default()
+    };
+    let r = mock_player::run_load(cfg, load, CancellationToken::new()).await?;
+    Ok((r.players, r.failed))
+}
+
+/// A reading once the peer's descriptor count has not changed for 1 s (at most 15 s): players
+/// that just left are torn down asynchronously.
+async fn settled(pid: u32, joins: usize) -> anyhow::Result<PeerReading> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = PeerReading::read(pid, joins).context("the peer process has gone")?;
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_secs(1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = PeerReading::read(pid, joins).context("the peer process has gone")?;
+        if now.fds != last.fds || now.udp_sockets != last.udp_sockets {
+            since = Instant::now();
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(joins: usize, rss_kib: u64) -> PeerReading {
+        PeerReading { joins, rss_kib, ..PeerReading::default() }
+    }
+
+    #[test]
+    fn growth_is_the_least_squares_slope() {
+        // 1 MiB more every 1,000 joins.
+        let r: Vec<PeerReading> = (0..5).map(|i| at(1000 * i, 50_000 + 1024 * i as u64)).collect();
+        assert!((growth_mb_per_1000(&r) - 1.0).abs() < 1e-9);
+        let flat = [at(0, 10), at(500, 10), at(1000, 10)];
+        assert_eq!(growth_mb_per_1000(&flat), 0.0);
+        assert!(growth_mb_per_1000(&[at(0, 1)]).is_nan());
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let r = PeerReading::read(std::process::id(), 7).expect("this process");
+        assert_eq!(r.joins, 7);
+        assert!(r.rss_kib > 0 && r.fds >= 3 && r.threads >= 1);
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let with = PeerReading::read(std::process::id(), 7).expect("this process");
+        assert!(with.udp_sockets >= 1, "{with:?}");
+        drop(sock);
+    }
+}
