@@ -104,11 +104,17 @@ impl DcSession {
             }
         }
         let this = self.clone();
-        let send_for_msgs = send.clone();
+        // Weak: the handler lives inside the channel, and a strong reference to it (or to its
+        // sibling) from there would keep both, and their SCTP association, alive for ever.
+        let send_for_msgs = Arc::downgrade(&send);
         recv.on_message(Box::new(move |msg: DataChannelMessage| {
             let this = this.clone();
-            let send = send_for_msgs.clone();
-            Box::pin(async move { this.on_message(&send, &msg.data).await })
+            let send = send_for_msgs.upgrade();
+            Box::pin(async move {
+                if let Some(send) = send {
+                    this.on_message(&send, &msg.data).await
+                }
+            })
         }));
         let stats = self.stats.clone();
         let mut opened = opened;
