@@ -168,9 +168,12 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let sfu = bind(&config, config.sfu_port, "SFU").await?;
     let management = match config.management_bind {
         Some(addr) => {
-            let listener = bind_addr(addr, "management").await?;
-            let bound =
-                listener.local_addr().map_err(|source| ServerError::Bind { role: "management", addr, source })?;
+            let listener = bind_addr(addr, "management request").await?;
+            let bound = listener.local_addr().map_err(|source| ServerError::Bind {
+                role: "management request",
+                addr,
+                source,
+            })?;
             Some((listener, bound))
         }
         None => None,
