@@ -12,67 +12,12 @@ use std::time::{Duration, Instant};
 use mock_player::report::Percentiles;
 use serde_json::Value;
 use testkit::fake_streamer::FakeStreamer;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use testkit::redis::RedisServer as Redis;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mock-player");
-
-/// A throwaway `redis-server`, killed on drop.
-struct Redis {
-    url: String,
-    child: Child,
-}
-
-impl Redis {
-    /// `None` (with a note) when redis-server is not installed, except under CI.
-    async fn start() -> Option<Redis> {
-        let installed = std::process::Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("redis-server is not installed: CI must install it (apt-get install redis-server; see .ci/run)");
-            }
-            eprintln!("NOTE: redis-server not installed; distributed tests skipped (apt-get install redis-server)");
-            return None;
-        }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                let mut buf = [0u8; 7];
-                if s.write_all(b"PING\r\n").await.is_ok()
-                    && s.read_exact(&mut buf).await.is_ok()
-                    && &buf == b"+PONG\r\n"
-                {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "redis-server answers PING within 10 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Some(Redis { url: format!("redis://127.0.0.1:{port}"), child })
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
 
 /// A child process whose stdout lines are kept and can be waited for.
 struct Proc {
@@ -151,7 +96,7 @@ impl Cluster {
     /// Redis and agents `a1`, `a2`, … of the given capacities, all waiting for runs.
     async fn start(test: &str, capacities: &[usize]) -> Option<Cluster> {
         let redis = Redis::start().await?;
-        let url = redis.url.clone();
+        let url = redis.url();
         Cluster::start_on(redis, test, capacities, |_| url.clone()).await
     }
 
@@ -188,9 +133,10 @@ impl Cluster {
     }
 
     fn coordinator(&self, extra: &[&str]) -> Proc {
+        let url = self.redis.url();
         let mut args = vec![
             "--redis-url",
-            &self.redis.url,
+            &url,
             "--redis-prefix",
             &self.prefix,
             "--agents",
@@ -490,8 +436,8 @@ async fn ctrl_c_stops_every_agent_and_agents_take_the_next_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_loses_redis_is_lost_stops_its_players_and_comes_back() {
     let Some(redis) = Redis::start().await else { return };
-    let proxy = Proxy::start(&redis.url).await;
-    let (direct, through) = (redis.url.clone(), proxy.url());
+    let proxy = Proxy::start(&redis.url()).await;
+    let (direct, through) = (redis.url(), proxy.url());
     // a2 reaches Redis through the proxy; a1 and a3 directly.
     let url_of = move |i: usize| if i == 1 { through.clone() } else { direct.clone() };
     let Some(mut cluster) = Cluster::start_on(redis, "loss", &[100, 100, 100], url_of).await else { return };
@@ -581,7 +527,7 @@ async fn two_coordinators_never_share_agents() {
     let run = |agents: &str, duration: &str, timeout: &str| {
         Proc::spawn(&[
             "--redis-url",
-            &cluster.redis.url,
+            &cluster.redis.url(),
             "--redis-prefix",
             &cluster.prefix,
             "--agents",
@@ -634,7 +580,7 @@ async fn too_few_agents_is_a_setup_error_and_junk_is_ignored() {
     let Some(redis) = Redis::start().await else { return };
     let prefix = format!("t-few-{}", std::process::id());
     // Junk where agents are advertised and in an agent's inbox: logged, not fatal.
-    let client = redis::Client::open(redis.url.as_str()).expect("url");
+    let client = redis::Client::open(redis.url().as_str()).expect("url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("connects");
     let _: () = redis::cmd("SET")
         .arg(format!("{prefix}:agent:bogus"))
@@ -648,11 +594,11 @@ async fn too_few_agents_is_a_setup_error_and_junk_is_ignored() {
         .query_async(&mut conn)
         .await
         .expect("push");
-    let mut agent = Proc::spawn(&["agent", "--redis-url", &redis.url, "--redis-prefix", &prefix, "--name", "a1"]);
+    let mut agent = Proc::spawn(&["agent", "--redis-url", &redis.url(), "--redis-prefix", &prefix, "--name", "a1"]);
     agent.wait_line("agent ready", Duration::from_secs(20), |l| l.contains("waiting for runs")).await;
     let mut c = Proc::spawn(&[
         "--redis-url",
-        &redis.url,
+        &redis.url(),
         "--redis-prefix",
         &prefix,
         "--agents",

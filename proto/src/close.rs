@@ -18,8 +18,9 @@ pub const SERVER_ERROR: u16 = 1011;
 /// Try again later: a legacy (UE 4.27) offer found no streamer with room.
 pub const TRY_AGAIN_LATER: u16 = 1013;
 
-/// Every reason the server closes a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Every reason the server closes a connection. Serialisable: a cluster node
+/// tells another node why to close one of its players.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Close {
     // ----- the router -----
     /// The player's streamer went away.

@@ -32,6 +32,28 @@ pub trait Control: Send + Sync {
     fn drain(&self) -> usize;
     /// The Prometheus exposition.
     fn metrics(&self) -> String;
+    /// `/healthz`: 200 `ok`; 200 `degraded` while a cluster node cannot reach
+    /// Redis (it still serves its own sessions); 503 `draining` after a drain.
+    fn health(&self) -> (u16, &'static str) {
+        (200, "ok")
+    }
+    /// `/api/nodes`: the cluster's nodes; `None` on one node.
+    fn nodes(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Pick a streamer with room and reserve it (`GET /match`).
+    fn pick(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Pick> + Send + 'static>>;
+}
+
+/// What matchmaking found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// Reserved for this request; `node` in a cluster.
+    Streamer { id: String, node: Option<String> },
+    /// Every streamer is full (or there is none, or all are on draining nodes).
+    NoneFree,
+    /// The cluster's Redis did not answer.
+    Unavailable(String),
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response {

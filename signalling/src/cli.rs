@@ -121,6 +121,14 @@ pub enum CliError {
     TlsFileMissing(PathBuf),
     #[error("--log_level_console: unknown level \"{0}\" (expected debug, info, warning or error)")]
     LogLevel(String),
+    #[error("--node_id and --cluster_prefix need --redis_url (the cluster's Redis)")]
+    ClusterWithoutRedis,
+    #[error("--redis_url {0}: expected redis://HOST:PORT (or rediss://, unix://)")]
+    RedisUrl(String),
+    #[error("--node_id \"{0}\": use letters, digits, '-', '_' or '.'")]
+    NodeId(String),
+    #[error("--cluster_prefix must not be empty")]
+    ClusterPrefix,
     #[error("--{flag} must be at least 1")]
     Zero { flag: &'static str },
 }
@@ -229,6 +237,7 @@ fn resolve_with_default_file(cli: Cli, default_file: &Path) -> Result<Resolved, 
         homepage: merged.homepage.clone().unwrap_or(defaults.homepage),
         rest_api: merged.rest_api.unwrap_or(defaults.rest_api),
         management_bind: merged.management_bind,
+        cluster: cluster(&merged)?,
         console_messages: console_messages.unwrap_or(defaults.console_messages),
         security,
         tls,
@@ -245,6 +254,31 @@ fn resolve_with_default_file(cli: Cli, default_file: &Path) -> Result<Resolved, 
 }
 
 /// Reads and parses `peerConnectionOptions`, naming where it came from on error.
+/// `--redis_url` (with `--node_id` and `--cluster_prefix`): a node of a cluster.
+fn cluster(merged: &Settings) -> Result<Option<crate::cluster::ClusterConfig>, CliError> {
+    let Some(url) = merged.redis_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+        if merged.node_id.is_some() || merged.cluster_prefix.is_some() {
+            return Err(CliError::ClusterWithoutRedis);
+        }
+        return Ok(None);
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+        return Err(CliError::RedisUrl(url.to_string()));
+    }
+    let node_id = match merged.node_id.as_deref().map(str::trim) {
+        Some(id) if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) => {
+            return Err(CliError::NodeId(id.to_string()))
+        }
+        Some(id) => id.to_string(),
+        None => crate::cluster::ClusterConfig::random_node_id(),
+    };
+    let prefix = merged.cluster_prefix.as_deref().map(str::trim).unwrap_or("ps");
+    if prefix.is_empty() {
+        return Err(CliError::ClusterPrefix);
+    }
+    Ok(Some(crate::cluster::ClusterConfig { redis_url: url.to_string(), node_id, prefix: prefix.to_string() }))
+}
+
 fn load_peer_options(source: Option<PeerOptions>) -> Result<Map<String, Value>, CliError> {
     const IN_CONFIG_FILE: &str = "peer_options in the config file";
     let parse_text = |flag: &'static str, text: String| {

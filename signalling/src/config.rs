@@ -64,6 +64,8 @@ pub struct ServerConfig {
     /// The operators' private HTTP listener (`--management_bind`): `/api`, `/metrics`, the
     /// admin API and `/healthz`, which the player port then no longer serves. `None` = off.
     pub management_bind: Option<std::net::SocketAddr>,
+    /// One node of a cluster on Redis (`--redis_url`); `None` = one process.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     pub console_messages: ConsoleMessages,
     /// Who may connect: tokens per role, admin token, origins, streamer ids.
     pub security: Security,
@@ -185,6 +187,7 @@ impl Default for ServerConfig {
             // Off as in Wilbur: it lists players and streamers to anyone on the player port.
             rest_api: false,
             management_bind: None,
+            cluster: None,
             console_messages: ConsoleMessages::Off,
             security: Security::default(),
             tls: None,

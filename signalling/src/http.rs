@@ -12,7 +12,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use crate::admin::Control;
+use crate::admin::{Control, Pick};
 use crate::config::ServerConfig;
 use crate::percent::percent_decode;
 use crate::snapshot::Snapshot;
@@ -25,11 +25,17 @@ pub(crate) use api_config::api_config;
 /// nothing else installed.
 pub const PLAYER_PAGE: &str = include_str!("player_page.html");
 
+/// The future [`HttpState::refresh`] returns.
+pub type Refresh = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
 /// What the HTTP routes read: a registry snapshot on demand, the config, and the start time.
 #[derive(Clone)]
 pub struct HttpState {
     /// Takes a fresh snapshot of the registry; called once per REST request.
     pub snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync>,
+    /// Awaited before each REST request that shows the registry: in a
+    /// cluster it reads the other nodes' registries from Redis.
+    pub refresh: Option<Arc<dyn Fn() -> Refresh + Send + Sync>>,
     pub config: Arc<ServerConfig>,
     /// When the server started, for `uptime` in `/api/status`.
     pub started: Instant,
@@ -42,7 +48,10 @@ pub struct HttpState {
 /// instead, and this port serves only what players need: `/healthz`, the page, static files.
 pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
     let state = Arc::new(state);
-    let mut filter = health();
+    let mut filter = health(&state);
+    if let Some(matchmaking) = matchmaking(&state) {
+        filter = filter.or(matchmaking).unify().boxed();
+    }
     if state.config.management_bind.is_none() {
         if let Some(operations) = operations(&state) {
             filter = filter.or(operations).unify().boxed();
@@ -61,7 +70,10 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
 /// (whatever `--rest_api` says: this listener is private), with peers' addresses.
 pub fn management_routes(state: HttpState) -> BoxedFilter<(Response,)> {
     let state = Arc::new(state);
-    let mut filter = health();
+    let mut filter = health(&state);
+    if let Some(matchmaking) = matchmaking(&state) {
+        filter = filter.or(matchmaking).unify().boxed();
+    }
     if let Some(operations) = operations(&state) {
         filter = filter.or(operations).unify().boxed();
     }
@@ -69,8 +81,94 @@ pub fn management_routes(state: HttpState) -> BoxedFilter<(Response,)> {
     with_not_found(filter)
 }
 
-fn health() -> BoxedFilter<(Response,)> {
-    warp::get().and(warp::path!("healthz")).map(|| text(StatusCode::OK, "ok")).boxed()
+/// `/healthz`: what a load balancer asks (see [`Control::health`]).
+fn health(state: &HttpState) -> BoxedFilter<(Response,)> {
+    let control = state.control.clone();
+    warp::get()
+        .and(warp::path!("healthz"))
+        .map(move || {
+            let (code, body) = control.as_ref().map_or((200, "ok"), |c| c.health());
+            text(StatusCode::from_u16(code).unwrap_or(StatusCode::OK), body)
+        })
+        .boxed()
+}
+
+/// Seconds a client told "none free" waits before asking again.
+const RETRY_AFTER_SECS: u64 = 2;
+
+/// `GET /match` (a browser is redirected to the picked streamer's page, or
+/// shown a page that waits and retries) and `GET /api/match` (JSON). Every
+/// pick reserves its streamer for a few seconds.
+fn matchmaking(state: &HttpState) -> Option<BoxedFilter<(Response,)>> {
+    let control = state.control.clone()?;
+    let c = control.clone();
+    let page =
+        warp::path!("match").and(warp::header::optional::<String>("accept")).then(move |accept: Option<String>| {
+            let pick = c.pick();
+            async move {
+                let browser = accept.is_some_and(|a| a.contains("text/html"));
+                match pick.await {
+                    Pick::Streamer { id, .. } => {
+                        let location = format!("/?StreamerId={}", percent_encode(&id));
+                        let mut r = warp::reply::with_status(String::new(), StatusCode::FOUND).into_response();
+                        if let Ok(value) = warp::http::HeaderValue::from_str(&location) {
+                            r.headers_mut().insert(warp::http::header::LOCATION, value);
+                        }
+                        r
+                    }
+                    Pick::NoneFree if browser => waiting_page(),
+                    Pick::NoneFree => retry_later("no streamer is free"),
+                    Pick::Unavailable(why) => retry_later(&format!("matchmaking unavailable: {why}")),
+                }
+            }
+        });
+    let api = warp::path!("api" / "match").then(move || {
+        let pick = control.pick();
+        async move {
+            match pick.await {
+                Pick::Streamer { id, node } => json_ok(&json!({ "streamerId": id, "node": node })),
+                Pick::NoneFree => retry_later_json("No streamer is free."),
+                Pick::Unavailable(why) => retry_later_json(&format!("Matchmaking is unavailable: {why}")),
+            }
+        }
+    });
+    Some(warp::get().and(page.or(api).unify()).boxed())
+}
+
+fn with_retry_after(mut r: Response) -> Response {
+    r.headers_mut().insert(warp::http::header::RETRY_AFTER, warp::http::HeaderValue::from(RETRY_AFTER_SECS));
+    r
+}
+
+fn retry_later(body: &str) -> Response {
+    with_retry_after(text(StatusCode::SERVICE_UNAVAILABLE, body))
+}
+
+fn retry_later_json(message: &str) -> Response {
+    with_retry_after(
+        warp::reply::with_status(warp::reply::json(&json!({ "message": message })), StatusCode::SERVICE_UNAVAILABLE)
+            .into_response(),
+    )
+}
+
+/// For a person: every streamer is busy; the page asks again by itself.
+fn waiting_page() -> Response {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"{RETRY_AFTER_SECS}\">\
+         <title>Waiting for a free stream</title></head><body style=\"font-family:sans-serif\">\
+         <p>Every stream is busy. This page tries again every {RETRY_AFTER_SECS} seconds.</p></body></html>"
+    );
+    with_retry_after(warp::reply::with_status(warp::reply::html(html), StatusCode::SERVICE_UNAVAILABLE).into_response())
+}
+
+/// A streamer id as a query value.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn with_not_found(filter: BoxedFilter<(Response,)>) -> BoxedFilter<(Response,)> {
@@ -114,41 +212,75 @@ fn api(state: Arc<HttpState>, addresses: Addresses) -> BoxedFilter<(Response,)> 
         Addresses::WithAdminToken => authorised(state),
         Addresses::Always => warp::any().map(|| true).boxed(),
     };
+    let refresh = state.refresh.clone();
+    let fresh = warp::any()
+        .then(move || {
+            let r = refresh.clone();
+            async move {
+                if let Some(r) = r {
+                    r().await;
+                }
+            }
+        })
+        .untuple_one()
+        .boxed();
     let s = state.clone();
-    let status = warp::path!("api" / "status").map(move || status(&s));
+    let status = warp::path!("api" / "status").and(fresh.clone()).map(move || status(&s));
     let s = state.clone();
     let streamers = warp::path!("api" / "streamers")
+        .and(fresh.clone())
         .and(authorised(&state))
         .map(move |full: bool| addressed_json(&(s.snapshot)().streamers, full));
     let s = state.clone();
-    let streamer =
-        warp::path!("api" / "streamers" / String).and(authorised(&state)).map(move |raw: String, full: bool| {
+    let streamer = warp::path!("api" / "streamers" / String).and(fresh.clone()).and(authorised(&state)).map(
+        move |raw: String, full: bool| {
             let id = percent_decode(&raw);
             let snapshot = (s.snapshot)();
             match snapshot.streamers.iter().find(|st| st.streamer_id == id) {
                 Some(found) => addressed_json(found, full),
                 None => not_found_json(&format!("No streamer id matches {id}.")),
             }
-        });
+        },
+    );
     let s = state.clone();
     let players = warp::path!("api" / "players")
+        .and(fresh.clone())
         .and(authorised(&state))
         .map(move |full: bool| addressed_json(&(s.snapshot)().players, full));
     let s = state.clone();
-    let player = warp::path!("api" / "players" / String).and(authorised(&state)).map(move |raw: String, full: bool| {
-        let id = percent_decode(&raw);
-        let snapshot = (s.snapshot)();
-        match snapshot.players.iter().find(|p| p.player_id == id) {
-            Some(found) => addressed_json(found, full),
-            None => not_found_json(&format!("No player ID matches {id}.")),
-        }
+    let player = warp::path!("api" / "players" / String).and(fresh).and(authorised(&state)).map(
+        move |raw: String, full: bool| {
+            let id = percent_decode(&raw);
+            let snapshot = (s.snapshot)();
+            match snapshot.players.iter().find(|p| p.player_id == id) {
+                Some(found) => addressed_json(found, full),
+                None => not_found_json(&format!("No player ID matches {id}.")),
+            }
+        },
+    );
+    let c = state.control.clone();
+    let nodes = warp::path!("api" / "nodes").map(move || match c.as_ref().and_then(|c| c.nodes()) {
+        Some(nodes) => json_ok(&nodes),
+        None => not_found_json("Not a cluster: this server runs without --redis_url."),
     });
     // The configuration does not change while the server runs: one view, built once.
     let view = api_config(&state.config);
     let config = warp::path!("api" / "config").map(move || json_ok(&view));
     warp::get()
         .and(
-            status.or(streamers).unify().or(streamer).unify().or(players).unify().or(player).unify().or(config).unify(),
+            status
+                .or(streamers)
+                .unify()
+                .or(streamer)
+                .unify()
+                .or(players)
+                .unify()
+                .or(player)
+                .unify()
+                .or(nodes)
+                .unify()
+                .or(config)
+                .unify(),
         )
         .boxed()
 }
@@ -238,6 +370,7 @@ mod tests {
             kind: SubscriberKind::Player,
             subscribed_to: to.map(str::to_string),
             remote_address: "127.0.0.1:5000".to_string(),
+            node: None,
         }
     }
 
@@ -250,6 +383,7 @@ mod tests {
                 streaming: true,
                 remote_address: "127.0.0.1:4000".to_string(),
                 subscribers: vec![p0.clone()],
+                node: None,
             }],
             players: vec![p0, player("Player1", None)],
         }
@@ -261,7 +395,13 @@ mod tests {
     }
 
     fn state(config: ServerConfig) -> HttpState {
-        HttpState { snapshot: Arc::new(sample), config: Arc::new(config), started: Instant::now(), control: None }
+        HttpState {
+            snapshot: Arc::new(sample),
+            refresh: None,
+            config: Arc::new(config),
+            started: Instant::now(),
+            control: None,
+        }
     }
 
     async fn get(filter: &BoxedFilter<(Response,)>, path: &str) -> (StatusCode, String) {

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod handshake;
 pub mod http;
@@ -52,6 +53,8 @@ pub enum ServerError {
     Bind { role: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::bus::BusError),
 }
 
 /// A running server: its bound addresses, a view of its registry, and the
@@ -190,21 +193,43 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         None => None,
     };
 
-    let router = Router::new(RouterOptions {
+    let mut router = Router::new(RouterOptions {
         max_players: config.max_players,
         peer_options: config.peer_options.clone(),
         send_player_count: config.send_player_count,
         console_messages: config.console_messages,
         streamer_ids: config.security.streamer_ids.as_ref().map(|ids| ids.iter().cloned().collect()),
         turn: config.turn.clone(),
+        node_id: config.cluster.as_ref().map(|c| c.node_id.clone()),
     });
+    let cluster = match &config.cluster {
+        Some(c) => {
+            router.use_cluster_player_ids(fallback_player_ids());
+            Some(cluster::ClusterLink::new(c.clone())?)
+        }
+        None => None,
+    };
     let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
         let snapshot_weak = weak.clone();
         let snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync> =
-            Arc::new(move || snapshot_weak.upgrade().map(|s| s.hub.with_router(|r| r.snapshot())).unwrap_or_default());
+            Arc::new(move || snapshot_weak.upgrade().map(|s| s.cluster_snapshot()).unwrap_or_default());
         let control: Arc<dyn admin::Control> = Arc::new(ServerControl(weak.clone()));
+        let refresh_weak = weak.clone();
+        let refresh: Option<Arc<dyn Fn() -> http::Refresh + Send + Sync>> = config.cluster.as_ref().map(|_| {
+            let f: Arc<dyn Fn() -> http::Refresh + Send + Sync> = Arc::new(move || {
+                let weak = refresh_weak.clone();
+                Box::pin(async move {
+                    let link = weak.upgrade().and_then(|s| s.cluster.clone());
+                    if let Some(link) = link {
+                        link.refresh_snapshots().await;
+                    }
+                })
+            });
+            f
+        });
         let state = http::HttpState {
             snapshot,
+            refresh,
             config: Arc::new(config.clone()),
             started: Instant::now(),
             control: Some(control),
@@ -212,7 +237,7 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         let management_http = config.management_bind.map(|_| http::management_routes(state.clone()));
         let http = http::routes(state);
         Shared {
-            hub: Hub::new(router),
+            hub: Hub::new(router, cluster.as_ref().map(|(link, _)| link.outbox())),
             gate: Gate::new(config.limits.clone()),
             config,
             http,
@@ -223,8 +248,31 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             refusing_upgrades: AtomicBool::new(false),
             tls,
             https_port: player_addr.port(),
+            cluster: cluster.as_ref().map(|(link, _)| link.clone()),
+            reservations: Default::default(),
         }
     });
+    if let Some((link, outbox)) = cluster {
+        let scheme = if shared.tls.is_some() { "https" } else { "http" };
+        let player_url = format!("{scheme}://{player_addr}/");
+        link.start(Arc::downgrade(&shared), outbox, &shared.tasks, shared.shutdown.clone(), player_url);
+        // Player numbers and the directory before the first connection, when Redis answers.
+        link.first_beat(std::time::Duration::from_secs(2)).await;
+        if link.bus_up() {
+            tracing::info!(
+                "cluster node {} on {} (prefix {})",
+                link.node_id(),
+                link.config.redis_url,
+                link.config.prefix
+            );
+        } else {
+            tracing::warn!(
+                "cluster node {}: Redis at {} does not answer; serving this node's own sessions until it does",
+                link.node_id(),
+                link.config.redis_url
+            );
+        }
+    }
     for (listener, role) in [(streamer, Role::Streamer), (player, Role::Player), (sfu, Role::Sfu)] {
         shared.tasks.spawn(transport::serve_listener(listener, Listener::Ws(role), shared.clone()));
     }
@@ -240,6 +288,16 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         tracing::info!("management (/api, /metrics, admin) on http://{addr}; not on the player port");
     }
     Ok(ServerHandle { shared, streamer_addr, player_addr, sfu_addr, redirect_addr, management_addr })
+}
+
+/// Player numbers for when a cluster node runs out of granted ones while
+/// Redis is away: a random range far above what the cluster counter reaches,
+/// so that two nodes in that state are very unlikely to meet.
+fn fallback_player_ids() -> std::ops::Range<u64> {
+    let mut bytes = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    let start = (1u64 << 40) + (u64::from(u32::from_le_bytes(bytes)) << 20);
+    start..start + (1 << 20)
 }
 
 /// The admin and metrics routes' way into the running server. Weak: the
@@ -263,6 +321,61 @@ impl admin::Control for ServerControl {
     }
     fn metrics(&self) -> String {
         self.0.upgrade().map(|s| s.render_metrics()).unwrap_or_default()
+    }
+    fn health(&self) -> (u16, &'static str) {
+        let Some(s) = self.0.upgrade() else { return (503, "stopping") };
+        if s.refusing_upgrades.load(Ordering::Relaxed) {
+            (503, "draining")
+        } else if s.cluster.as_ref().is_some_and(|c| !c.bus_up()) {
+            (200, "degraded")
+        } else {
+            (200, "ok")
+        }
+    }
+    fn nodes(&self) -> Option<serde_json::Value> {
+        let s = self.0.upgrade()?;
+        let link = s.cluster.as_ref()?;
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let (streamers, sfus, players) = s.hub.with_router(|r| {
+            let locals = r.local_streamers();
+            (
+                locals.iter().filter(|l| !l.sfu).count(),
+                locals.iter().filter(|l| l.sfu).count(),
+                r.registry().player_count(),
+            )
+        });
+        let mut nodes = vec![serde_json::json!({
+            "node": link.node_id(),
+            "self": true,
+            "playerUrl": format!("{}://{}/", if s.tls.is_some() { "https" } else { "http" }, SocketAddr::new(s.config.bind, s.https_port)),
+            "streamers": streamers,
+            "sfus": sfus,
+            "players": players,
+            "draining": s.refusing_upgrades.load(Ordering::Relaxed),
+            "heartbeatAgeMs": 0,
+            "busUp": link.bus_up(),
+        })];
+        for n in link.nodes().into_iter().filter(|n| n.node != link.node_id()) {
+            nodes.push(serde_json::json!({
+                "node": n.node,
+                "self": false,
+                "playerUrl": n.player_url,
+                "streamers": n.streamers,
+                "sfus": n.sfus,
+                "players": n.players,
+                "draining": n.draining,
+                "heartbeatAgeMs": now_ms.saturating_sub(n.heartbeat_ms),
+            }));
+        }
+        Some(serde_json::Value::Array(nodes))
+    }
+    fn pick(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = admin::Pick> + Send + 'static>> {
+        let weak = self.0.clone();
+        Box::pin(async move {
+            let Some(s) = weak.upgrade() else { return admin::Pick::Unavailable("server stopping".into()) };
+            s.pick().await
+        })
     }
 }
 

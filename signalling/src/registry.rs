@@ -2,8 +2,10 @@
 //! subscribed to whom. Plain data with the invariants kept by its methods; the
 //! router decides *when* to change it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Range;
 
+use crate::cluster::NodeId;
 use crate::snapshot::{EndpointKind, PlayerInfo, Snapshot, StreamerInfo, SubscriberKind};
 
 /// A connection's handle, unique for the life of the process. Increasing, so
@@ -69,6 +71,55 @@ pub struct Entry {
     pub player_id: Option<String>,
     /// Player side: the streamer-side connection it is subscribed to.
     pub subscribed_to: Option<ConnId>,
+    /// Cluster: a player (or SFU) of another node, subscribed to one of our
+    /// streamers; what the router sends it goes to that node.
+    pub node: Option<NodeId>,
+    /// Cluster: this local player is subscribed to a streamer of another node.
+    pub remote_subscription: Option<RemoteSubscription>,
+    /// Cluster: streamer side, the cluster-wide registration order of its id.
+    pub order: Option<u64>,
+}
+
+/// A local player's subscription to a streamer on another node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSubscription {
+    pub node: NodeId,
+    pub streamer_id: String,
+}
+
+/// Where player ids come from: one counter (one node), or blocks of numbers
+/// granted by the cluster so that no two nodes hand out the same id.
+#[derive(Debug)]
+enum PlayerIds {
+    Local { next: u64 },
+    Cluster { blocks: VecDeque<Range<u64>>, fallback: Range<u64> },
+}
+
+impl Default for PlayerIds {
+    fn default() -> Self {
+        PlayerIds::Local { next: 0 }
+    }
+}
+
+impl PlayerIds {
+    fn next(&mut self) -> u64 {
+        match self {
+            PlayerIds::Local { next } => {
+                *next += 1;
+                *next - 1
+            }
+            PlayerIds::Cluster { blocks, fallback } => loop {
+                match blocks.front_mut() {
+                    Some(block) => match block.next() {
+                        Some(n) => return n,
+                        None => drop(blocks.pop_front()),
+                    },
+                    // Out of granted numbers (the bus is down): the node's own range.
+                    None => return fallback.next().unwrap_or(u64::MAX),
+                }
+            },
+        }
+    }
 }
 
 impl Entry {
@@ -94,7 +145,7 @@ pub struct Registry {
     /// Entries with the player role.
     players: usize,
     next_conn: u64,
-    next_player: u64,
+    player_numbers: PlayerIds,
     next_temp_streamer: u64,
 }
 
@@ -121,8 +172,14 @@ impl Registry {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let player_id = role.is_player_side().then(|| {
-            let id = format!("Player{}", self.next_player);
-            self.next_player += 1;
+            let id = loop {
+                let id = format!("Player{}", self.player_numbers.next());
+                // Never taken in one node; in a cluster a remote player could hold it
+                // only if two nodes were granted one number, which the counter rules out.
+                if !self.player_ids.contains_key(&id) {
+                    break id;
+                }
+            };
             self.player_ids.insert(id.clone(), conn);
             id
         });
@@ -148,9 +205,111 @@ impl Registry {
                 subscribers: BTreeSet::new(),
                 player_id,
                 subscribed_to: None,
+                node: None,
+                remote_subscription: None,
+                order: None,
             },
         );
         conn
+    }
+
+    /// Number players from blocks the cluster grants ([`Registry::grant_player_ids`]),
+    /// and from `fallback` when they run out.
+    pub fn use_cluster_player_ids(&mut self, fallback: Range<u64>) {
+        self.player_numbers = PlayerIds::Cluster { blocks: VecDeque::new(), fallback };
+    }
+
+    /// A block of player numbers no other node will use.
+    pub fn grant_player_ids(&mut self, block: Range<u64>) {
+        if let PlayerIds::Cluster { blocks, .. } = &mut self.player_numbers {
+            blocks.push_back(block);
+        }
+    }
+
+    /// Granted player numbers not used yet (`u64::MAX` on one node).
+    pub fn player_ids_left(&self) -> u64 {
+        match &self.player_numbers {
+            PlayerIds::Local { .. } => u64::MAX,
+            PlayerIds::Cluster { blocks, .. } => blocks.iter().map(|b| b.end.saturating_sub(b.start)).sum(),
+        }
+    }
+
+    /// Register a player (or SFU) of node `node` under the id that node gave
+    /// it; `None` when that id is already someone else's here.
+    pub fn add_remote(&mut self, role: Role, remote_address: String, player_id: &str, node: &str) -> Option<ConnId> {
+        if !role.is_player_side() || self.player_ids.contains_key(player_id) {
+            return None;
+        }
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.player_ids.insert(player_id.to_string(), conn);
+        self.entries.insert(
+            conn,
+            Entry {
+                role,
+                remote_address,
+                streamer_id: None,
+                identified: false,
+                sfu_streaming: false,
+                subscribers: BTreeSet::new(),
+                player_id: Some(player_id.to_string()),
+                subscribed_to: None,
+                node: Some(node.to_string()),
+                remote_subscription: None,
+                order: None,
+            },
+        );
+        Some(conn)
+    }
+
+    /// The remote connection node `node` registered for `player_id`.
+    pub fn remote_player(&self, node: &str, player_id: &str) -> Option<ConnId> {
+        let conn = self.player_by_id(player_id)?;
+        (self.entries.get(&conn)?.node.as_deref() == Some(node)).then_some(conn)
+    }
+
+    /// This node's own player (not a remote one) with that id.
+    pub fn local_player(&self, player_id: &str) -> Option<ConnId> {
+        let conn = self.player_by_id(player_id)?;
+        self.entries.get(&conn)?.node.is_none().then_some(conn)
+    }
+
+    /// Connections of node `node` (its players subscribed here).
+    pub fn remote_conns_of(&self, node: &str) -> Vec<ConnId> {
+        self.entries.iter().filter(|(_, e)| e.node.as_deref() == Some(node)).map(|(c, _)| *c).collect()
+    }
+
+    /// Local players subscribed to a streamer of node `node`.
+    pub fn subscribed_on(&self, node: &str) -> Vec<ConnId> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.remote_subscription.as_ref().is_some_and(|r| r.node == node))
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
+    /// Remote connections no longer subscribed to anything here: their node
+    /// forgets them too, so they go.
+    pub fn unsubscribed_remote_conns(&self) -> Vec<ConnId> {
+        self.entries.iter().filter(|(_, e)| e.node.is_some() && e.subscribed_to.is_none()).map(|(c, _)| *c).collect()
+    }
+
+    /// Streamer-side entries, in connect order.
+    pub fn streamer_side(&self) -> impl Iterator<Item = (ConnId, &Entry)> {
+        self.streamer_side.iter().filter_map(|c| self.entries.get(c).map(|e| (*c, e)))
+    }
+
+    /// Give a streamer-side connection exactly `id` (cluster conflict
+    /// resolution: the cluster decided it is free). Returns the old id.
+    pub fn force_streamer_id(&mut self, conn: ConnId, id: &str) -> Option<String> {
+        if self.streamer_ids.get(id).is_some_and(|holder| *holder != conn) {
+            return None;
+        }
+        let old = self.entries.get(&conn)?.streamer_id.clone()?;
+        self.streamer_ids.remove(&old);
+        self.streamer_ids.insert(id.to_string(), conn);
+        self.entries.get_mut(&conn)?.streamer_id = Some(id.to_string());
+        Some(old)
     }
 
     /// Forget a connection and its ids. Subscriptions must already be undone
@@ -158,7 +317,7 @@ impl Registry {
     pub fn remove(&mut self, conn: ConnId) -> Option<Entry> {
         let entry = self.entries.remove(&conn)?;
         self.streamer_side.remove(&conn);
-        if entry.role == Role::Player {
+        if entry.role == Role::Player && entry.node.is_none() {
             self.players -= 1;
         }
         if let Some(id) = &entry.streamer_id {
@@ -242,7 +401,7 @@ impl Registry {
         self.player_ids.get(id).copied()
     }
 
-    /// Player-side connections that are real players (not SFUs).
+    /// This node's own players (not SFUs, not other nodes' players).
     pub fn player_count(&self) -> usize {
         self.players
     }
@@ -282,18 +441,23 @@ impl Registry {
         Some(streamer)
     }
 
-    fn player_info(&self, conn: ConnId, e: &Entry) -> Option<PlayerInfo> {
-        let _ = conn;
+    fn player_info(&self, e: &Entry, own_node: Option<&str>) -> Option<PlayerInfo> {
+        let subscribed_to = match &e.remote_subscription {
+            Some(remote) => Some(remote.streamer_id.clone()),
+            None => e.subscribed_to.and_then(|s| self.entries.get(&s)).and_then(|s| s.streamer_id.clone()),
+        };
         Some(PlayerInfo {
             player_id: e.player_id.clone()?,
             kind: if e.role == Role::Sfu { SubscriberKind::Sfu } else { SubscriberKind::Player },
-            subscribed_to: e.subscribed_to.and_then(|s| self.entries.get(&s)).and_then(|s| s.streamer_id.clone()),
+            subscribed_to,
             remote_address: e.remote_address.clone(),
+            node: e.node.as_deref().or(own_node).map(str::to_string),
         })
     }
 
-    /// The registry as the REST API shows it.
-    pub fn snapshot(&self) -> Snapshot {
+    /// The registry as the REST API shows it; in a cluster every entry names
+    /// its node (`own_node` for this one's).
+    pub fn snapshot(&self, own_node: Option<&str>) -> Snapshot {
         let streamers = self
             .entries
             .values()
@@ -307,16 +471,18 @@ impl Registry {
                     subscribers: e
                         .subscribers
                         .iter()
-                        .filter_map(|c| self.entries.get(c).and_then(|p| self.player_info(*c, p)))
+                        .filter_map(|c| self.entries.get(c).and_then(|p| self.player_info(p, own_node)))
                         .collect(),
+                    node: own_node.map(str::to_string),
                 })
             })
             .collect();
+        // Other nodes' players are listed by their own node.
         let players = self
             .entries
-            .iter()
-            .filter(|(_, e)| e.role.is_player_side())
-            .filter_map(|(c, e)| self.player_info(*c, e))
+            .values()
+            .filter(|e| e.role.is_player_side() && e.node.is_none())
+            .filter_map(|e| self.player_info(e, own_node))
             .collect();
         Snapshot { streamers, players }
     }
@@ -354,12 +520,24 @@ impl Registry {
         if self.player_ids.len() != self.entries.values().filter(|e| e.player_id.is_some()).count() {
             return Err("player id index has stale entries".into());
         }
-        let streamer_side: BTreeSet<ConnId> =
-            self.entries.iter().filter(|(_, e)| e.role.is_streamer_side()).map(|(c, _)| *c).collect();
+        let streamer_side: BTreeSet<ConnId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.role.is_streamer_side() && e.node.is_none())
+            .map(|(c, _)| *c)
+            .collect();
         if streamer_side != self.streamer_side {
             return Err("streamer-side index differs from the entries".into());
         }
-        if self.players != self.entries.values().filter(|e| e.role == Role::Player).count() {
+        for (conn, e) in &self.entries {
+            if e.node.is_some() && (!e.role.is_player_side() || e.remote_subscription.is_some()) {
+                return Err(format!("{conn:?} is remote but not a plain subscriber"));
+            }
+            if e.remote_subscription.is_some() && e.subscribed_to.is_some() {
+                return Err(format!("{conn:?} is subscribed both here and on another node"));
+            }
+        }
+        if self.players != self.entries.values().filter(|e| e.role == Role::Player && e.node.is_none()).count() {
             return Err("player count differs from the entries".into());
         }
         Ok(())

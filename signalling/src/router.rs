@@ -6,8 +6,11 @@
 //! order. Everything in sections 2–7 and 9 of `signalling.md` that does not need
 //! a socket lives here. An [`Action::Close`] means the router has already
 //! forgotten that connection: calling `disconnect` for it later is a no-op.
+//!
+//! In a cluster ([`cluster`]) the router also takes messages from other nodes
+//! and returns [`Action::ToNode`]; it knows other nodes by name only.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use proto::close::Close;
@@ -15,9 +18,13 @@ use proto::{Incoming, Message, ParseError};
 use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
 
+use crate::cluster::{Directory, NodeId, NodeMessage};
 use crate::config::{ConsoleMessages, TurnConfig};
 use crate::registry::{ConnId, Registry, Role};
 use crate::snapshot::Snapshot;
+
+mod cluster;
+pub use cluster::Claim;
 
 /// One frame of UTF-8 JSON text, cheap to clone (broadcasts share it).
 pub type Frame = Bytes;
@@ -29,6 +36,8 @@ pub enum Action {
     Send { to: ConnId, frame: Frame },
     /// Close that connection for this cause (after what is queued).
     Close { conn: ConnId, close: Close },
+    /// Tell another node of the cluster.
+    ToNode { node: NodeId, message: NodeMessage },
 }
 
 /// Behaviour switches that come from the configuration.
@@ -42,6 +51,8 @@ pub struct RouterOptions {
     pub streamer_ids: Option<BTreeSet<String>>,
     /// Mint TURN credentials into each connection's `config`.
     pub turn: Option<TurnConfig>,
+    /// In a cluster: this node's name.
+    pub node_id: Option<NodeId>,
 }
 
 impl Default for RouterOptions {
@@ -53,6 +64,7 @@ impl Default for RouterOptions {
             console_messages: ConsoleMessages::Off,
             streamer_ids: None,
             turn: None,
+            node_id: None,
         }
     }
 }
@@ -84,6 +96,13 @@ pub struct Router {
     counters: Counters,
     /// The `config` frame, identical for every peer: built once.
     config_frame: Frame,
+    /// Cluster: other nodes' streamers.
+    directory: Directory,
+    /// Cluster: the bus to other nodes works (else remote subscribes fail at once).
+    bus_up: bool,
+    /// Cluster: remote connections' node and player id, kept until the
+    /// actions that close them have been addressed.
+    remote_index: HashMap<ConnId, (NodeId, String)>,
 }
 
 /// Not derived: a derived default would greet every peer with an empty
@@ -102,7 +121,15 @@ fn frame(message: &Message) -> Frame {
 impl Router {
     pub fn new(options: RouterOptions) -> Self {
         let config_frame = frame(&Message::config(Value::Object(options.peer_options.clone())));
-        Router { registry: Registry::default(), options, counters: Counters::default(), config_frame }
+        Router {
+            registry: Registry::default(),
+            options,
+            counters: Counters::default(),
+            config_frame,
+            directory: Directory::default(),
+            bus_up: true,
+            remote_index: HashMap::new(),
+        }
     }
 
     pub fn registry(&self) -> &Registry {
@@ -114,7 +141,7 @@ impl Router {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        self.registry.snapshot()
+        self.registry.snapshot(self.options.node_id.as_deref())
     }
 
     /// A human label for logs: the player or streamer id.
@@ -217,6 +244,17 @@ impl Router {
 
     /// One frame from a connection (text, or binary carrying JSON).
     pub fn receive(&mut self, from: ConnId, text: Frame) -> Vec<Action> {
+        self.receive_claimed(from, text, None)
+    }
+
+    /// [`Router::receive`], with the cluster's answer to an `endpointId` in
+    /// the frame (the transport asks the cluster before handing it over).
+    pub fn receive_claimed(&mut self, from: ConnId, text: Frame, claim: Option<Claim>) -> Vec<Action> {
+        let out = self.receive_inner(from, text, claim);
+        self.finish(out)
+    }
+
+    fn receive_inner(&mut self, from: ConnId, text: Frame, claim: Option<Claim>) -> Vec<Action> {
         let Some(role) = self.registry.get(from).map(|e| e.role) else {
             return Vec::new();
         };
@@ -229,9 +267,9 @@ impl Router {
         *self.counters.received_by_type.entry(incoming.message.type_name()).or_insert(0) += 1;
         let mut out = Vec::new();
         match role {
-            Role::Streamer => self.route_from_streamer(from, incoming, text, &mut out),
+            Role::Streamer => self.route_from_streamer(from, incoming, text, claim, &mut out),
             Role::Player => self.route_from_player(from, incoming, &mut out),
-            Role::Sfu => self.route_from_sfu(from, incoming, text, &mut out),
+            Role::Sfu => self.route_from_sfu(from, incoming, text, claim, &mut out),
         }
         out
     }
@@ -277,13 +315,20 @@ impl Router {
 
     // ----- streamer ---------------------------------------------------------
 
-    fn route_from_streamer(&mut self, from: ConnId, incoming: Incoming, text: Frame, out: &mut Vec<Action>) {
+    fn route_from_streamer(
+        &mut self,
+        from: ConnId,
+        incoming: Incoming,
+        text: Frame,
+        claim: Option<Claim>,
+        out: &mut Vec<Action>,
+    ) {
         let message = &incoming.message;
         if self.route_common(from, message, out) {
             return;
         }
         match message {
-            Message::EndpointId { id, .. } => self.endpoint_id(from, id.as_deref(), out),
+            Message::EndpointId { id, .. } => self.endpoint_id(from, id.as_deref(), claim, out),
             Message::Offer { .. } | Message::Answer { .. } | Message::IceCandidate { .. } => {
                 // Kept as sent, playerId included: forward the original bytes.
                 if let Some(player) = self.own_player(from, message) {
@@ -330,17 +375,29 @@ impl Router {
         Some(player)
     }
 
-    fn endpoint_id(&mut self, from: ConnId, requested: Option<&str>, out: &mut Vec<Action>) {
-        if let Some(close) = self.refuse_streamer_id(from, requested) {
+    fn endpoint_id(&mut self, from: ConnId, requested: Option<&str>, claim: Option<Claim>, out: &mut Vec<Action>) {
+        let refusal = match claim {
+            Some(Claim::Taken) => Some(Close::StreamerIdInUse),
+            _ => self.refuse_streamer_id(from, requested),
+        };
+        if let Some(close) = refusal {
             warn!(peer = %self.label(from), "{}; closing with {}", close.reason(), close.code());
             self.drop_frame(close.label());
             out.push(Action::Close { conn: from, close });
             self.remove(from, out);
             return;
         }
+        let (requested, order) = match &claim {
+            // The cluster decided (the same rule, over every node's ids).
+            Some(Claim::Granted { id, order }) => (Some(id.as_str()), Some(*order)),
+            _ => (requested, None),
+        };
         let Some((old, committed)) = self.registry.commit_streamer_id(from, requested) else {
             return;
         };
+        if let Some(entry) = self.registry.get_mut(from) {
+            entry.order = order.or(entry.order);
+        }
         if old != committed {
             info!("streamer {old} is now {committed}");
             // Subscribers learn the new id before the streamer's confirmation.
@@ -385,7 +442,7 @@ impl Router {
             out.push(Action::Close { conn, close });
             self.remove(conn, &mut out);
         }
-        out
+        self.finish(out)
     }
 
     /// Close a player on its streamer's request (1011 + reason), then tell
@@ -408,7 +465,12 @@ impl Router {
                 self.subscribe(from, &streamer_id, out);
             }
             Message::Unsubscribe => self.unsubscribe(from, out),
-            Message::Offer { .. } if self.registry.get(from).and_then(|e| e.subscribed_to).is_none() => {
+            Message::Offer { .. }
+                if self
+                    .registry
+                    .get(from)
+                    .is_some_and(|e| e.subscribed_to.is_none() && e.remote_subscription.is_none()) =>
+            {
                 self.legacy_offer(from, incoming, out)
             }
             Message::Offer { .. }
@@ -423,11 +485,7 @@ impl Router {
 
     fn list_streamers(&mut self, from: ConnId) -> Action {
         let asking_sfu = self.registry.get(from).map(|e| e.role) == Some(Role::Sfu);
-        let ids = if asking_sfu {
-            self.registry.streamer_ids_where(|_| true)
-        } else {
-            self.registry.streamer_ids_where(|e| e.listed())
-        };
+        let ids = self.listed_ids(asking_sfu);
         self.send(from, &Message::StreamerList { ids })
     }
 
@@ -437,6 +495,9 @@ impl Router {
             *s != from && self.registry.get(*s).is_some_and(|e| if asking_sfu { e.identified } else { e.listed() })
         });
         let Some(streamer) = target else {
+            if self.subscribe_remote(from, streamer_id, asking_sfu, out) {
+                return;
+            }
             let message = Message::SubscribeFailed { message: format!("Streamer {streamer_id} does not exist.") };
             out.push(self.send(from, &message));
             return;
@@ -459,6 +520,7 @@ impl Router {
     }
 
     fn unsubscribe(&mut self, player: ConnId, out: &mut Vec<Action>) {
+        self.leave_remote(player, out);
         if let Some(streamer) = self.registry.unsubscribe(player) {
             let player_id = self.registry.get(player).and_then(|e| e.player_id.clone()).unwrap_or_default();
             out.push(self.send(streamer, &Message::PlayerDisconnected { player_id }));
@@ -487,6 +549,9 @@ impl Router {
 
     /// Player → its streamer (or SFU), with `playerId` set to the sender's id.
     fn forward_to_own_streamer(&mut self, from: ConnId, mut incoming: Incoming, out: &mut Vec<Action>) {
+        if self.relay_to_remote_streamer(from, || incoming.to_json(), out) {
+            return;
+        }
         let Some(entry) = self.registry.get(from) else { return };
         let Some(streamer) = entry.subscribed_to else {
             warn!(peer = %self.label(from), "{} from a player that is not subscribed; dropped", incoming.message.type_name());
@@ -499,7 +564,14 @@ impl Router {
 
     // ----- SFU -----------------------------------------------------------------
 
-    fn route_from_sfu(&mut self, from: ConnId, mut incoming: Incoming, text: Frame, out: &mut Vec<Action>) {
+    fn route_from_sfu(
+        &mut self,
+        from: ConnId,
+        mut incoming: Incoming,
+        text: Frame,
+        claim: Option<Claim>,
+        out: &mut Vec<Action>,
+    ) {
         if self.route_common(from, &incoming.message, out) {
             return;
         }
@@ -507,7 +579,7 @@ impl Router {
             // As a streamer.
             Message::EndpointId { id, .. } => {
                 let id = id.clone();
-                self.endpoint_id(from, id.as_deref(), out)
+                self.endpoint_id(from, id.as_deref(), claim, out)
             }
             Message::StartStreaming => {
                 if let Some(e) = self.registry.get_mut(from) {
@@ -576,6 +648,9 @@ impl Router {
         frame: Frame,
         out: &mut Vec<Action>,
     ) {
+        if self.relay_to_remote_streamer(from, || String::from_utf8_lossy(&frame).into_owned(), out) {
+            return;
+        }
         match self.registry.get(from).and_then(|e| e.subscribed_to) {
             Some(streamer) => out.push(self.forward(streamer, type_name, frame)),
             None => {
@@ -631,7 +706,7 @@ impl Router {
     pub fn disconnect(&mut self, conn: ConnId) -> Vec<Action> {
         let mut out = Vec::new();
         self.remove(conn, &mut out);
-        out
+        self.finish(out)
     }
 
     /// Forget `conn`: its streamer gets `playerDisconnected`, its subscribers

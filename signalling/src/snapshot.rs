@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// What kind of endpoint a streamer-side entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum EndpointKind {
     Streamer,
     #[serde(rename = "SFU")]
@@ -12,7 +12,7 @@ pub enum EndpointKind {
 }
 
 /// What kind of connection a player-side entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum SubscriberKind {
     Player,
     #[serde(rename = "SFU")]
@@ -20,7 +20,7 @@ pub enum SubscriberKind {
 }
 
 /// One player (or SFU acting as a player), in Wilbur's REST shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PlayerInfo {
     #[serde(rename = "playerId")]
     pub player_id: String,
@@ -30,10 +30,13 @@ pub struct PlayerInfo {
     pub subscribed_to: Option<String>,
     #[serde(rename = "remoteAddress")]
     pub remote_address: String,
+    /// In a cluster: the node the player is connected to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// One identified streamer (or SFU acting as a streamer), in Wilbur's REST shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StreamerInfo {
     #[serde(rename = "streamerId")]
     pub streamer_id: String,
@@ -43,10 +46,13 @@ pub struct StreamerInfo {
     #[serde(rename = "remoteAddress")]
     pub remote_address: String,
     pub subscribers: Vec<PlayerInfo>,
+    /// In a cluster: the node the streamer is connected to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The registry at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// Identified streamers and SFUs, in the order they connected.
     pub streamers: Vec<StreamerInfo>,

@@ -10,6 +10,7 @@ pub mod logs;
 pub mod ports;
 pub mod procfs;
 pub mod receiver;
+pub mod redis;
 pub mod stats;
 pub mod wait;
 

@@ -107,6 +107,26 @@ settings! {
         #[serde(deserialize_with = "lenient::socket_address")]
         pub management_bind: Option<SocketAddr>,
 
+        /// Run as one node of a cluster: several signalling processes sharing one registry
+        /// through this Redis (or Valkey), e.g. redis://127.0.0.1:6379. Any node lists every
+        /// streamer; a player on any node can watch a streamer on any other. Leave it out for
+        /// one process and no Redis. See signalling/CLUSTER.md. [default: off]
+        #[arg(long = "redis_url", value_name = "URL")]
+        #[serde(deserialize_with = "lenient::string")]
+        pub redis_url: Option<String>,
+
+        /// This node's name in the cluster (with --redis_url); unique per node. [default: a random
+        /// id, printed at start]
+        #[arg(long = "node_id", value_name = "NAME")]
+        #[serde(deserialize_with = "lenient::string")]
+        pub node_id: Option<String>,
+
+        /// Prefix of every Redis key and channel of the cluster, so several clusters can share
+        /// one Redis. [default: ps]
+        #[arg(long = "cluster_prefix", value_name = "PREFIX")]
+        #[serde(deserialize_with = "lenient::string")]
+        pub cluster_prefix: Option<String>,
+
         /// JSON object sent to every peer as peerConnectionOptions (ICE servers, ...).
         /// Prefer --peer_options_file: JSON on a command line is hard to quote. [default: {}]
         #[arg(long = "peer_options", value_name = "JSON", value_parser = PeerOptions::from_flag)]

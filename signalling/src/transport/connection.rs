@@ -25,7 +25,8 @@ use super::Shared;
 use crate::limits::Permit;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimit;
-use crate::registry::Role;
+use crate::registry::{ConnId, Role};
+use crate::router::Claim;
 
 /// The close frame for `close`, its reason cut to the 123 bytes a close
 /// frame can carry.
@@ -36,6 +37,29 @@ fn close_frame(close: &Close) -> CloseFrame {
         end -= 1;
     }
     CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason[..end].to_string()) }
+}
+
+/// In a cluster, a streamer's `endpointId` is first put to the cluster (the
+/// id must be unique over every node); this connection's later frames wait
+/// for the answer, other connections do not. `None`: not an `endpointId`,
+/// not a cluster, or Redis away (the router then decides alone).
+async fn cluster_claim(shared: &Shared, conn: ConnId, role: Role, frame: &Bytes) -> Option<Claim> {
+    let link = shared.cluster.as_ref()?;
+    if !role.is_streamer_side() || !frame.windows(10).any(|w| w == b"endpointId") {
+        return None;
+    }
+    let incoming = proto::Incoming::parse_frame(frame.clone()).ok()?;
+    let proto::Message::EndpointId { id, .. } = incoming.message else { return None };
+    let requested = id?.trim().to_string();
+    let allowlist = shared.config.security.streamer_ids.as_ref().filter(|_| role == Role::Streamer);
+    if requested.is_empty() || allowlist.is_some_and(|ids| !ids.contains(&requested)) {
+        return None;
+    }
+    let held = shared
+        .hub
+        .with_router(|r| r.registry().get(conn).filter(|e| e.identified).and_then(|e| e.streamer_id.clone()))
+        .unwrap_or_default();
+    link.claim(conn, &requested, &held, allowlist.is_some()).await
 }
 
 /// Serve one WebSocket connection until it closes.
@@ -124,7 +148,15 @@ pub(super) async fn run_connection<S>(
                 shared.hub.disconnect(conn, Some(CloseOrder { close, urgent: true }));
                 break;
             }
-            shared.hub.receive(conn, frame, arrived);
+            match cluster_claim(&shared, conn, role, &frame).await {
+                Some(claim) => {
+                    shared.hub.receive_claimed(conn, frame, arrived, Some(claim));
+                    if let Some(link) = &shared.cluster {
+                        link.changed();
+                    }
+                }
+                None => shared.hub.receive(conn, frame, arrived),
+            }
         }
         // Socket gone (or refused): make sure the router knows. A no-op when
         // the router already closed this connection.

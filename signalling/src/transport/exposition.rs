@@ -77,6 +77,48 @@ impl Shared {
             "1 while draining.",
             f64::from(u8::from(self.refusing_upgrades.load(Ordering::Relaxed))),
         );
+        if let Some(link) = &self.cluster {
+            let st = &link.stats;
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+            e.labelled(
+                "signalling_cluster_messages_total",
+                "counter",
+                "Messages between this node and the others over Redis, by direction.",
+                "direction",
+                [("out", n(&st.sent)), ("in", n(&st.received))],
+            );
+            e.single(
+                "signalling_cluster_lost_messages_total",
+                "counter",
+                "Messages to other nodes lost (bus queue full, or Redis down when published).",
+                n(&st.dropped) + self.hub.to_nodes_dropped() as f64,
+            );
+            e.single("signalling_cluster_bus_errors_total", "counter", "Failed Redis operations.", n(&st.bus_errors));
+            e.single(
+                "signalling_cluster_junk_total",
+                "counter",
+                "Bus messages dropped as junk or of another version.",
+                n(&st.junk),
+            );
+            e.single(
+                "signalling_cluster_bus_rtt_seconds",
+                "gauge",
+                "Round trip of the last heartbeat (one Redis script).",
+                n(&st.rtt_micros) / 1e6,
+            );
+            e.single(
+                "signalling_cluster_bus_up",
+                "gauge",
+                "1 while Redis answers.",
+                f64::from(u8::from(link.bus_up())),
+            );
+            e.single(
+                "signalling_cluster_nodes",
+                "gauge",
+                "Live nodes, this one included.",
+                (link.nodes().len().max(1)) as f64,
+            );
+        }
         e.finish()
     }
 }

@@ -11,9 +11,10 @@ use proto::close::Close;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
+use crate::cluster::node::Outbox as NodeOutbox;
 use crate::metrics::Stamp;
 use crate::registry::{ConnId, Role};
-use crate::router::{Action, Frame, Router};
+use crate::router::{Action, Claim, Frame, Router};
 
 /// A frame on its way to one connection, stamped with the arrival time of
 /// the frame it answers or forwards (for the forwarding-latency histogram).
@@ -45,11 +46,36 @@ struct HubInner {
     outboxes: HashMap<ConnId, Outbox>,
     /// Connections closed because their send queue was full.
     queue_full: u64,
+    /// In a cluster: the queue of messages to other nodes.
+    to_nodes: Option<NodeOutbox>,
+    /// Messages to other nodes dropped because that queue was full.
+    to_nodes_dropped: u64,
 }
 
 impl Hub {
-    pub fn new(router: Router) -> Self {
-        Hub { inner: Mutex::new(HubInner { router, outboxes: HashMap::new(), queue_full: 0 }) }
+    pub fn new(router: Router, to_nodes: Option<NodeOutbox>) -> Self {
+        Hub {
+            inner: Mutex::new(HubInner {
+                router,
+                outboxes: HashMap::new(),
+                queue_full: 0,
+                to_nodes,
+                to_nodes_dropped: 0,
+            }),
+        }
+    }
+
+    /// Run `f` on the router and carry out the actions it returns (the
+    /// cluster link's way in: messages from other nodes, directory updates).
+    pub fn apply(&self, f: impl FnOnce(&mut Router) -> Vec<Action>) {
+        let mut inner = self.lock();
+        let actions = f(&mut inner.router);
+        inner.dispatch(actions, Instant::now());
+    }
+
+    /// Messages to other nodes dropped because the bus queue was full.
+    pub fn to_nodes_dropped(&self) -> u64 {
+        self.lock().to_nodes_dropped
     }
 
     fn lock(&self) -> MutexGuard<'_, HubInner> {
@@ -73,8 +99,13 @@ impl Hub {
     }
 
     pub(super) fn receive(&self, conn: ConnId, frame: Frame, arrived: Instant) {
+        self.receive_claimed(conn, frame, arrived, None);
+    }
+
+    /// [`Hub::receive`] of an `endpointId` the cluster has answered.
+    pub(super) fn receive_claimed(&self, conn: ConnId, frame: Frame, arrived: Instant, claim: Option<Claim>) {
         let mut inner = self.lock();
-        let actions = inner.router.receive(conn, frame);
+        let actions = inner.router.receive_claimed(conn, frame, claim);
         inner.dispatch(actions, arrived);
     }
 
@@ -147,6 +178,13 @@ impl HubInner {
                 Action::Close { conn, close } => {
                     if let Some(outbox) = self.outboxes.remove(&conn) {
                         let _ = outbox.close.send(CloseOrder { close, urgent: false });
+                    }
+                }
+                Action::ToNode { node, message } => {
+                    // Never wait on the bus here: a slow Redis must not hold up local routing.
+                    let sent = self.to_nodes.as_ref().is_some_and(|q| q.try_send((node, message)).is_ok());
+                    if !sent {
+                        self.to_nodes_dropped += 1;
                     }
                 }
             }

@@ -53,6 +53,59 @@ pub struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The bound HTTPS port, for `--https_redirect` locations.
     pub https_port: u16,
+    /// In a cluster: this node's link to the others.
+    pub cluster: Option<std::sync::Arc<crate::cluster::ClusterLink>>,
+    /// On one node: matchmaking reservations.
+    pub reservations: std::sync::Mutex<crate::cluster::matchmaking::LocalReservations>,
+}
+
+impl Shared {
+    /// The registry for the REST API: this node's, plus the cluster's other
+    /// nodes' as last read.
+    pub fn cluster_snapshot(&self) -> crate::snapshot::Snapshot {
+        let local = self.hub.with_router(|r| r.snapshot());
+        match &self.cluster {
+            Some(link) => link.cluster_snapshot(local),
+            None => local,
+        }
+    }
+
+    /// Matchmaking: a streamer with room, reserved for a few seconds.
+    pub async fn pick(&self) -> crate::admin::Pick {
+        use crate::admin::Pick;
+        use crate::cluster::matchmaking::{rank, Candidate};
+        if let Some(link) = &self.cluster {
+            return match link.pick(self).await {
+                Ok(Some((id, node))) => Pick::Streamer { id, node: Some(node) },
+                Ok(None) => Pick::NoneFree,
+                Err(e) => Pick::Unavailable(e.to_string()),
+            };
+        }
+        let draining = self.refusing_upgrades.load(std::sync::atomic::Ordering::Relaxed);
+        let now = std::time::Instant::now();
+        let mut reservations = self.reservations.lock().unwrap_or_else(|p| p.into_inner());
+        let candidates: Vec<Candidate> = self.hub.with_router(|r| {
+            r.local_streamers()
+                .into_iter()
+                .enumerate()
+                .filter(|(_, s)| s.listed)
+                .map(|(order, s)| Candidate {
+                    reserved: reservations.count(&s.id, now),
+                    id: s.id,
+                    node: None,
+                    order: order as u64,
+                    subscribers: s.subscribers,
+                    node_draining: draining,
+                })
+                .collect()
+        });
+        for c in rank(candidates, self.config.max_players) {
+            if reservations.reserve(&c.id, self.config.max_players, c.subscribers, now) {
+                return Pick::Streamer { id: c.id, node: None };
+            }
+        }
+        Pick::NoneFree
+    }
 }
 
 /// Close every connection with 1001 and stop the listeners.

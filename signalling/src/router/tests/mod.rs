@@ -7,6 +7,7 @@ use proto::close::{self, Close};
 use serde_json::json;
 
 mod bad_input;
+mod cluster;
 mod connect;
 mod disconnects;
 mod identity;
@@ -23,6 +24,8 @@ mod sfu;
 enum Out {
     Send(ConnId, String),
     Close(ConnId, u16, String),
+    /// To another node of a cluster: the node and the message as published.
+    ToNode(String, String),
 }
 
 /// The expected `Send` of a JSON message (compared as text, so in field order).
@@ -47,6 +50,7 @@ fn outs(actions: Vec<Action>) -> Vec<Out> {
                 Out::Send(to, text)
             }
             Action::Close { conn, close } => Out::Close(conn, close.code(), close.reason().to_string()),
+            Action::ToNode { node, message } => Out::ToNode(node, crate::cluster::wire::encode("test", &message)),
         })
         .collect()
 }

@@ -216,6 +216,7 @@ fn legacy_offer_to_full_streamer_closes_only_that_player_fix() {
     for out in &got {
         let c = match out {
             Out::Send(c, _) | Out::Close(c, _, _) => *c,
+            Out::ToNode(node, _) => panic!("one node addressed node {node}"),
         };
         assert_eq!(c, p2, "only the legacy player is affected: {got:?}");
     }

@@ -150,6 +150,7 @@ fn apply(router: &Router, open: &mut BTreeSet<ConnId>, actions: &[Action]) -> Re
                 prop_assert!(open.remove(conn), "close of a closed connection {:?}", conn);
                 prop_assert!(router.registry().get(*conn).is_none(), "closed but still registered");
             }
+            Action::ToNode { node, .. } => prop_assert!(false, "a single node addressed node {}", node),
         }
     }
     prop_assert_eq!(router.registry().check_invariants(), Ok(()));

@@ -180,6 +180,7 @@ fn assert_no_traffic_after_close(got: &[Out]) {
         match out {
             Out::Send(c, text) => assert!(!closed_conns.contains(c), "send to closed {c:?}: {text} in {got:?}"),
             Out::Close(c, ..) => assert!(closed_conns.insert(*c), "closed twice {c:?} in {got:?}"),
+            Out::ToNode(node, _) => panic!("one node addressed node {node}"),
         }
     }
 }
