@@ -63,6 +63,12 @@ struct Cli {
     #[arg(long)]
     print_input: bool,
 
+    /// Signalling nodes: with 2 or more, a cluster on a Redis the harness starts (needs
+    /// redis-server). The streamers join node a; the SFU and mock players the last node,
+    /// so everything between them crosses Redis. Node i listens on each port + 100 × i.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    nodes: usize,
+
     /// Seconds between status lines (0 = no status).
     #[arg(long, default_value_t = 2)]
     status_interval: u64,
@@ -93,6 +99,9 @@ fn topology_from(cli: &Cli) -> anyhow::Result<Topology> {
     topology.signalling.player_port = cli.player_port;
     topology.signalling.streamer_port = cli.streamer_port;
     topology.signalling.sfu_port = cli.sfu_port;
+    if cli.nodes > 1 || topology.signalling.nodes == 0 {
+        topology.signalling.nodes = cli.nodes;
+    }
     Ok(topology)
 }
 
@@ -121,14 +130,23 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let topology = topology_from(&cli)?;
     let running = topology.start().await.context("starting the stack")?;
-    let player_addr = running.server.player_addr();
+    let player_addr = running.player_server().player_addr();
     println!("Pixel Streaming local stack is up:");
-    println!(
-        "  signalling  streamers ws://{}  players ws://{}  SFUs ws://{}",
-        running.server.streamer_addr(),
-        player_addr,
-        running.server.sfu_addr()
-    );
+    let cluster = running.servers().count() > 1;
+    for (i, node) in running.servers().enumerate() {
+        let name = if cluster { format!("node {}", e2e::topology::node_name(i)) } else { "signalling".into() };
+        println!(
+            "  {name:<10}  streamers ws://{}  players ws://{}  SFUs ws://{}  page http://{}/",
+            node.streamer_addr(),
+            node.player_addr(),
+            node.sfu_addr(),
+            node.player_addr()
+        );
+    }
+    if cluster {
+        println!("              (one cluster on a Redis started for it; any node lists every streamer,");
+        println!("               matchmaking: http://{player_addr}/match)");
+    }
     for id in topology.streamer_ids() {
         println!("  streamer    {id} (mock, {}x{} H.264)", topology.streamers[0].width, topology.streamers[0].height);
     }
@@ -167,14 +185,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn status_line(running: &e2e::Running) -> String {
-    let snapshot = running.server.snapshot();
-    let viewers: usize = snapshot.streamers.iter().map(|s| s.subscribers.len()).sum();
-    let mut line = format!(
-        "streamers {}  subscribers {}  connections {}",
-        snapshot.streamers.len(),
-        viewers,
-        running.server.connection_count()
-    );
+    // Each node's own streamers and connections, summed over the nodes.
+    let (mut streamers, mut viewers, mut connections) = (0, 0, 0);
+    for node in running.servers() {
+        let snapshot = node.snapshot();
+        streamers += snapshot.streamers.len();
+        viewers += snapshot.streamers.iter().map(|s| s.subscribers.len()).sum::<usize>();
+        connections += node.connection_count();
+    }
+    let mut line = format!("streamers {streamers}  subscribers {viewers}  connections {connections}");
     if !running.players.is_empty() {
         line.push_str(&format!("  mock players streaming {}/{}", running.players_streaming(), running.players.len()));
     }

@@ -6,6 +6,8 @@
 //! ```toml
 //! [signalling]
 //! player_port = 8080          # 0 = any free port
+//! nodes = 2                    # optional: a cluster on a Redis it starts; streamers join
+//!                              # the first node, the SFU and players the last
 //!
 //! [[streamers]]
 //! id = "DefaultStreamer"
@@ -50,6 +52,16 @@ pub enum TopologyError {
     Sfu(String),
     #[error("mock player: {0}")]
     Player(#[from] mock_player::PlayerError),
+    #[error("{0}")]
+    Redis(String),
+}
+
+/// The name of cluster node `i`: `a`, `b`, … (then `n26`, …).
+pub fn node_name(i: usize) -> String {
+    match u8::try_from(i) {
+        Ok(n) if n < 26 => char::from(b'a' + n).to_string(),
+        _ => format!("n{i}"),
+    }
 }
 
 /// The signalling server's part.
@@ -60,6 +72,10 @@ pub struct SignallingSpec {
     pub player_port: u16,
     pub sfu_port: u16,
     pub max_players: usize,
+    /// Signalling nodes (0 or 1: one server, no Redis). With 2 or more the
+    /// topology starts a `redis-server` and the nodes as one cluster
+    /// (`a`, `b`, …); node `i` listens on each given port + 100 × `i`.
+    pub nodes: usize,
 }
 
 /// One group of mock streamers.
@@ -174,28 +190,54 @@ impl Topology {
     /// Bring the stack up on the current runtime: server first, then
     /// streamers, the SFU, and the players.
     pub async fn start(&self) -> Result<Running, TopologyError> {
-        let server_config = ServerConfig {
-            streamer_port: self.signalling.streamer_port,
-            player_port: self.signalling.player_port,
-            sfu_port: self.signalling.sfu_port,
-            max_players: self.signalling.max_players,
-            // Local runs (harness, e2e tests) use /api: keep REST on, as it was before it went off by default.
-            rest_api: true,
-            ..ServerConfig::ephemeral()
+        let nodes = self.signalling.nodes.max(1);
+        let redis = if nodes > 1 {
+            let redis = testkit::redis::RedisServer::start().await.ok_or_else(|| {
+                TopologyError::Redis(format!(
+                    "nodes = {nodes} needs redis-server (apt-get install redis-server): the nodes meet through Redis"
+                ))
+            })?;
+            Some(redis)
+        } else {
+            None
         };
-        let server = signalling::run(server_config).await?;
+        let mut servers = Vec::new();
+        for i in 0..nodes {
+            let port = |p: u16| if p == 0 { 0 } else { p.saturating_add(100 * i as u16) };
+            let server_config = ServerConfig {
+                streamer_port: port(self.signalling.streamer_port),
+                player_port: port(self.signalling.player_port),
+                sfu_port: port(self.signalling.sfu_port),
+                max_players: self.signalling.max_players,
+                // Local runs (harness, e2e tests) use /api: keep REST on, as it was before it went off by default.
+                rest_api: true,
+                cluster: redis.as_ref().map(|r| signalling::cluster::ClusterConfig {
+                    redis_url: r.url(),
+                    node_id: node_name(i),
+                    prefix: "ps".into(),
+                }),
+                ..ServerConfig::ephemeral()
+            };
+            servers.push(signalling::run(server_config).await?);
+        }
+        let server = servers.remove(0);
+        let others = servers;
+        // Streamers join the first node; the SFU and the players the last.
+        let player_server = others.last().unwrap_or(&server);
         let streamer_url = format!("ws://{}", server.streamer_addr());
         let mut streamers = Vec::new();
         for spec in &self.streamers {
             streamers.push(mock_streamer::spawn(streamer_config(spec, &streamer_url))?);
         }
         let sfu = match &self.sfu {
-            Some(spec) => Some(crate::sfu::start(spec, &server).await.map_err(|e| TopologyError::Sfu(e.to_string()))?),
+            Some(spec) => {
+                Some(crate::sfu::start(spec, player_server).await.map_err(|e| TopologyError::Sfu(e.to_string()))?)
+            }
             None => None,
         };
         let cancel = CancellationToken::new();
         let mut players = Vec::new();
-        let player_url = format!("ws://{}", server.player_addr());
+        let player_url = format!("ws://{}", player_server.player_addr());
         let rtc = if self.players.iter().any(|g| g.count > 0) {
             Some(mock_player::rtc::RtcContext::new(true)?)
         } else {
@@ -207,7 +249,7 @@ impl Topology {
                 players.push(RunningPlayer::spawn(players.len(), config.clone(), rtc.clone(), cancel.clone()));
             }
         }
-        Ok(Running { server, streamers, sfu, players, cancel })
+        Ok(Running { server, others, redis, streamers, sfu, players, cancel })
     }
 }
 
@@ -268,7 +310,11 @@ impl RunningPlayer {
 
 /// A stack that is up.
 pub struct Running {
+    /// The (first) signalling node: the streamers' node.
     pub server: ServerHandle,
+    /// The other nodes of a cluster (`nodes` ≥ 2), in order.
+    pub others: Vec<ServerHandle>,
+    redis: Option<testkit::redis::RedisServer>,
     pub streamers: Vec<StreamerHandle>,
     pub sfu: Option<RunningSfu>,
     pub players: Vec<RunningPlayer>,
@@ -276,6 +322,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// The node players, the SFU and browsers use: the last one.
+    pub fn player_server(&self) -> &ServerHandle {
+        self.others.last().unwrap_or(&self.server)
+    }
+
+    /// Every signalling node, the first one first.
+    pub fn servers(&self) -> impl Iterator<Item = &ServerHandle> {
+        std::iter::once(&self.server).chain(self.others.iter())
+    }
+
     /// Players currently streaming.
     pub fn players_streaming(&self) -> usize {
         self.players.iter().filter(|p| p.streaming()).count()
@@ -297,7 +353,11 @@ impl Running {
         for s in self.streamers {
             s.stop().await;
         }
+        for node in self.others {
+            node.shutdown().await;
+        }
         self.server.shutdown().await;
+        drop(self.redis);
         stats
     }
 }

@@ -60,12 +60,35 @@ async fn built_in_page_through_the_sfu() {
     watch_and_click(&chromium, topology, "?StreamerId=SFU", (640, 360), "built-in-page-sfu.png").await;
 }
 
+/// Issue 19: the page on node `b` of a two-node cluster plays the streamer of
+/// node `a` (every signalling message crosses Redis), directly and through
+/// an SFU on node `b`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_page_on_another_cluster_node_directly_and_through_the_sfu() {
+    let _serial = SERIAL.lock().await;
+    let Some(chromium) = chromium_or_skip() else { return };
+    let topology = |sfu: bool| Topology {
+        signalling: e2e::topology::SignallingSpec { nodes: 2, ..Default::default() },
+        streamers: vec![StreamerSpec {
+            width: 640,
+            height: 360,
+            bitrate: 800_000,
+            simulcast: sfu,
+            ..StreamerSpec::default()
+        }],
+        sfu: sfu.then(e2e::topology::SfuSpec::default),
+        ..Topology::default()
+    };
+    watch_and_click(&chromium, topology(false), "?StreamerId=DefaultStreamer", (640, 360), "cluster-page.png").await;
+    watch_and_click(&chromium, topology(true), "?StreamerId=SFU", (640, 360), "cluster-page-sfu.png").await;
+}
+
 /// Open the page, wait for decoded frames of `size`, click at (25%, 75%) of
 /// the picture, and check the streamer decodes a MouseDown there.
 async fn watch_and_click(chromium: &std::path::Path, topology: Topology, query: &str, size: (u32, u32), shot: &str) {
     let running = topology.start().await.expect("stack starts");
     let mut events = running.streamers[0].events();
-    let url = format!("http://{}/{query}", running.server.player_addr());
+    let url = format!("http://{}/{query}", running.player_server().player_addr());
 
     let mut browser = Browser::launch(chromium).await.expect("chromium starts");
     browser.navigate(&url).await.expect("page loads");

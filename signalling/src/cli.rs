@@ -436,6 +436,34 @@ mod tests {
     }
 
     #[test]
+    fn cluster_flags_and_config_keys() {
+        assert_eq!(resolve_args(&[]).expect("resolves").config.cluster, None, "one process without --redis_url");
+        let r = resolve_args(&["--redis_url", "redis://127.0.0.1:6379", "--node_id", "a", "--cluster_prefix", "eu"])
+            .expect("resolves");
+        let c = r.config.cluster.expect("a cluster node");
+        assert_eq!(
+            (c.redis_url.as_str(), c.node_id.as_str(), c.prefix.as_str()),
+            ("redis://127.0.0.1:6379", "a", "eu")
+        );
+        let c = resolve_args(&["--redis_url", "redis://h:1"]).expect("resolves").config.cluster.expect("node");
+        assert!(c.node_id.starts_with("node-") && c.node_id.len() == 13, "random id: {}", c.node_id);
+        assert_eq!(c.prefix, "ps");
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = write(&dir, "c.json", r#"{"redis_url": "redis://r:6379", "node_id": "b", "cluster_prefix": "x"}"#);
+        let c = resolve_args(&["--config_file", &file]).expect("resolves").config.cluster.expect("node");
+        assert_eq!((c.node_id.as_str(), c.prefix.as_str()), ("b", "x"));
+        for (args, wanted) in [
+            (&["--node_id", "a"][..], "need --redis_url"),
+            (&["--redis_url", "http://x"][..], "expected redis://"),
+            (&["--redis_url", "redis://x", "--node_id", "a b"][..], "--node_id"),
+            (&["--redis_url", "redis://x", "--cluster_prefix", " "][..], "must not be empty"),
+        ] {
+            let err = resolve_args(args).expect_err("refused").to_string();
+            assert!(err.contains(wanted), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn defaults_match_server_config_default() {
         let r = resolve_args(&[]).expect("defaults resolve");
         let d = ServerConfig::default();

@@ -455,3 +455,30 @@ async fn operating_a_cluster_apis_drain_matchmaking_and_junk() {
     let mut pa = a.player().await;
     a.wait_listing(&mut pa, "still serves", |ids| contains(ids, "A")).await;
 }
+
+#[tokio::test]
+async fn a_redis_that_answers_slowly_never_holds_up_routing_between_local_peers() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let a = Node::start(&redis, "a", &[]).await;
+    let (mut s, _) = a.streamer("A").await;
+    let mut p = a.player().await;
+    let x = subscribe(&mut p, &mut s, "A").await;
+    // Redis stops answering every client for 3 s (it queues their commands).
+    let pause = redis.command(&["CLIENT", "PAUSE", "3000", "ALL"]).await;
+    assert_eq!(pause.as_deref(), Some("+OK\r\n"));
+    let paused = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while paused.elapsed() < Duration::from_millis(2500) {
+        let sent = Instant::now();
+        p.send(json!({"type": "iceCandidate", "candidate": {"candidate": "x"}})).await;
+        assert_eq!(s.expect_type("iceCandidate").await["playerId"], x.as_str());
+        slowest = slowest.max(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(slowest < Duration::from_millis(250), "a local message took {slowest:?} while Redis was paused");
+    // A streamer identifying meanwhile waits at most the bus timeout, then gets its id.
+    let started = Instant::now();
+    let (_s2, id) = a.streamer("B").await;
+    assert_eq!(id, "B");
+    assert!(started.elapsed() < Duration::from_secs(3), "identified after {:?}", started.elapsed());
+}
