@@ -269,7 +269,7 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             tracing::warn!(
                 "cluster node {}: Redis at {} does not answer; serving this node's own sessions until it does",
                 link.node_id(),
-                link.config.redis_url
+                cluster::redacted_url(&link.config.redis_url)
             );
         }
     }

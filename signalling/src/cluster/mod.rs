@@ -45,3 +45,11 @@ impl ClusterConfig {
         format!("node-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
     }
 }
+
+/// `redis://user:secret@host` → `redis://user:<redacted>@host`.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((auth, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    let user = auth.split_once(':').map_or("", |(u, _)| u);
+    format!("{scheme}://{user}:{}@{host}", crate::config::REDACTED)
+}

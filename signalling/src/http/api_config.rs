@@ -56,6 +56,9 @@ pub fn api_config(c: &ServerConfig) -> Value {
             "maxConnectionsSfu": c.limits.max_sfus,
             "maxConnectionsPerIp": c.limits.max_per_ip,
             "handshakeTimeout": c.limits.handshake_timeout.as_secs(),
+            "redisUrl": c.cluster.as_ref().map(|k| crate::cluster::redacted_url(&k.redis_url)),
+            "nodeId": c.cluster.as_ref().map(|k| k.node_id.clone()),
+            "clusterPrefix": c.cluster.as_ref().map(|k| k.prefix.clone()),
         },
         "protocolConfig": {
             "protocolVersion": proto::PROTOCOL_VERSION,
@@ -95,6 +98,16 @@ mod tests {
         let mut v = json!({"a": [{"password": "p", "Token": 1, "urls": "x"}], "apiKey": "k"});
         redact(&mut v);
         assert_eq!(v, json!({"a": [{"password": REDACTED, "Token": REDACTED, "urls": "x"}], "apiKey": REDACTED}));
+    }
+
+    #[test]
+    fn a_redis_password_is_never_shown() {
+        assert_eq!(
+            crate::cluster::redacted_url("redis://:hunter2@10.0.0.1:6379/0"),
+            "redis://:<redacted>@10.0.0.1:6379/0"
+        );
+        assert_eq!(crate::cluster::redacted_url("rediss://u:p@h"), "rediss://u:<redacted>@h");
+        assert_eq!(crate::cluster::redacted_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 
     #[test]
