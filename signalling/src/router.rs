@@ -103,6 +103,9 @@ pub struct Router {
     /// Cluster: remote connections' node and player id, kept until the
     /// actions that close them have been addressed.
     remote_index: HashMap<ConnId, (NodeId, String)>,
+    /// Cluster: remote connections [`Router::finish`] must look at even if no
+    /// action addresses them (gone, or left).
+    recheck: Vec<ConnId>,
 }
 
 /// Not derived: a derived default would greet every peer with an empty
@@ -129,6 +132,7 @@ impl Router {
             directory: Directory::default(),
             bus_up: true,
             remote_index: HashMap::new(),
+            recheck: Vec::new(),
         }
     }
 

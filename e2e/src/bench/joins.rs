@@ -44,6 +44,7 @@ pub async fn run(target: &TargetOpts, o: &JoinsOpts, runs: usize, smoke: bool) -
         let t = targets.next().await?;
         report.server = t.label.clone();
         let has_pid = t.pid.is_some();
+        let cluster = t.is_cluster();
         let r = one_run(
             t,
             conc,
@@ -69,6 +70,10 @@ pub async fn run(target: &TargetOpts, o: &JoinsOpts, runs: usize, smoke: bool) -
         if has_pid {
             figs.insert(1, fig("server CPU per 1,000 joins", "CPU-s", g("server_cpu_per_1000"), Goal::AtMost(0.07)));
             figs.insert(2, fig("server CPU busy", "% of 1 core", g("server_cpu_pct"), Goal::None));
+        }
+        if cluster {
+            figs.push(fig("Redis commands per join", "count", g("redis_cmds_per_join"), Goal::None));
+            figs.push(fig("Redis bytes per join", "B", g("redis_bytes_per_join"), Goal::None));
         }
         per_run.push(figs);
         report.details.push(r);
@@ -160,11 +165,13 @@ async fn one_run(
         });
     }
     tokio::time::sleep_until(start.into()).await;
-    let server0 = t.pid.and_then(cpu_secs);
+    let server0 = t.cpu_secs();
+    let redis0 = t.redis_counters().await;
     let me0 = cpu_secs(me);
     let j0 = joins.load(Ordering::Relaxed);
     tokio::time::sleep_until(end.into()).await;
-    let server1 = t.pid.and_then(cpu_secs);
+    let server1 = t.cpu_secs();
+    let redis1 = t.redis_counters().await;
     let me1 = cpu_secs(me);
     let n = joins.load(Ordering::Relaxed) - j0;
     let bad = failed.load(Ordering::Relaxed);
@@ -200,6 +207,11 @@ async fn one_run(
         (Some(a), Some(b)) => b - a,
         _ => f64::NAN,
     };
+    // Includes the heartbeats of the window (a few per second per node).
+    let redis = match (redis0, redis1) {
+        (Some(a), Some(b)) => ((b.0 - a.0) / n as f64, (b.1 - a.1) / n as f64),
+        _ => (f64::NAN, f64::NAN),
+    };
     let complete = (answers.min(cands / CANDIDATES as u64)) as f64 / connected.max(1) as f64 * 100.0;
     let errors = errors.lock().map(|v| v.clone()).unwrap_or_default();
     Ok(json!({
@@ -211,5 +223,6 @@ async fn one_run(
         "join_ms_p50": percentile(&times, 50.0), "join_ms_p99": percentile(&times, 99.0),
         "streamer_player_connected": connected, "streamer_answers": answers, "streamer_candidates": cands,
         "streamer_complete_pct": complete, "errors": errors,
+        "redis_cmds_per_join": redis.0, "redis_bytes_per_join": redis.1,
     }))
 }

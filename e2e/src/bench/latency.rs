@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bench::client::{join, msg_type, next_json, Streamer};
 use crate::bench::target::{RunTargets, Target, TargetOpts};
-use crate::bench::util::{cpu_secs, loopback_addr, percentile, raise_nofile, SourceIps};
+use crate::bench::util::{loopback_addr, percentile, raise_nofile, SourceIps};
 use crate::bench::{fig, BenchReport, Goal};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -47,6 +47,7 @@ pub async fn run(target: &TargetOpts, o: &LatencyOpts, runs: usize, smoke: bool)
         let t = targets.next().await?;
         report.server = t.label.clone();
         let has_pid = t.pid.is_some();
+        let cluster = t.is_cluster();
         let r = one_run(t, players, &rates, secs, run).await;
         targets.end_run();
         let r = r?;
@@ -62,6 +63,15 @@ pub async fn run(target: &TargetOpts, o: &LatencyOpts, runs: usize, smoke: bool)
             figs.push(fig(&format!("{rate}/s achieved send rate"), "msg/s", g("sent_per_sec"), Goal::None));
             if has_pid {
                 figs.push(fig(&format!("{rate}/s server CPU"), "% of 1 core", g("server_cpu_pct"), Goal::None));
+            }
+            if cluster {
+                figs.push(fig(
+                    &format!("{rate}/s Redis commands per message"),
+                    "count",
+                    g("redis_cmds_per_msg"),
+                    Goal::None,
+                ));
+                figs.push(fig(&format!("{rate}/s Redis bytes per message"), "B", g("redis_bytes_per_msg"), Goal::None));
             }
         }
         per_run.push(figs);
@@ -164,7 +174,8 @@ async fn one_run(t: &Target, players: usize, rates: &[u64], secs: f64, run: usiz
     let mut results = Vec::new();
     for (k, &rate) in rates.iter().enumerate() {
         phase.store(k as u64, Ordering::Relaxed);
-        let cpu0 = t.pid.and_then(cpu_secs);
+        let cpu0 = t.cpu_secs();
+        let redis0 = t.redis_counters().await;
         let t0 = Instant::now();
         let total = (rate as f64 * secs).round() as u64;
         let mut sent = 0u64;
@@ -192,12 +203,18 @@ async fn one_run(t: &Target, players: usize, rates: &[u64], secs: f64, run: usiz
         while arrived[k].load(Ordering::Relaxed) < sent && Instant::now() < drain_until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let cpu1 = t.pid.and_then(cpu_secs);
+        let cpu1 = t.cpu_secs();
+        let redis1 = t.redis_counters().await;
         let cpu = match (cpu0, cpu1) {
             (Some(a), Some(b)) => (b - a) / t0.elapsed().as_secs_f64() * 100.0,
             _ => f64::NAN,
         };
-        results.push((rate, sent, send_secs, cpu));
+        // Includes the heartbeats of the window (a few per second per node).
+        let redis = match (redis0, redis1) {
+            (Some(a), Some(b)) => ((b.0 - a.0) / sent.max(1) as f64, (b.1 - a.1) / sent.max(1) as f64),
+            _ => (f64::NAN, f64::NAN),
+        };
+        results.push((rate, sent, send_secs, cpu, redis));
     }
     phase.store(u64::MAX, Ordering::Relaxed);
     cancel.cancel();
@@ -208,7 +225,7 @@ async fn one_run(t: &Target, players: usize, rates: &[u64], secs: f64, run: usiz
     streamer.stop().await;
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
     let mut out = Vec::new();
-    for ((rate, sent, send_secs, cpu), mut v) in results.into_iter().zip(samples) {
+    for ((rate, sent, send_secs, cpu, redis), mut v) in results.into_iter().zip(samples) {
         v.sort_by(|a, b| a.total_cmp(b));
         out.push(json!({
             "rate": rate, "players": ids.len(), "sent": sent, "received": v.len(),
@@ -216,6 +233,7 @@ async fn one_run(t: &Target, players: usize, rates: &[u64], secs: f64, run: usiz
             "delivered_pct": v.len() as f64 / sent.max(1) as f64 * 100.0,
             "p50_ms": percentile(&v, 50.0), "p99_ms": percentile(&v, 99.0), "max_ms": v.last().copied().unwrap_or(f64::NAN),
             "server_cpu_pct": cpu,
+            "redis_cmds_per_msg": redis.0, "redis_bytes_per_msg": redis.1,
         }));
     }
     Ok(Value::Array(out))

@@ -40,6 +40,12 @@ pub struct TargetOpts {
     /// bursts of thousands of messages; the default 1,024 closes it) and no rate limit.
     #[arg(long, value_name = "FLAG", global = true, allow_hyphen_values = true)]
     pub server_arg: Vec<String>,
+    /// Run our server as a cluster of N nodes on a `redis-server` the bench starts (needs
+    /// redis-server): streamers join the first node, players the last, so every message
+    /// between them crosses Redis. CPU figures are of every node plus Redis; the Redis
+    /// operations and bytes per join or message are reported from its INFO.
+    #[arg(long, value_name = "N", default_value_t = 1, global = true, conflicts_with = "server_url")]
+    pub nodes: usize,
 }
 
 /// A running (or attached) server.
@@ -50,6 +56,9 @@ pub struct Target {
     pub sfu_url: String,
     pub pid: Option<u32>,
     child: Option<Child>,
+    /// A cluster's other nodes (`--nodes`), and its Redis.
+    others: Vec<Child>,
+    redis: Option<testkit::redis::RedisServer>,
 }
 
 /// The server of each run: ours is started fresh per run (so runs do not see
@@ -101,8 +110,49 @@ impl Target {
                 sfu_url,
                 pid: opts.server_pid,
                 child: None,
+                others: Vec::new(),
+                redis: None,
             });
         }
+        let nodes = opts.nodes.clamp(1, 16);
+        let redis = if nodes > 1 {
+            let redis = testkit::redis::RedisServer::start()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("--nodes {nodes} needs redis-server (apt-get install redis-server)"))?;
+            Some(redis)
+        } else {
+            None
+        };
+        let mut first: Option<Target> = None;
+        for i in 0..nodes {
+            let cluster: Vec<String> = match &redis {
+                Some(r) => vec!["--redis_url".into(), r.url(), "--node_id".into(), crate::topology::node_name(i)],
+                None => Vec::new(),
+            };
+            let node = Target::spawn_node(opts, &cluster).await?;
+            match first.as_mut() {
+                None => first = Some(node),
+                Some(t) => {
+                    // Players (and SFUs) use the last node; streamers stay on the first.
+                    t.player_url = node.player_url.clone();
+                    t.sfu_url = node.sfu_url.clone();
+                    let mut node = node;
+                    if let Some(c) = node.child.take() {
+                        t.others.push(c);
+                    }
+                }
+            }
+        }
+        let mut t = first.ok_or_else(|| anyhow::anyhow!("no node started"))?;
+        if let Some(r) = redis {
+            t.label = format!("ours, {nodes} nodes on redis-server :{} ({})", r.port, t.label);
+            t.redis = Some(r);
+        }
+        Ok(t)
+    }
+
+    /// One `signalling` child on free ports, with `extra` flags.
+    async fn spawn_node(opts: &TargetOpts, extra: &[String]) -> anyhow::Result<Target> {
         let [sp, pp, fp] = free_ports::<3>()?.map(|port| port.to_string());
         let defaults: [(&str, &str); 9] = [
             ("--streamer_port", &sp),
@@ -130,6 +180,7 @@ impl Target {
             }
         }
         args.extend(opts.server_arg.iter().cloned());
+        args.extend(extra.iter().cloned());
         let (mut cmd, how) = match server_binary(opts) {
             Some(bin) => (Command::new(&bin), bin.display().to_string()),
             None => {
@@ -149,6 +200,8 @@ impl Target {
             sfu_url: format!("ws://127.0.0.1:{fp}"),
             pid: Some(pid),
             child: Some(child),
+            others: Vec::new(),
+            redis: None,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         for port in [&sp, &pp, &fp] {
@@ -170,15 +223,43 @@ impl Target {
         Ok(t)
     }
 
+    /// Whether this target is a cluster of our nodes on Redis.
+    pub fn is_cluster(&self) -> bool {
+        self.redis.is_some()
+    }
+
     /// Whether this target is a child we started (so a fresh one per run is possible).
     pub fn is_ours(&self) -> bool {
         self.child.is_some()
     }
 
     pub fn stop(&mut self) {
+        for mut c in self.others.drain(..) {
+            stop_child(&mut c, Duration::from_secs(3));
+        }
         if let Some(mut c) = self.child.take() {
             stop_child(&mut c, Duration::from_secs(3));
         }
+        self.redis = None;
+    }
+
+    /// CPU seconds (user + system) of the server so far: every node and Redis
+    /// for a cluster; `None` without a pid to read.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        let first = crate::bench::util::cpu_secs(self.pid?)?;
+        let others: f64 = self.others.iter().filter_map(|c| crate::bench::util::cpu_secs(c.id())).sum();
+        let redis = self.redis.as_ref().and_then(|r| r.pid()).and_then(crate::bench::util::cpu_secs).unwrap_or(0.0);
+        Some(first + others + redis)
+    }
+
+    /// A cluster's Redis counters now: (commands processed, network bytes in + out).
+    pub async fn redis_counters(&self) -> Option<(f64, f64)> {
+        let r = self.redis.as_ref()?;
+        let info = r.command(&["INFO", "stats"]).await?;
+        let field = |name: &str| {
+            info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+        };
+        Some((field("total_commands_processed:"), field("total_net_input_bytes:") + field("total_net_output_bytes:")))
     }
 }
 

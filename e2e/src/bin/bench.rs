@@ -57,6 +57,10 @@ struct Cli {
     /// Process id of the compared server (for its memory and CPU).
     #[arg(long, value_name = "PID", global = true)]
     compare_pid: Option<u32>,
+    /// Also run the same bench, in this invocation, against our server as a cluster of N
+    /// nodes on Redis (see --nodes), and print each figure of both with the ratio.
+    #[arg(long, value_name = "N", global = true, conflicts_with = "compare_url")]
+    compare_nodes: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,7 +143,16 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     spawn_ours: false,
                     server_bin: None,
                     server_arg: Vec::new(),
+                    nodes: 1,
                 };
+                v.push(rt.block_on(one(&cli.cmd, &other, runs, cli.smoke))?);
+                print!("{}", v[1].to_text());
+                print!("{}", e2e::bench::compare_text(&v[0], &v[1]));
+                return finish(&cli, &v).map(|()| v.iter().all(BenchReport::has_numbers));
+            }
+            if let Some(nodes) = cli.compare_nodes {
+                print!("{}", v[0].to_text());
+                let other = TargetOpts { nodes, ..cli.target.clone() };
                 v.push(rt.block_on(one(&cli.cmd, &other, runs, cli.smoke))?);
                 print!("{}", v[1].to_text());
                 print!("{}", e2e::bench::compare_text(&v[0], &v[1]));

@@ -33,6 +33,11 @@ impl RedisServer {
         Some(redis)
     }
 
+    /// Its process id while it runs (for CPU readings).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }

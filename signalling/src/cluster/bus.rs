@@ -51,11 +51,21 @@ pub enum Registered {
     Conflict,
 }
 
+/// What a heartbeat answers.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    /// One per registration, in order.
+    pub registered: Vec<Registered>,
+    /// Someone is reading the REST API: publish the registry.
+    pub api_wanted: bool,
+}
+
 /// Everything other nodes published, read in one go.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterView {
     pub nodes: Vec<NodeRecord>,
-    pub streamers: Vec<StreamerRecord>,
+    /// Read only when asked for (see [`Bus::read`]).
+    pub streamers: Option<Vec<StreamerRecord>>,
 }
 
 impl Bus {
@@ -189,7 +199,7 @@ impl Bus {
         registrations: &[Registration],
         released: &[(String, String)],
         ttl: Duration,
-    ) -> Result<Vec<Registered>, BusError> {
+    ) -> Result<Heartbeat, BusError> {
         const HEARTBEAT: &str = r#"
             local p, node, ttl = ARGV[1], ARGV[2], ARGV[3]
             redis.call('SET', p .. ':node:' .. node, ARGV[4], 'PX', ttl)
@@ -200,7 +210,7 @@ impl Bus {
                 redis.call('PEXPIRE', p .. ':node:' .. node .. ':snapshot', ttl)
             end
             local n = tonumber(ARGV[6])
-            local out = {}
+            local out = {redis.call('EXISTS', p .. ':api_wanted')}
             local i = 7
             for _ = 1, n do
                 local id, owner, info = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -248,13 +258,36 @@ impl Bus {
         for (id, owner) in released {
             cmd.arg(id).arg(owner);
         }
-        let orders: Vec<i64> = self.query(&cmd).await?;
-        Ok(orders.into_iter().map(|o| if o < 0 { Registered::Conflict } else { Registered::Held(o as u64) }).collect())
+        let answer: Vec<i64> = self.query(&cmd).await?;
+        let api_wanted = answer.first().is_some_and(|w| *w == 1);
+        let registered =
+            answer.into_iter().skip(1).map(|o| if o < 0 { Registered::Conflict } else { Registered::Held(o as u64) });
+        Ok(Heartbeat { registered: registered.collect(), api_wanted })
     }
 
-    /// What every node published: live nodes and streamers (with their
-    /// order). Entries whose keys have expired are pruned from the indexes on the way.
-    pub async fn read(&self) -> Result<ClusterView, BusError> {
+    /// This node's registry, for the REST API of the others.
+    pub async fn put_snapshot(&self, json: &str, ttl: Duration) -> Result<(), BusError> {
+        let key = self.keys.snapshot(&self.node);
+        let _: () = self.query(redis::cmd("SET").arg(key).arg(json).arg("PX").arg(ttl.as_millis() as u64)).await?;
+        Ok(())
+    }
+
+    /// Ask every node to publish its registry for the next `ttl`; true when
+    /// nobody had asked yet (the nodes then publish at their next heartbeat).
+    pub async fn want_snapshots(&self, ttl: Duration) -> Result<bool, BusError> {
+        let key = self.keys.api_wanted();
+        let fresh: Option<String> =
+            self.query(redis::cmd("SET").arg(&key).arg(1).arg("NX").arg("PX").arg(ttl.as_millis() as u64)).await?;
+        if fresh.is_none() {
+            let _: i64 = self.query(redis::cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64)).await?;
+        }
+        Ok(fresh.is_some())
+    }
+
+    /// What every node published: live nodes and, with `streamers` (it is
+    /// the cluster's size each time), every streamer with its order. Entries
+    /// whose keys have expired are pruned from the indexes on the way.
+    pub async fn read(&self, streamers: bool) -> Result<ClusterView, BusError> {
         let node_ids: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(self.keys.nodes())).await?;
         let mut view = ClusterView::default();
         if !node_ids.is_empty() {
@@ -268,6 +301,10 @@ impl Bus {
                 }
             }
         }
+        if !streamers {
+            return Ok(view);
+        }
+        let mut records = Vec::new();
         let ids: Vec<(String, f64)> =
             self.query(redis::cmd("ZRANGE").arg(self.keys.streamers()).arg(0).arg(-1).arg("WITHSCORES")).await?;
         if !ids.is_empty() {
@@ -278,7 +315,7 @@ impl Bus {
                 match info.as_deref().map(serde_json::from_str::<StreamerRecord>) {
                     Some(Ok(mut r)) => {
                         r.order = order as u64;
-                        view.streamers.push(r)
+                        records.push(r)
                     }
                     Some(Err(e)) => tracing::warn!("cluster: streamer record of {id} unreadable: {e}"),
                     // Claimed but not yet described (the first heartbeat is on its way),
@@ -299,6 +336,7 @@ impl Bus {
                 let _: i64 = self.query(&cmd).await?;
             }
         }
+        view.streamers = Some(records);
         Ok(view)
     }
 

@@ -4,7 +4,8 @@
 //! - `{p}:node:{node}`: the node's [`NodeRecord`](super::NodeRecord) (JSON),
 //!   expiring after [`NODE_TTL`](super::NODE_TTL) unless its heartbeat refreshes it;
 //!   `{p}:nodes`: the set of node ids ever seen (pruned when their key is gone).
-//! - `{p}:node:{node}:snapshot`: its registry as the REST API shows it, same expiry.
+//! - `{p}:node:{node}:snapshot`: its registry as the REST API shows it, same expiry, written
+//!   only while `{p}:api_wanted` exists.
 //! - `{p}:node:{node}:inbox`: the pub/sub channel other nodes publish to it on.
 //! - `{p}:changes`: pub/sub, "my streamers changed" from any node.
 //! - `{p}:streamer:{id}`: the node holding that streamer id (the claim), same expiry;
@@ -12,6 +13,7 @@
 //!   `{p}:streamers`: sorted set of ids by registration order; `{p}:streamer_seq`: that order's counter.
 //! - `{p}:player_seq`: the counter player-number blocks are taken from.
 //! - `{p}:reserve:{id}`: matchmaking reservations of a streamer (sorted set, score = expiry ms).
+//! - `{p}:api_wanted`: set (10 s) while some node serves the REST API: nodes publish snapshots.
 
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -51,6 +53,9 @@ impl Keys {
     }
     pub fn player_seq(&self) -> String {
         format!("{}:player_seq", self.prefix)
+    }
+    pub fn api_wanted(&self) -> String {
+        format!("{}:api_wanted", self.prefix)
     }
     pub fn reservations(&self, id: &str) -> String {
         format!("{}:reserve:{id}", self.prefix)

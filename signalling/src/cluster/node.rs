@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::bus::{Bus, BusError, ClusterView, Registered, Registration};
+use super::directory::StreamerRecord;
 use super::directory::{Directory, NodeRecord};
 use super::keys::Keys;
 use super::matchmaking::{self, Candidate};
@@ -31,6 +32,13 @@ use crate::registry::ConnId;
 use crate::router::Claim;
 use crate::snapshot::Snapshot;
 use crate::transport::Shared;
+
+/// How long one REST request keeps every node publishing its registry.
+const SNAPSHOTS_WANTED: Duration = Duration::from_secs(10);
+
+/// Other nodes' streamers are read in full at least this often (and at once
+/// when a node says its streamers changed).
+const DIRECTORY_REFRESH: Duration = Duration::from_secs(5);
 
 /// Messages to other nodes waiting for the publisher; beyond this the router's
 /// messages are dropped (and counted) rather than queued without bound.
@@ -172,6 +180,18 @@ impl ClusterLink {
     /// Read the other nodes' registries (each published at its heartbeat,
     /// so at most a second old); the REST API awaits this per request.
     pub async fn refresh_snapshots(&self) {
+        // Nodes publish their registries only while someone reads them: the
+        // first request after a quiet spell waits for one heartbeat.
+        match self.bus.want_snapshots(SNAPSHOTS_WANTED).await {
+            Ok(true) => tokio::time::sleep(HEARTBEAT + Duration::from_millis(300)).await,
+            Ok(false) => {}
+            Err(e) => {
+                self.stats.bus_errors.fetch_add(1, Ordering::Relaxed);
+                warn!("cluster: other nodes' registries unreadable ({e}); showing this node's");
+                self.state().snapshots.clear();
+                return;
+            }
+        }
         let nodes: Vec<NodeId> =
             self.state().nodes.iter().map(|n| n.node.clone()).filter(|n| *n != self.config.node_id).collect();
         match self.bus.snapshots(&nodes).await {
@@ -207,6 +227,8 @@ impl ClusterLink {
         let own_draining = shared.refusing_upgrades.load(Ordering::Relaxed);
         let draining: BTreeSet<String> =
             self.state().nodes.iter().filter(|n| n.draining).map(|n| n.node.clone()).collect();
+        // Fresh subscriber counts (the router's directory may be seconds old).
+        let records: Vec<StreamerRecord> = self.bus.read(true).await?.streamers.unwrap_or_default();
         let mut candidates: Vec<Candidate> = shared.hub.with_router(|r| {
             let local = r.local_streamers().into_iter().filter(|s| s.listed).map(|s| Candidate {
                 id: s.id,
@@ -216,7 +238,7 @@ impl ClusterLink {
                 reserved: 0,
                 node_draining: own_draining,
             });
-            let remote = r.directory().records().filter(|s| s.listed).map(|s| Candidate {
+            let remote = records.iter().filter(|s| s.listed && s.node != own).map(|s| Candidate {
                 id: s.id.clone(),
                 node: Some(s.node.clone()),
                 order: s.order,
@@ -351,8 +373,9 @@ impl ClusterLink {
                 continue;
             }
             last_full = Some(Instant::now());
-            let changed = fingerprint != beat.fingerprint;
-            match self.beat(&shared, &mut beat, &player_url).await {
+            // Back after Redis was away: tell the others to read our streamers again.
+            let changed = fingerprint != beat.fingerprint || !self.bus_up();
+            match self.beat(&shared, &mut beat, &player_url, woken).await {
                 Ok(()) => {
                     beat.fingerprint = fingerprint;
                     if changed {
@@ -383,7 +406,7 @@ impl ClusterLink {
     }
 
     /// One full heartbeat; see the module doc.
-    async fn beat(&self, shared: &Shared, beat: &mut Beat, player_url: &str) -> Result<(), BusError> {
+    async fn beat(&self, shared: &Shared, beat: &mut Beat, player_url: &str, woken: bool) -> Result<(), BusError> {
         let node = self.config.node_id.clone();
         let began = Instant::now();
         // Player numbers: keep a block in hand.
@@ -399,9 +422,15 @@ impl ClusterLink {
         }
         let (locals, players, snapshot) =
             shared.hub.with_router(|r| (r.local_streamers(), r.registry().player_count(), r.snapshot()));
-        // Published when it changed; otherwise only its expiry is renewed.
-        let snapshot = serde_json::to_string(&snapshot).unwrap_or_default();
-        let snapshot = (snapshot != beat.snapshot).then_some(snapshot);
+        // Published while someone reads the REST API, when it changed; otherwise
+        // only its expiry is renewed.
+        let snapshot = if beat.api_wanted {
+            let s = serde_json::to_string(&snapshot).unwrap_or_default();
+            (s != beat.snapshot).then_some(s)
+        } else {
+            beat.snapshot.clear();
+            None
+        };
         let registrations: Vec<Registration> = locals
             .iter()
             .map(|s| Registration {
@@ -427,7 +456,16 @@ impl ClusterLink {
             heartbeat_ms: now_ms(),
             player_id_floor: beat.player_floor,
         };
-        let results = self.bus.heartbeat(&record, snapshot.as_deref(), &registrations, &released, NODE_TTL).await?;
+        let answer = self.bus.heartbeat(&record, snapshot.as_deref(), &registrations, &released, NODE_TTL).await?;
+        let asked_now = answer.api_wanted && !beat.api_wanted;
+        beat.api_wanted = answer.api_wanted;
+        if asked_now {
+            // Someone started reading the REST API: publish now, not a beat later.
+            let s = shared.hub.with_router(|r| serde_json::to_string(&r.snapshot()).unwrap_or_default());
+            self.bus.put_snapshot(&s, NODE_TTL).await?;
+            beat.snapshot = s;
+        }
+        let results = answer.registered;
         if let Some(s) = snapshot {
             beat.snapshot = s;
         }
@@ -452,7 +490,13 @@ impl ClusterLink {
                 }
             }
         }
-        let view = self.bus.read().await?;
+        // Just reconnected: every node is re-registering, read each beat for one expiry.
+        let recovering = self.state().up_since.is_none_or(|t| t.elapsed() < NODE_TTL);
+        let directory_due = woken || recovering || beat.directory_read.is_none_or(|t| t.elapsed() >= DIRECTORY_REFRESH);
+        let view = self.bus.read(directory_due).await?;
+        if directory_due {
+            beat.directory_read = Some(Instant::now());
+        }
         self.apply_view(shared, beat, view);
         Ok(())
     }
@@ -481,16 +525,20 @@ impl ClusterLink {
         } else {
             beat.known_alive.extend(alive.iter().cloned());
         }
-        let directory = Directory::new(
-            view.streamers.into_iter().filter(|s| s.node != *own && (alive.contains(&s.node) || !settled)),
-        );
+        let directory = view.streamers.map(|streamers| {
+            Directory::new(streamers.into_iter().filter(|s| s.node != *own && (alive.contains(&s.node) || !settled)))
+        });
         shared.hub.apply(|r| {
             let mut out = Vec::new();
             for node in &gone {
                 warn!("cluster: node {node} is gone (no heartbeat for {NODE_TTL:?})");
                 out.extend(r.node_gone(node));
             }
-            r.set_directory(directory);
+            match directory {
+                Some(d) => r.set_directory(d),
+                // Not re-read this beat (node_gone dropped the dead nodes' streamers).
+                None => r.sweep_remote(),
+            }
             r.set_bus_up(true);
             out
         });
@@ -505,6 +553,10 @@ struct Beat {
     fingerprint: Vec<String>,
     /// The registry as last published.
     snapshot: String,
+    /// Some node serves the REST API: publish the registry.
+    api_wanted: bool,
+    /// When other nodes' streamers were last read in full.
+    directory_read: Option<Instant>,
     known_alive: BTreeSet<NodeId>,
     /// The end of the last player-number block granted to this node.
     player_floor: u64,

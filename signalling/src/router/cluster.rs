@@ -46,9 +46,21 @@ impl Router {
         self.options.node_id.as_deref()
     }
 
-    /// Replace what is known of other nodes' streamers.
+    /// Replace what is known of other nodes' streamers (every heartbeat), and
+    /// sweep remote connections [`Router::finish`] did not get to.
     pub fn set_directory(&mut self, directory: Directory) {
         self.directory = directory;
+        self.sweep_remote();
+    }
+
+    /// Forget remote connections that are no longer subscribed here (the
+    /// ones [`Router::finish`] did not see go).
+    pub fn sweep_remote(&mut self) {
+        for conn in self.registry.unsubscribed_remote_conns() {
+            self.registry.remove(conn);
+        }
+        let registry = &self.registry;
+        self.remote_index.retain(|conn, _| registry.get(*conn).is_some());
     }
 
     pub fn directory(&self) -> &Directory {
@@ -221,7 +233,10 @@ impl Router {
                 None => self.stale(node, "from_player", &player_id),
             },
             NodeMessage::Leave { player_id } => match self.registry.remote_player(node, &player_id) {
-                Some(conn) => self.remove(conn, &mut out),
+                Some(conn) => {
+                    self.remove(conn, &mut out);
+                    self.recheck.push(conn);
+                }
                 None => self.stale(node, "leave", &player_id),
             },
             NodeMessage::ToPlayer { player_id, frame } => match self.remotely_subscribed(node, &player_id) {
@@ -303,6 +318,7 @@ impl Router {
         let mut out = Vec::new();
         for conn in self.registry.remote_conns_of(node) {
             self.remove(conn, &mut out);
+            self.recheck.push(conn);
         }
         for player in self.registry.subscribed_on(node) {
             if let Some(e) = self.registry.get_mut(player) {
@@ -341,39 +357,52 @@ impl Router {
     }
 
     /// Address what goes to remote connections to their nodes, and forget
-    /// remote connections that are no longer subscribed here.
+    /// remote connections that are no longer subscribed here. Proportional to
+    /// the actions, not to the registry: this runs for every frame routed.
     pub(super) fn finish(&mut self, out: Vec<Action>) -> Vec<Action> {
         if self.remote_index.is_empty() {
             return out;
         }
+        let mut touched = std::mem::take(&mut self.recheck);
         let out = out
             .into_iter()
             .map(|action| match action {
                 Action::Send { to, frame } => match self.remote_index.get(&to) {
-                    Some((node, player_id)) => Action::ToNode {
-                        node: node.clone(),
-                        message: NodeMessage::ToPlayer {
-                            player_id: player_id.clone(),
-                            frame: String::from_utf8_lossy(&frame).into_owned(),
-                        },
-                    },
+                    Some((node, player_id)) => {
+                        touched.push(to);
+                        Action::ToNode {
+                            node: node.clone(),
+                            message: NodeMessage::ToPlayer {
+                                player_id: player_id.clone(),
+                                frame: String::from_utf8_lossy(&frame).into_owned(),
+                            },
+                        }
+                    }
                     None => Action::Send { to, frame },
                 },
                 Action::Close { conn, close } => match self.remote_index.get(&conn) {
-                    Some((node, player_id)) => Action::ToNode {
-                        node: node.clone(),
-                        message: NodeMessage::ClosePlayer { player_id: player_id.clone(), close },
-                    },
+                    Some((node, player_id)) => {
+                        touched.push(conn);
+                        Action::ToNode {
+                            node: node.clone(),
+                            message: NodeMessage::ClosePlayer { player_id: player_id.clone(), close },
+                        }
+                    }
                     None => Action::Close { conn, close },
                 },
                 other => other,
             })
             .collect();
-        for conn in self.registry.unsubscribed_remote_conns() {
-            self.registry.remove(conn);
+        for conn in touched {
+            match self.registry.get(conn) {
+                None => drop(self.remote_index.remove(&conn)),
+                Some(e) if e.node.is_some() && e.subscribed_to.is_none() => {
+                    self.registry.remove(conn);
+                    self.remote_index.remove(&conn);
+                }
+                Some(_) => {}
+            }
         }
-        let registry = &self.registry;
-        self.remote_index.retain(|conn, _| registry.get(*conn).is_some());
         out
     }
 }
