@@ -5,13 +5,14 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn smoke(bench: &str) {
+fn smoke(bench: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join(format!("{bench}.json"));
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_bench"))
         .args([bench, "--smoke", "--server-bin", "builtin", "--json"])
         .arg(&json)
+        .args(extra)
         .stdin(Stdio::null())
         .spawn()
         .expect("starting the bench");
@@ -41,6 +42,21 @@ fn smoke(bench: &str) {
 #[test]
 fn benches_produce_numbers() {
     for bench in ["idle", "joins", "latency", "media", "churn"] {
-        smoke(bench);
+        smoke(bench, &[]);
+    }
+}
+
+/// The cluster variants: two nodes on a `redis-server` the bench starts.
+#[test]
+fn cluster_benches_produce_numbers() {
+    let installed =
+        Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !installed {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI=true but redis-server is not installed");
+        eprintln!("SKIPPED: redis-server not installed (apt-get install redis-server)");
+        return;
+    }
+    for bench in ["joins", "latency"] {
+        smoke(bench, &["--nodes", "2"]);
     }
 }
