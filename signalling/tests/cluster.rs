@@ -353,10 +353,20 @@ async fn without_redis_nodes_serve_their_own_sessions_and_converge_when_it_retur
 async fn operating_a_cluster_apis_drain_matchmaking_and_junk() {
     let Some(redis) = RedisServer::start().await else { return };
     let one = ["--max_players", "1"];
-    let (a, b) = tokio::join!(Node::start(&redis, "a", &one), Node::start(&redis, "b", &one));
+    let (a, b, x) = tokio::join!(
+        Node::start(&redis, "a", &one),
+        Node::start(&redis, "b", &one),
+        // Another cluster on the same Redis.
+        Node::start(&redis, "x", &["--cluster_prefix", "other"])
+    );
     let (mut sa, _) = a.streamer("A").await;
     let mut pb = b.player().await;
     b.wait_listing(&mut pb, "lists A", |ids| contains(ids, "A")).await;
+    // b has it; the cluster under another prefix does not, and knows only itself.
+    let mut px = x.player().await;
+    assert_eq!(x.wait_listing(&mut px, "answers", |_| true).await, Vec::<String>::new());
+    let x_nodes = x.get_json("/api/nodes").await;
+    assert_eq!(x_nodes.as_array().map(|l| l.len()), Some(1), "{x_nodes}");
     let xb = subscribe(&mut pb, &mut sa, "A").await;
 
     // The REST API of any node shows the cluster, each entry with its node.

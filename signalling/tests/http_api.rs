@@ -65,3 +65,48 @@ async fn websocket_only_ports_answer_plain_http_with_426() {
     assert_eq!(get(h.player_addr(), "/healthz").await.0, 200);
     h.shutdown().await;
 }
+
+/// Raw GET with an `Accept` header; (status, head, body).
+async fn get_accepting(addr: std::net::SocketAddr, path: &str, accept: &str) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.expect("answer in time").expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// Matchmaking on one node (no Redis): `/match` redirects to a streamer with
+/// room and reserves it; with none free, a browser gets a page that retries
+/// and a program `503` with `Retry-After`.
+#[tokio::test]
+async fn match_picks_a_free_streamer_reserves_it_and_says_when_none_is_free() {
+    let h = server(signalling::ServerConfig { max_players: 1, ..signalling::ServerConfig::ephemeral() }).await;
+    let (mut s1, _) = Client::streamer(&h, "S1").await;
+    let (_s2, _) = Client::streamer(&h, "S2").await;
+    let _taken = Client::subscribed_player(&h, &mut s1, "S1").await;
+    let (status, head, _) = get_accepting(h.player_addr(), "/match", "text/html").await;
+    assert_eq!(status, 302, "{head}");
+    assert!(head.to_ascii_lowercase().contains("location: /?streamerid=s2"), "{head}");
+    // S2 is reserved for that person now, S1 is full: nobody else gets either.
+    let (status, head, body) = get_accepting(h.player_addr(), "/api/match", "application/json").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(head.to_ascii_lowercase().contains("retry-after: 2"), "{head}");
+    let (status, head, _) = get_accepting(h.player_addr(), "/match", "*/*").await;
+    assert_eq!(status, 503);
+    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+    let (status, _, page) = get_accepting(h.player_addr(), "/match", "text/html,application/xhtml+xml").await;
+    assert_eq!(status, 503);
+    assert!(page.contains("http-equiv=\"refresh\""), "{page}");
+    // A third streamer: picked, as JSON, with no node on a single server.
+    let (_s3, _) = Client::streamer(&h, "S3").await;
+    let (status, _, body) = get_accepting(h.player_addr(), "/api/match", "application/json").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).expect("json"),
+        json!({"streamerId": "S3", "node": null})
+    );
+}
