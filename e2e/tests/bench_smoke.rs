@@ -41,9 +41,10 @@ fn smoke(bench: &str, extra: &[&str]) {
 
 #[test]
 fn benches_produce_numbers() {
-    for bench in ["idle", "joins", "latency", "media", "churn"] {
+    for bench in ["idle", "joins", "latency", "media", "churn", "soak"] {
         smoke(bench, &[]);
     }
+    smoke("churn", &["--peer", "player"]);
 }
 
 /// The cluster variants: two nodes on a `redis-server` the bench starts.

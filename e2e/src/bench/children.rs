@@ -53,6 +53,26 @@ pub struct PlayersChild {
     pub report: PathBuf,
 }
 
+/// `bench child-player-churn`: one long-lived mock-player process joining in rounds. It
+/// prints `WARM <joins>` after the warm-up and `DONE <joins> <failed>` at the end, each time
+/// waiting for a line on stdin (the bench reads its `/proc` meanwhile), and `JOINS <joins>`
+/// after every measured round.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlayerChurnChild {
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub streamer: String,
+    #[arg(long)]
+    pub batch: usize,
+    #[arg(long)]
+    pub stay: f64,
+    #[arg(long)]
+    pub warmup: usize,
+    #[arg(long)]
+    pub cycles: usize,
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")
 }
@@ -128,5 +148,35 @@ pub fn players(a: PlayersChild) -> anyhow::Result<()> {
     })?;
     let json = serde_json::to_string(&report).context("serialising the report")?;
     std::fs::write(&a.report, json).with_context(|| format!("writing {}", a.report.display()))?;
+    Ok(())
+}
+
+pub fn player_churn(a: PlayerChurnChild) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let wait_for_bench = || {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map(|_| ())
+    };
+    let say = |text: String| {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{text}").and_then(|()| out.flush())
+    };
+    let rt = runtime()?;
+    let (mut joins, mut failed) = (0usize, 0usize);
+    let round = || crate::bench::churn::one_round(&a.url, &a.streamer, a.batch.max(1), a.stay);
+    while joins < a.warmup {
+        let (n, f) = rt.block_on(round())?;
+        (joins, failed) = (joins + n, failed + f);
+    }
+    say(format!("WARM {joins}"))?;
+    wait_for_bench()?;
+    let end = joins + a.cycles;
+    while joins < end {
+        let (n, f) = rt.block_on(round())?;
+        (joins, failed) = (joins + n, failed + f);
+        say(format!("JOINS {joins}"))?;
+    }
+    say(format!("DONE {joins} {failed}"))?;
+    wait_for_bench()?;
     Ok(())
 }

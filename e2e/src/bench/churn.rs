@@ -1,5 +1,6 @@
 //! Churn: does a long-lived peer give back what each player took? A mock streamer (or an SFU
-//! with a streamer behind it) runs in a process of its own; rounds of players join it, stream
+//! with a streamer behind it, or one mock-player process joining again and again) runs in a
+//! process of its own; rounds of players join it, stream
 //! for a moment and leave, first `--warmup` joins, then `--cycles` more. The peer's resident
 //! memory, open descriptors, threads and UDP sockets are read from `/proc` after the warm-up
 //! and at the end (each after the peer has settled), and after every round for the growth
@@ -20,8 +21,9 @@ use crate::bench::{fig, BenchReport, Goal};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChurnOpts {
-    /// The long-lived peer under test: `streamer` (mock-streamer) or `sfu` (sfu-stub, fed by
-    /// a mock streamer; the SFU is measured).
+    /// The long-lived peer under test: `streamer` (mock-streamer), `sfu` (sfu-stub, fed by
+    /// a mock streamer; the SFU is measured) or `player` (one mock-player process whose players
+    /// join, stream and leave round after round; the player process is measured).
     #[arg(long, default_value = "streamer")]
     pub peer: String,
     /// Joins before the baseline is read (allocators and caches settle).
@@ -113,8 +115,8 @@ pub fn growth_mb_per_1000(readings: &[PeerReading]) -> f64 {
 }
 
 pub async fn run(target: &TargetOpts, o: &ChurnOpts, runs: usize, smoke: bool) -> anyhow::Result<BenchReport> {
-    if o.peer != "streamer" && o.peer != "sfu" {
-        bail!("--peer: unknown peer {:?} (streamer, sfu)", o.peer);
+    if !["streamer", "sfu", "player"].contains(&o.peer.as_str()) {
+        bail!("--peer: unknown peer {:?} (streamer, sfu, player)", o.peer);
     }
     let o = if smoke { ChurnOpts { warmup: 10, cycles: 20, batch: 10, stay: 0.5, ..o.clone() } } else { o.clone() };
     let mut report = BenchReport::new("churn", "", smoke);
@@ -211,6 +213,9 @@ async fn one_run(t: &Target, o: &ChurnOpts, run: usize) -> anyhow::Result<Outcom
     } else {
         sid
     };
+    if o.peer == "player" {
+        return player_run(t, o, &join_id, kids).await;
+    }
     let pid = kids.0.last().map(|c| c.id()).context("peer process")?;
     let (mut joins, mut failed) = (0usize, 0usize);
     let round = || one_round(&t.player_url, &join_id, o.batch.max(1), o.stay);
@@ -242,8 +247,81 @@ async fn one_run(t: &Target, o: &ChurnOpts, run: usize) -> anyhow::Result<Outcom
     Ok(Outcome { start, end, readings, failed })
 }
 
+/// `--peer player`: the rounds run inside one mock-player child process, which pauses after
+/// the warm-up and at the end for the settled readings.
+async fn player_run(t: &Target, o: &ChurnOpts, sid: &str, mut kids: Kids) -> anyhow::Result<Outcome> {
+    use std::io::{BufRead, Write};
+    let s = |v: &str| v.to_string();
+    let mut child = crate::bench::process::spawn_self_piped(&[
+        s("child-player-churn"),
+        s("--url"),
+        t.player_url.clone(),
+        s("--streamer"),
+        sid.to_string(),
+        s("--batch"),
+        o.batch.max(1).to_string(),
+        s("--stay"),
+        o.stay.to_string(),
+        s("--warmup"),
+        o.warmup.to_string(),
+        s("--cycles"),
+        o.cycles.to_string(),
+    ])?;
+    let pid = child.id();
+    let mut to_child = child.stdin.take().context("child stdin")?;
+    let from_child = child.stdout.take().context("child stdout")?;
+    kids.0.push(child);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(from_child).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // A round takes `stay` plus the joins; allow for a slow machine.
+    let per_round = Duration::from_secs_f64(o.stay + 30.0);
+    let limit = per_round * (o.warmup.div_ceil(o.batch.max(1)) as u32 + 1);
+    let number = |line: &str, word: &str| -> anyhow::Result<usize> {
+        line.strip_prefix(word)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("unexpected line from the player process: {line:?}"))
+    };
+    let line = next_line(&mut rx, limit).await?;
+    let start = settled(pid, number(&line, "WARM ")?).await?;
+    writeln!(to_child).context("resuming the player process")?;
+    let mut readings = vec![start];
+    let mut shown = Instant::now();
+    let (end_joins, failed) = loop {
+        let line = next_line(&mut rx, limit).await?;
+        if let Some(rest) = line.strip_prefix("DONE ") {
+            let mut it = rest.split_whitespace().filter_map(|n| n.parse::<usize>().ok());
+            break (it.next().unwrap_or(0), it.next().unwrap_or(0));
+        }
+        let joins = number(&line, "JOINS ")?;
+        readings.push(PeerReading::read(pid, joins).context("the player process has gone")?);
+        if shown.elapsed() > Duration::from_secs(10) {
+            eprintln!("churn: {joins}/{} joins", o.warmup + o.cycles);
+            shown = Instant::now();
+        }
+    };
+    let end = settled(pid, end_joins).await?;
+    readings.push(end);
+    drop(to_child);
+    Ok(Outcome { start, end, readings, failed })
+}
+
+/// The player process's next line, within `limit`.
+async fn next_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, limit: Duration) -> anyhow::Result<String> {
+    tokio::time::timeout(limit, rx.recv())
+        .await
+        .context("the player process said nothing in time")?
+        .context("the player process has gone")
+}
+
 /// `batch` players join at once, stay `stay` seconds and leave; (players, failed).
-async fn one_round(url: &str, join_id: &str, batch: usize, stay: f64) -> anyhow::Result<(usize, usize)> {
+pub(crate) async fn one_round(url: &str, join_id: &str, batch: usize, stay: f64) -> anyhow::Result<(usize, usize)> {
     let cfg = mock_player::PlayerConfig {
         url: url.to_string(),
         streamer_id: Some(join_id.to_string()),

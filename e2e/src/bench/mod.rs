@@ -10,6 +10,7 @@ pub mod joins;
 pub mod latency;
 pub mod media;
 pub mod process;
+pub mod soak;
 pub mod target;
 pub mod util;
 

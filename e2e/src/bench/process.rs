@@ -22,6 +22,19 @@ pub fn spawn_self(args: &[String]) -> anyhow::Result<Child> {
         .with_context(|| format!("starting bench {}", args.first().map(String::as_str).unwrap_or("")))
 }
 
+/// [`spawn_self`] with stdin and stdout piped, for a child that talks to the bench.
+pub fn spawn_self_piped(args: &[String]) -> anyhow::Result<Child> {
+    let me = std::env::current_exe().context("locating the bench executable")?;
+    Command::new(me)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting bench {}", args.first().map(String::as_str).unwrap_or("")))
+}
+
 /// Children stopped, last first, when dropped.
 pub struct Kids(pub Vec<Child>);
 impl Drop for Kids {

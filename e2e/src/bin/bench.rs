@@ -6,12 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use e2e::bench::children::{PlayersChild, SfuChild, StreamerChild};
+use e2e::bench::children::{PlayerChurnChild, PlayersChild, SfuChild, StreamerChild};
 use e2e::bench::churn::ChurnOpts;
 use e2e::bench::idle::IdleOpts;
 use e2e::bench::joins::JoinsOpts;
 use e2e::bench::latency::LatencyOpts;
 use e2e::bench::media::MediaOpts;
+use e2e::bench::soak::SoakOpts;
 use e2e::bench::target::TargetOpts;
 use e2e::bench::BenchReport;
 
@@ -28,6 +29,7 @@ bench joins --concurrency 1000 --duration 30\n  \
 bench latency --players 1000 --rates 1000,10000,50000\n  \
 bench media --players 50,100,200,300\n  \
 bench churn --peer streamer --warmup 1000 --cycles 10000\n  \
+bench soak --duration 3600\n  \
 bench joins --server-url ws://127.0.0.1:80 --streamer-url ws://127.0.0.1:8888 --server-pid 1234"
 )]
 struct Cli {
@@ -76,6 +78,10 @@ enum Cmd {
     /// A long-lived peer (mock streamer or SFU) under join/leave churn: RSS, descriptors,
     /// threads and UDP sockets after a warm-up and at the end, growth per 1,000 joins.
     Churn(ChurnOpts),
+    /// The whole stack (server, streamer, SFU, players joining and leaving) left running for
+    /// --duration seconds (3600: the one-hour soak): every process's memory, descriptors and
+    /// sockets over time.
+    Soak(SoakOpts),
     /// Every signalling bench, then media (with each bench's defaults; not churn).
     All,
     #[command(hide = true)]
@@ -89,6 +95,8 @@ enum Cmd {
     ChildSfu(SfuChild),
     #[command(hide = true)]
     ChildPlayers(PlayersChild),
+    #[command(hide = true)]
+    ChildPlayerChurn(PlayerChurnChild),
 }
 
 fn main() -> ExitCode {
@@ -101,7 +109,11 @@ fn main() -> ExitCode {
     };
     let quiet = matches!(
         cli.cmd,
-        Cmd::ChildPlayers(_) | Cmd::ChildSfu(_) | Cmd::ChildStreamer(_) | Cmd::ChildSignalling { .. }
+        Cmd::ChildPlayers(_)
+            | Cmd::ChildPlayerChurn(_)
+            | Cmd::ChildSfu(_)
+            | Cmd::ChildStreamer(_)
+            | Cmd::ChildSignalling { .. }
     );
     if quiet {
         // No log flag: RUST_LOG, else errors only (proto::logging's rule).
@@ -130,7 +142,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Cmd::ChildStreamer(a) => return e2e::bench::children::streamer(a).map(|()| true),
         Cmd::ChildSfu(a) => return e2e::bench::children::sfu(a).map(|()| true),
         Cmd::ChildPlayers(a) => return e2e::bench::children::players(a).map(|()| true),
-        Cmd::Idle(_) | Cmd::Joins(_) | Cmd::Latency(_) | Cmd::Media(_) | Cmd::Churn(_) => {
+        Cmd::ChildPlayerChurn(a) => return e2e::bench::children::player_churn(a).map(|()| true),
+        Cmd::Idle(_) | Cmd::Joins(_) | Cmd::Latency(_) | Cmd::Media(_) | Cmd::Churn(_) | Cmd::Soak(_) => {
             let rt = rt()?;
             let mut v = vec![rt.block_on(one(&cli.cmd, &cli.target, runs, cli.smoke))?];
             if let Some(url) = &cli.compare_url {
@@ -188,6 +201,7 @@ async fn one(cmd: &Cmd, t: &TargetOpts, runs: usize, smoke: bool) -> anyhow::Res
         Cmd::Latency(o) => e2e::bench::latency::run(t, o, runs, smoke).await,
         Cmd::Media(o) => e2e::bench::media::run(t, o, runs, smoke).await,
         Cmd::Churn(o) => e2e::bench::churn::run(t, o, runs, smoke).await,
+        Cmd::Soak(o) => e2e::bench::soak::run(t, o, smoke).await,
         _ => anyhow::bail!("not a bench"),
     }
 }
