@@ -14,8 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::client::wait_listed;
-use crate::bench::process::{spawn_self, Kids};
+use crate::bench::process::{start_sfu, start_streamer, Kids, Picture};
 use crate::bench::target::{Target, TargetOpts};
 use crate::bench::{fig, BenchReport, Goal};
 
@@ -181,34 +180,12 @@ struct Outcome {
 
 async fn one_run(t: &Target, o: &ChurnOpts, run: usize) -> anyhow::Result<Outcome> {
     let sid = format!("ChurnStreamer{run}");
-    let s = |v: &str| v.to_string();
     let mut kids = Kids(Vec::new());
-    kids.0.push(spawn_self(&[
-        s("child-streamer"),
-        s("--url"),
-        t.streamer_url.clone(),
-        s("--id"),
-        sid.clone(),
-        s("--width"),
-        o.width.to_string(),
-        s("--height"),
-        o.height.to_string(),
-        s("--bitrate"),
-        s("300000"),
-    ])?);
-    wait_listed(&t.player_url, &sid, Duration::from_secs(20)).await?;
+    let picture = Picture { width: o.width, height: o.height, fps: 30, bitrate: 300_000 };
+    start_streamer(&mut kids, t, &sid, picture).await?;
     let join_id = if o.peer == "sfu" {
         let fid = format!("ChurnSFU{run}");
-        kids.0.push(spawn_self(&[
-            s("child-sfu"),
-            s("--url"),
-            t.sfu_url.clone(),
-            s("--id"),
-            fid.clone(),
-            s("--streamer"),
-            sid.clone(),
-        ])?);
-        wait_listed(&t.player_url, &fid, Duration::from_secs(20)).await?;
+        start_sfu(&mut kids, t, &fid, &sid).await?;
         fid
     } else {
         sid

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::bench::client::wait_listed;
-use crate::bench::process::{spawn_self, Kids};
+use crate::bench::process::{spawn_self, start_sfu, start_streamer, Kids, Picture};
 use crate::bench::target::{stop_child, Target, TargetOpts};
 use crate::bench::util::{percentile, ProcSample};
 use crate::bench::{fig, BenchReport, Goal};
@@ -93,34 +92,11 @@ async fn one_run(t: &Target, o: &MediaOpts, mode: &str, n: usize, secs: f64, run
     let sid = format!("MediaStreamer{run}");
     let s = |v: &str| v.to_string();
     let mut kids = Kids(Vec::new());
-    kids.0.push(spawn_self(&[
-        s("child-streamer"),
-        s("--url"),
-        t.streamer_url.clone(),
-        s("--id"),
-        sid.clone(),
-        s("--width"),
-        o.width.to_string(),
-        s("--height"),
-        o.height.to_string(),
-        s("--fps"),
-        o.fps.to_string(),
-        s("--bitrate"),
-        o.bitrate.to_string(),
-    ])?);
-    wait_listed(&t.player_url, &sid, Duration::from_secs(20)).await?;
+    let picture = Picture { width: o.width, height: o.height, fps: o.fps, bitrate: o.bitrate };
+    start_streamer(&mut kids, t, &sid, picture).await?;
     let join_id = if mode == "sfu" {
         let fid = format!("MediaSFU{run}");
-        kids.0.push(spawn_self(&[
-            s("child-sfu"),
-            s("--url"),
-            t.sfu_url.clone(),
-            s("--id"),
-            fid.clone(),
-            s("--streamer"),
-            sid.clone(),
-        ])?);
-        wait_listed(&t.player_url, &fid, Duration::from_secs(20)).await?;
+        start_sfu(&mut kids, t, &fid, &sid).await?;
         fid
     } else {
         sid.clone()

@@ -7,29 +7,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::bench::target::stop_child;
+use crate::bench::client::wait_listed;
+use crate::bench::target::{stop_child, Target};
 
 /// Runs this executable again with `args` (a `child-…` subcommand), its logs at error level.
 pub fn spawn_self(args: &[String]) -> anyhow::Result<Child> {
-    let me = std::env::current_exe().context("locating the bench executable")?;
-    Command::new(me)
-        .args(args)
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting bench {}", args.first().map(String::as_str).unwrap_or("")))
+    spawn(args, Stdio::null)
 }
 
 /// [`spawn_self`] with stdin and stdout piped, for a child that talks to the bench.
 pub fn spawn_self_piped(args: &[String]) -> anyhow::Result<Child> {
+    spawn(args, Stdio::piped)
+}
+
+fn spawn(args: &[String], io: fn() -> Stdio) -> anyhow::Result<Child> {
     let me = std::env::current_exe().context("locating the bench executable")?;
     Command::new(me)
         .args(args)
         .env("RUST_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdin(io())
+        .stdout(io())
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting bench {}", args.first().map(String::as_str).unwrap_or("")))
@@ -43,4 +40,58 @@ impl Drop for Kids {
             stop_child(c, Duration::from_secs(3));
         }
     }
+}
+
+/// Picture of a mock streamer child.
+#[derive(Debug, Clone, Copy)]
+pub struct Picture {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate: u32,
+}
+
+/// A mock streamer child (`bench child-streamer`) registered with `t` as `id`, kept in `kids`;
+/// returns once the server lists it.
+pub async fn start_streamer(kids: &mut Kids, t: &Target, id: &str, p: Picture) -> anyhow::Result<u32> {
+    let args = [
+        "child-streamer".to_string(),
+        "--url".into(),
+        t.streamer_url.clone(),
+        "--id".into(),
+        id.into(),
+        "--width".into(),
+        p.width.to_string(),
+        "--height".into(),
+        p.height.to_string(),
+        "--fps".into(),
+        p.fps.to_string(),
+        "--bitrate".into(),
+        p.bitrate.to_string(),
+    ];
+    start_listed(kids, t, id, &args).await
+}
+
+/// An SFU child (`bench child-sfu`) forwarding `streamer` as `id`, kept in `kids`; returns
+/// once the server lists it.
+pub async fn start_sfu(kids: &mut Kids, t: &Target, id: &str, streamer: &str) -> anyhow::Result<u32> {
+    let args = [
+        "child-sfu".to_string(),
+        "--url".into(),
+        t.sfu_url.clone(),
+        "--id".into(),
+        id.into(),
+        "--streamer".into(),
+        streamer.into(),
+    ];
+    start_listed(kids, t, id, &args).await
+}
+
+/// Spawn a child (kept in `kids`, so it is stopped on any error) and wait until `t` lists `id`.
+async fn start_listed(kids: &mut Kids, t: &Target, id: &str, args: &[String]) -> anyhow::Result<u32> {
+    let child = spawn_self(args)?;
+    let pid = child.id();
+    kids.0.push(child);
+    wait_listed(&t.player_url, id, Duration::from_secs(20)).await?;
+    Ok(pid)
 }

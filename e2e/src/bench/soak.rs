@@ -12,8 +12,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::bench::churn::{growth_mb_per_1000, PeerReading};
-use crate::bench::client::wait_listed;
-use crate::bench::process::{spawn_self, spawn_self_piped, Kids};
+use crate::bench::process::{spawn_self_piped, start_sfu, start_streamer, Kids, Picture};
 use crate::bench::target::{Target, TargetOpts};
 use crate::bench::{fig, BenchReport, Goal};
 
@@ -46,30 +45,9 @@ pub async fn run(target: &TargetOpts, o: &SoakOpts, smoke: bool) -> anyhow::Resu
     let server_pid = t.pid.context("the soak needs our server's pid (it reads /proc)")?;
     let s = |v: &str| v.to_string();
     let mut kids = Kids(Vec::new());
-    kids.0.push(spawn_self(&[
-        s("child-streamer"),
-        s("--url"),
-        t.streamer_url.clone(),
-        s("--id"),
-        s("SoakStreamer"),
-        s("--width"),
-        s("320"),
-        s("--height"),
-        s("240"),
-        s("--bitrate"),
-        s("300000"),
-    ])?);
-    wait_listed(&t.player_url, "SoakStreamer", Duration::from_secs(20)).await?;
-    kids.0.push(spawn_self(&[
-        s("child-sfu"),
-        s("--url"),
-        t.sfu_url.clone(),
-        s("--id"),
-        s("SoakSFU"),
-        s("--streamer"),
-        s("SoakStreamer"),
-    ])?);
-    wait_listed(&t.player_url, "SoakSFU", Duration::from_secs(20)).await?;
+    let picture = Picture { width: 320, height: 240, fps: 30, bitrate: 300_000 };
+    start_streamer(&mut kids, &t, "SoakStreamer", picture).await?;
+    start_sfu(&mut kids, &t, "SoakSFU", "SoakStreamer").await?;
     // The player processes run rounds until stopped (`--cycles` beyond any soak); each says
     // `JOINS <n>` after every round.
     let joins: Vec<std::sync::Arc<std::sync::atomic::AtomicUsize>> = (0..2).map(|_| Default::default()).collect();

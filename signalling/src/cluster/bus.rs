@@ -88,10 +88,18 @@ impl Bus {
         Ok(c)
     }
 
-    /// Run `cmd`; a failure drops the connection so the next call reconnects.
+    /// Run `cmd` (see [`Bus::guarded`]).
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, BusError> {
         let mut c = self.conn().await?;
-        match tokio::time::timeout(TIMEOUT, cmd.query_async(&mut c)).await {
+        self.guarded(cmd.query_async(&mut c)).await
+    }
+
+    /// `request` within [`TIMEOUT`]; a failure drops the connection so the next call reconnects.
+    async fn guarded<T>(
+        &self,
+        request: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BusError> {
+        match tokio::time::timeout(TIMEOUT, request).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.forget();
@@ -115,17 +123,7 @@ impl Bus {
             pipe.publish(channel, text).ignore();
         }
         let mut c = self.conn().await?;
-        match tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(&mut c)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                self.forget();
-                Err(e.into())
-            }
-            Err(_) => {
-                self.forget();
-                Err(BusError::Timeout(TIMEOUT))
-            }
-        }
+        self.guarded(pipe.query_async::<()>(&mut c)).await
     }
 
     /// Claim a streamer id for `owner`: `requested` if free (or already
@@ -401,17 +399,7 @@ impl Bus {
             pipe.cmd("ZCOUNT").arg(self.keys.reservations(id)).arg(now_ms as u64).arg("+inf");
         }
         let mut c = self.conn().await?;
-        match tokio::time::timeout(TIMEOUT, pipe.query_async::<Vec<usize>>(&mut c)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                self.forget();
-                Err(e.into())
-            }
-            Err(_) => {
-                self.forget();
-                Err(BusError::Timeout(TIMEOUT))
-            }
-        }
+        self.guarded(pipe.query_async::<Vec<usize>>(&mut c)).await
     }
 
     /// PING, for the bus round-trip time.
