@@ -55,6 +55,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error("cluster: {0}")]
     Cluster(#[from] cluster::bus::BusError),
+    #[error("cluster: {0}")]
+    NodeIdInUse(String),
 }
 
 /// A running server: its bound addresses, a view of its registry, and the
@@ -205,7 +207,9 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let cluster = match &config.cluster {
         Some(c) => {
             router.use_cluster_player_ids(fallback_player_ids());
-            Some(cluster::ClusterLink::new(c.clone())?)
+            let (link, outbox) = cluster::ClusterLink::new(c.clone())?;
+            link.ensure_unique().await.map_err(ServerError::NodeIdInUse)?;
+            Some((link, outbox))
         }
         None => None,
     };

@@ -492,3 +492,23 @@ async fn a_redis_that_answers_slowly_never_holds_up_routing_between_local_peers(
     assert_eq!(id, "B");
     assert!(started.elapsed() < Duration::from_secs(3), "identified after {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_second_process_with_a_running_node_s_id_refuses_to_start() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let a = Node::start(&redis, "a", &[]).await;
+    let [p, s, f] = testkit::ports::free_ports::<3>().expect("ports");
+    let started = Instant::now();
+    let out = tokio::process::Command::new(BIN)
+        .args(["--bind", "127.0.0.1", "--redis_url", &redis.url(), "--node_id", "a"])
+        .args(["--player_port", &p.to_string(), "--streamer_port", &s.to_string(), "--sfu_port", &f.to_string()])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT, out).await.expect("exits in time").expect("runs");
+    assert!(!out.status.success(), "a second node a must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("node id a is in use by another running node"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    // The first node a is undisturbed.
+    assert_eq!(a.get("/healthz").await, (200, "ok".to_string()));
+}

@@ -263,6 +263,12 @@ impl Bus {
         Ok(Heartbeat { registered: registered.collect(), api_wanted })
     }
 
+    /// What node `node` last published about itself, if its record has not expired.
+    pub async fn node_record(&self, node: &str) -> Result<Option<NodeRecord>, BusError> {
+        let text: Option<String> = self.query(redis::cmd("GET").arg(self.keys.node(node))).await?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
     /// This node's registry, for the REST API of the others.
     pub async fn put_snapshot(&self, json: &str, ttl: Duration) -> Result<(), BusError> {
         let key = self.keys.snapshot(&self.node);

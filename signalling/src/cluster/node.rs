@@ -138,6 +138,23 @@ impl ClusterLink {
         tasks.spawn(self.clone().heartbeat(shared, shutdown, player_url));
     }
 
+    /// Refuse to start as a node another running process already is: a record
+    /// under this id that is still being refreshed. A record left by a node
+    /// that died is waited out (it stops being refreshed). `Ok` when Redis
+    /// does not answer (nothing to check against).
+    pub async fn ensure_unique(&self) -> Result<(), String> {
+        let node = &self.config.node_id;
+        let Ok(Some(first)) = self.bus.node_record(node).await else { return Ok(()) };
+        tokio::time::sleep(HEARTBEAT * 2 + Duration::from_millis(200)).await;
+        match self.bus.node_record(node).await {
+            Ok(Some(now)) if now.heartbeat_ms > first.heartbeat_ms => Err(format!(
+                "node id {node} is in use by another running node (its player URL: {}); give each node its own --node_id",
+                now.player_url
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Wait (at most `limit`) for the first heartbeat, so that the node has
     /// player numbers and the directory before it takes connections.
     pub async fn first_beat(&self, limit: Duration) {
