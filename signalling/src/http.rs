@@ -320,12 +320,18 @@ fn strip_addresses(value: &mut serde_json::Value) {
 fn status(state: &HttpState) -> Response {
     let snapshot = (state.snapshot)();
     let uptime_ms = u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    json_ok(&json!({
+    let mut body = json!({
         "uptime": uptime_ms,
         "streamer_count": snapshot.streamers.len(),
         "player_count": snapshot.players.len(),
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    });
+    // In a cluster the counts are the cluster's; say over how many nodes, and which one answered.
+    if let (Some(cluster), Some(nodes)) = (&state.config.cluster, state.control.as_ref().and_then(|c| c.nodes())) {
+        body["node"] = json!(cluster.node_id);
+        body["node_count"] = json!(nodes.as_array().map_or(1, Vec::len));
+    }
+    json_ok(&body)
 }
 
 /// Static files from `http_root` with the homepage at `/`, or the placeholder page at `/`.

@@ -390,6 +390,9 @@ async fn operating_a_cluster_apis_drain_matchmaking_and_junk() {
         players.as_array().is_some_and(|l| l.iter().any(|p| p["playerId"] == xb.as_str() && p["node"] == "b")),
         "{players}"
     );
+    let status = b.get_json("/api/status").await;
+    assert_eq!((status["node"].as_str(), status["node_count"].as_u64()), (Some("b"), Some(2)), "{status}");
+    assert_eq!(status["streamer_count"], 1, "the cluster's streamers: {status}");
     let nodes = a.get_json("/api/nodes").await;
     let names: Vec<&str> = nodes.as_array().expect("nodes").iter().filter_map(|n| n["node"].as_str()).collect();
     assert_eq!(names, ["a", "b"], "{nodes}");
