@@ -209,8 +209,8 @@ async fn one_run(
     };
     // Includes the heartbeats of the window (a few per second per node).
     let redis = match (redis0, redis1) {
-        (Some(a), Some(b)) => ((b.0 - a.0) / n as f64, (b.1 - a.1) / n as f64),
-        _ => (f64::NAN, f64::NAN),
+        (Some(a), Some(b)) => b.per(&a, n as f64),
+        _ => (f64::NAN, f64::NAN, serde_json::Value::Null),
     };
     let complete = (answers.min(cands / CANDIDATES as u64)) as f64 / connected.max(1) as f64 * 100.0;
     let errors = errors.lock().map(|v| v.clone()).unwrap_or_default();
@@ -223,6 +223,6 @@ async fn one_run(
         "join_ms_p50": percentile(&times, 50.0), "join_ms_p99": percentile(&times, 99.0),
         "streamer_player_connected": connected, "streamer_answers": answers, "streamer_candidates": cands,
         "streamer_complete_pct": complete, "errors": errors,
-        "redis_cmds_per_join": redis.0, "redis_bytes_per_join": redis.1,
+        "redis_cmds_per_join": redis.0, "redis_bytes_per_join": redis.1, "redis_calls_per_join": redis.2,
     }))
 }

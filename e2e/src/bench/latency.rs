@@ -211,8 +211,8 @@ async fn one_run(t: &Target, players: usize, rates: &[u64], secs: f64, run: usiz
         };
         // Includes the heartbeats of the window (a few per second per node).
         let redis = match (redis0, redis1) {
-            (Some(a), Some(b)) => ((b.0 - a.0) / sent.max(1) as f64, (b.1 - a.1) / sent.max(1) as f64),
-            _ => (f64::NAN, f64::NAN),
+            (Some(a), Some(b)) => b.per(&a, sent as f64),
+            _ => (f64::NAN, f64::NAN, Value::Null),
         };
         results.push((rate, sent, send_secs, cpu, redis));
     }
@@ -233,7 +233,7 @@ async fn one_run(t: &Target, players: usize, rates: &[u64], secs: f64, run: usiz
             "delivered_pct": v.len() as f64 / sent.max(1) as f64 * 100.0,
             "p50_ms": percentile(&v, 50.0), "p99_ms": percentile(&v, 99.0), "max_ms": v.last().copied().unwrap_or(f64::NAN),
             "server_cpu_pct": cpu,
-            "redis_cmds_per_msg": redis.0, "redis_bytes_per_msg": redis.1,
+            "redis_cmds_per_msg": redis.0, "redis_bytes_per_msg": redis.1, "redis_calls_per_msg": redis.2,
         }));
     }
     Ok(Value::Array(out))

@@ -48,6 +48,31 @@ pub struct TargetOpts {
     pub nodes: usize,
 }
 
+/// What a cluster's Redis has done so far.
+#[derive(Debug, Clone, Default)]
+pub struct RedisCounters {
+    pub commands: f64,
+    /// Network bytes in + out.
+    pub bytes: f64,
+    /// Calls per command (`INFO commandstats`).
+    pub calls: std::collections::BTreeMap<String, f64>,
+}
+
+impl RedisCounters {
+    /// Per-`n` differences from `before` to `self`: (commands, bytes, calls per command).
+    pub fn per(&self, before: &RedisCounters, n: f64) -> (f64, f64, serde_json::Value) {
+        let n = n.max(1.0);
+        let calls: serde_json::Map<String, serde_json::Value> = self
+            .calls
+            .iter()
+            .map(|(k, v)| (k.clone(), v - before.calls.get(k).copied().unwrap_or(0.0)))
+            .filter(|(_, d)| *d > 0.0)
+            .map(|(k, d)| (k, serde_json::json!((d / n * 1000.0).round() / 1000.0)))
+            .collect();
+        ((self.commands - before.commands) / n, (self.bytes - before.bytes) / n, serde_json::Value::Object(calls))
+    }
+}
+
 /// A running (or attached) server.
 pub struct Target {
     pub label: String,
@@ -252,14 +277,28 @@ impl Target {
         Some(first + others + redis)
     }
 
-    /// A cluster's Redis counters now: (commands processed, network bytes in + out).
-    pub async fn redis_counters(&self) -> Option<(f64, f64)> {
+    /// A cluster's Redis counters now (`INFO stats` and `INFO commandstats`).
+    pub async fn redis_counters(&self) -> Option<RedisCounters> {
         let r = self.redis.as_ref()?;
-        let info = r.command(&["INFO", "stats"]).await?;
+        let stats = r.command(&["INFO", "stats"]).await?;
         let field = |name: &str| {
-            info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+            stats.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
         };
-        Some((field("total_commands_processed:"), field("total_net_input_bytes:") + field("total_net_output_bytes:")))
+        let commandstats = r.command(&["INFO", "commandstats"]).await?;
+        // cmdstat_publish:calls=123,usec=…
+        let calls = commandstats
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?.parse::<f64>().ok()?;
+                Some((name.to_string(), calls))
+            })
+            .collect();
+        Some(RedisCounters {
+            commands: field("total_commands_processed:"),
+            bytes: field("total_net_input_bytes:") + field("total_net_output_bytes:"),
+            calls,
+        })
     }
 }
 
