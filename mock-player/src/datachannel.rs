@@ -9,12 +9,46 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use proto::datachannel::{ToPlayer, ToStreamer};
 use serde::Serialize;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use webrtc::data_channel::data_channel_message::DataChannelMessage;
-use webrtc::data_channel::RTCDataChannel;
+use webrtc21::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
+
+/// A data channel as webrtc 0.21 hands it out.
+type Channel = Arc<dyn DataChannel>;
+
+/// One channel of a player's data-channel endpoint.
+#[derive(Clone)]
+pub struct DcChannel {
+    pub channel: Channel,
+    /// The SCTP stream id it was pre-negotiated on (through an SFU); `None`
+    /// for a channel the streamer announced in band. (0.21's `id()` is a
+    /// handle, not the stream id.)
+    pub negotiated_id: Option<u16>,
+}
+
+impl DcChannel {
+    /// A channel the streamer announced in band.
+    pub fn in_band(channel: Channel) -> Self {
+        DcChannel { channel, negotiated_id: None }
+    }
+
+    /// A channel pre-negotiated on stream `id`.
+    pub fn negotiated(channel: Channel, id: u16) -> Self {
+        DcChannel { channel, negotiated_id: Some(id) }
+    }
+
+    /// Its label, with `(negotiated <id>)` for a pre-negotiated one.
+    async fn describe(&self) -> String {
+        let label = self.channel.label().await.unwrap_or_default();
+        match self.negotiated_id {
+            Some(id) => format!("{label} (negotiated {id})"),
+            None => label,
+        }
+    }
+}
 
 /// What one player's data channel did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -81,55 +115,61 @@ impl DcSession {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Wire a channel that both sends and receives (or only one direction).
-    pub fn attach(&self, recv: &Arc<RTCDataChannel>, send: Arc<RTCDataChannel>) {
-        self.attach_notify(recv, send, None);
+    /// Read `recv` and answer on `send` (one channel both ways, or a
+    /// receive/send pair through an SFU); `opened` fires when `recv` opens.
+    ///
+    /// Reading runs on tasks that end with the session's cancellation (or the
+    /// channel's end); the channels are held by those tasks only, never by
+    /// anything the connection owns, so no reference cycle keeps them, and
+    /// their SCTP association, alive.
+    pub fn attach(&self, recv: DcChannel, send: DcChannel, opened: Option<oneshot::Sender<()>>) {
+        tokio::spawn(self.clone().read_channel(recv, send, opened));
     }
 
-    /// As [`DcSession::attach`]; `opened` fires when the receive channel opens.
-    pub fn attach_notify(
-        &self,
-        recv: &Arc<RTCDataChannel>,
-        send: Arc<RTCDataChannel>,
-        opened: Option<tokio::sync::oneshot::Sender<()>>,
-    ) {
+    /// Describe the channels, then read `recv` until it closes or the session
+    /// ends, answering on `send`.
+    async fn read_channel(self, recv: DcChannel, send: DcChannel, mut opened: Option<oneshot::Sender<()>>) {
+        let separate_send = !Arc::ptr_eq(&recv.channel, &send.channel);
+        let recv_name = recv.describe().await;
+        let send_name = if separate_send { Some(send.describe().await) } else { None };
+        let (recv, send) = (recv.channel, send.channel);
         if let Ok(mut st) = self.stats.lock() {
-            let describe = |c: &RTCDataChannel| match c.negotiated() {
-                true => format!("{} (negotiated {})", c.label(), c.id()),
-                false => c.label().to_string(),
+            st.channels.push(recv_name);
+            st.channels.extend(send_name);
+        }
+        if separate_send {
+            // Nothing is read from the send channel, but its events are
+            // taken so they never wait in the connection for a reader.
+            tokio::spawn(drain(send.clone(), self.cancel.clone()));
+        }
+        // A channel the streamer opened may be open when it is announced.
+        if matches!(recv.ready_state().await, Ok(RTCDataChannelState::Open)) {
+            self.on_open(&mut opened);
+        }
+        loop {
+            let event = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                e = recv.poll() => e,
             };
-            st.channels.push(describe(recv));
-            if !Arc::ptr_eq(recv, &send) {
-                st.channels.push(describe(&send));
+            match event {
+                Some(DataChannelEvent::OnOpen) => self.on_open(&mut opened),
+                Some(DataChannelEvent::OnMessage(msg)) => self.on_message(&send, &msg.data).await,
+                Some(DataChannelEvent::OnClose) | None => return,
+                Some(_) => {}
             }
         }
-        let this = self.clone();
-        // Weak: the handler lives inside the channel, and a strong reference to it (or to its
-        // sibling) from there would keep both, and their SCTP association, alive for ever.
-        let send_for_msgs = Arc::downgrade(&send);
-        recv.on_message(Box::new(move |msg: DataChannelMessage| {
-            let this = this.clone();
-            let send = send_for_msgs.upgrade();
-            Box::pin(async move {
-                if let Some(send) = send {
-                    this.on_message(&send, &msg.data).await
-                }
-            })
-        }));
-        let stats = self.stats.clone();
-        let mut opened = opened;
-        recv.on_open(Box::new(move || {
-            if let Ok(mut s) = stats.lock() {
-                s.opened = true;
-            }
-            if let Some(tx) = opened.take() {
-                let _ = tx.send(());
-            }
-            Box::pin(async {})
-        }));
     }
 
-    async fn on_message(&self, send: &Arc<RTCDataChannel>, data: &[u8]) {
+    fn on_open(&self, opened: &mut Option<oneshot::Sender<()>>) {
+        if let Ok(mut s) = self.stats.lock() {
+            s.opened = true;
+        }
+        if let Some(tx) = opened.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    async fn on_message(&self, send: &Channel, data: &[u8]) {
         let now = Instant::now();
         let msg = match ToPlayer::decode(data) {
             Ok(m) => m,
@@ -199,8 +239,8 @@ impl DcSession {
         }
     }
 
-    async fn send(&self, ch: &Arc<RTCDataChannel>, msg: &ToStreamer) -> bool {
-        let ok = ch.send(&Bytes::from(msg.encode())).await.is_ok();
+    async fn send(&self, ch: &Channel, msg: &ToStreamer) -> bool {
+        let ok = ch.send(BytesMut::from(&msg.encode()[..])).await.is_ok();
         if let Ok(mut s) = self.stats.lock() {
             if ok {
                 s.sent += 1;
@@ -211,7 +251,7 @@ impl DcSession {
         ok
     }
 
-    async fn input_loop(self, ch: Arc<RTCDataChannel>) {
+    async fn input_loop(self, ch: Channel) {
         let period = Duration::from_secs_f64(1.0 / self.behaviour.input_rate.max(0.001));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -231,7 +271,7 @@ impl DcSession {
         }
     }
 
-    async fn latency_loop(self, ch: Arc<RTCDataChannel>) {
+    async fn latency_loop(self, ch: Channel) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut seq: u64 = 0;
         loop {
@@ -258,6 +298,16 @@ impl DcSession {
             if !self.send(&ch, &lt).await || !self.send(&ch, &dlt).await {
                 return;
             }
+        }
+    }
+}
+
+/// Take a channel's events until it ends or `cancel` fires.
+async fn drain(channel: Channel, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            e = channel.poll() => if matches!(e, None | Some(DataChannelEvent::OnClose)) { return },
         }
     }
 }

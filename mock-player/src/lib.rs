@@ -4,7 +4,7 @@
 //!   `proto::client`'s signalling socket, peer session ([`peer`]), RTP
 //!   statistics ([`rtp_stats`]), data-channel protocol ([`datachannel`]).
 //! - [`run_load`] ([`load`]): many players in one process sharing one
-//!   runtime and one WebRTC API object; [`report`] aggregates, [`html`] draws.
+//!   runtime and one WebRTC context ([`rtc`], webrtc-rs 0.21); [`report`] aggregates, [`html`] draws.
 //! - `--signalling-only` ([`canned`]): no WebRTC at all.
 //! - [`distributed`]: agents on several machines and a coordinator, over Redis.
 

@@ -91,16 +91,15 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
     /// Log filter (tracing-subscriber EnvFilter syntax), on stderr. This flag, when given, beats
-    /// RUST_LOG, which beats the default: warn,webrtc=error,webrtc_ice=error,webrtc_sctp=error,
-    /// webrtc_dtls=error,webrtc_srtp=error,webrtc_data=error,webrtc_mdns=error (it keeps
-    /// webrtc-rs's own teardown warnings quiet).
+    /// RUST_LOG, which beats the default: warn,webrtc=error,rtc=error (it keeps webrtc-rs's own
+    /// teardown warnings quiet; a target matches by prefix, so `rtc` covers rtc_ice, rtc_sctp,
+    /// rtc_dtls and the other crates of webrtc-rs 0.21's core).
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
 }
 
 /// The log filter without `--log` or `RUST_LOG`.
-const DEFAULT_LOG: &str = "warn,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,webrtc_srtp=error,\
-                           webrtc_data=error,webrtc_mdns=error";
+const DEFAULT_LOG: &str = "warn,webrtc=error,rtc=error";
 
 #[derive(clap::Subcommand, Debug)]
 enum Command {

@@ -8,16 +8,17 @@ use proto::IceCandidate;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
-use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::track::track_remote::TrackRemote;
+use webrtc21::data_channel::{DataChannel, RTCDataChannelInit};
+use webrtc21::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc21::peer_connection::{
+    PeerConnection, PeerConnectionEventHandler, RTCIceConnectionState, RTCIceGatheringState, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription,
+};
 
-use crate::datachannel::DcSession;
+use crate::datachannel::{DcChannel, DcSession};
 use crate::error::PlayerError;
 use crate::live::Live;
+use crate::rtc::candidates::{from_rtc_candidate, to_rtc_candidate};
 use crate::rtc::{filter_sdp_candidates, RtcContext};
 use crate::rtp_stats::{Codec, RtpStats, TrackSummary};
 
@@ -37,11 +38,81 @@ pub enum PeerEvent {
     Failed(String),
 }
 
+/// The receive statistics of a peer connection's tracks, in arrival order.
+type Tracks = Arc<Mutex<Vec<Arc<Mutex<RtpStats>>>>>;
+
+/// The connection's event handler: forwards its events to the player's loop
+/// and starts a reader per remote track and data channel. The connection
+/// owns it, so it holds nothing that owns the connection (no peer
+/// connection, no channel, no track): no reference cycle keeps a finished
+/// connection alive.
+struct PeerEvents {
+    events: mpsc::UnboundedSender<PeerEvent>,
+    tracks: Tracks,
+    live: Arc<Live>,
+    dc: DcSession,
+    cancel: CancellationToken,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for PeerEvents {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) if !init.candidate.is_empty() => {
+                let _ = self.events.send(PeerEvent::LocalCandidate(from_rtc_candidate(init)));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "local ICE candidate not serialisable"),
+        }
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.events.send(PeerEvent::GatheringDone);
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        let event = match state {
+            RTCIceConnectionState::Connected => PeerEvent::IceConnected(Instant::now()),
+            RTCIceConnectionState::Failed => PeerEvent::Failed("ICE failed".into()),
+            _ => return,
+        };
+        let _ = self.events.send(event);
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let event = match state {
+            RTCPeerConnectionState::Connected => PeerEvent::Connected(Instant::now()),
+            RTCPeerConnectionState::Failed => PeerEvent::Failed("peer connection failed".into()),
+            _ => return,
+        };
+        let _ = self.events.send(event);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        // Read on a task of its own: handlers run on the connection's driver.
+        tokio::spawn(read_track(
+            track,
+            self.tracks.clone(),
+            self.events.clone(),
+            self.live.clone(),
+            self.cancel.clone(),
+        ));
+    }
+
+    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
+        tracing::debug!("data channel from streamer");
+        let channel = DcChannel::in_band(channel);
+        self.dc.attach(channel.clone(), channel, None);
+    }
+}
+
 /// One peer connection and its receive statistics.
 pub struct PeerSession {
-    pc: Arc<RTCPeerConnection>,
+    pc: Arc<dyn PeerConnection>,
     ctx: Arc<RtcContext>,
-    tracks: Arc<Mutex<Vec<Arc<Mutex<RtpStats>>>>>,
+    tracks: Tracks,
     pub dc: DcSession,
     cancel: CancellationToken,
 }
@@ -55,82 +126,16 @@ impl PeerSession {
         dc: DcSession,
         cancel: CancellationToken,
     ) -> Result<PeerSession, PlayerError> {
-        let pc = Arc::new(ctx.api.new_peer_connection(ctx.configuration(peer_connection_options)).await?);
-        let tracks: Arc<Mutex<Vec<Arc<Mutex<RtpStats>>>>> = Arc::default();
-
-        let ev = events.clone();
-        proto::rtc::on_local_candidates(&pc, move |c| {
-            let _ = ev.send(match c {
-                proto::rtc::LocalCandidate::Done => PeerEvent::GatheringDone,
-                proto::rtc::LocalCandidate::Candidate(c) => PeerEvent::LocalCandidate(c),
-            });
-        });
-
-        let ev = events.clone();
-        pc.on_ice_connection_state_change(Box::new(move |s| {
-            let ev = ev.clone();
-            Box::pin(async move {
-                match s {
-                    RTCIceConnectionState::Connected => {
-                        let _ = ev.send(PeerEvent::IceConnected(Instant::now()));
-                    }
-                    RTCIceConnectionState::Failed => {
-                        let _ = ev.send(PeerEvent::Failed("ICE failed".into()));
-                    }
-                    _ => {}
-                }
-            })
-        }));
-
-        let ev = events.clone();
-        pc.on_peer_connection_state_change(Box::new(move |s| {
-            let ev = ev.clone();
-            Box::pin(async move {
-                match s {
-                    RTCPeerConnectionState::Connected => {
-                        let _ = ev.send(PeerEvent::Connected(Instant::now()));
-                    }
-                    RTCPeerConnectionState::Failed => {
-                        let _ = ev.send(PeerEvent::Failed("peer connection failed".into()));
-                    }
-                    _ => {}
-                }
-            })
-        }));
-
-        let ev = events.clone();
-        let tr = tracks.clone();
-        let track_cancel = cancel.clone();
-        pc.on_track(Box::new(move |track, _receiver, _transceiver| {
-            let stats = {
-                let codec = track.codec();
-                Arc::new(Mutex::new(RtpStats::new(
-                    Codec::from_mime(&codec.capability.mime_type),
-                    &track.kind().to_string(),
-                    codec.capability.clock_rate,
-                )))
-            };
-            if let Ok(mut t) = tr.lock() {
-                t.push(stats.clone());
-            }
-            tokio::spawn(read_track(track, stats, ev.clone(), live.clone(), track_cancel.clone()));
-            Box::pin(async {})
-        }));
-
-        let dc_for_cb = dc.clone();
-        pc.on_data_channel(Box::new(move |ch| {
-            tracing::debug!(label = %ch.label(), "data channel from streamer");
-            dc_for_cb.attach(&ch, ch.clone());
-            Box::pin(async {})
-        }));
-
+        let tracks = Tracks::default();
+        let handler = PeerEvents { events, tracks: tracks.clone(), live, dc: dc.clone(), cancel: cancel.clone() };
+        let pc = ctx.new_peer_connection(peer_connection_options, Arc::new(handler)).await?;
         Ok(PeerSession { pc, ctx, tracks, dc, cancel })
     }
 
     /// Apply the remote offer and return our answer's SDP. Candidates are
     /// trickled (`iceCandidate`), as a browser does: the answer goes out at
     /// once. (Checks that overtake our candidates make peer-reflexive pairs;
-    /// `proto::rtc` lets peers use those without webrtc-rs's default 1 s wait.)
+    /// [`crate::rtc::settings`] lets the player use those at once.)
     pub async fn answer(&self, offer_sdp: &str) -> Result<String, PlayerError> {
         let sdp = if self.ctx.loopback_only { filter_sdp_candidates(offer_sdp) } else { offer_sdp.to_string() };
         self.pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
@@ -148,7 +153,7 @@ impl PeerSession {
             tracing::debug!(candidate = %c.candidate, "dropping non-loopback remote candidate");
             return Ok(());
         }
-        self.pc.add_ice_candidate(proto::rtc::to_rtc_candidate(&c)).await?;
+        self.pc.add_ice_candidate(to_rtc_candidate(c)).await?;
         Ok(())
     }
 
@@ -167,14 +172,15 @@ impl PeerSession {
                 let _ = events.send(PeerEvent::SfuChannelsOpen);
             }
         });
-        let init = |id| RTCDataChannelInit { ordered: Some(true), negotiated: Some(id), ..Default::default() };
+        let init = |id| RTCDataChannelInit { ordered: true, negotiated: Some(id), ..Default::default() };
         if send_id == recv_id {
             let ch = self.pc.create_data_channel("datachannel", Some(init(send_id))).await?;
-            self.dc.attach_notify(&ch, ch.clone(), Some(tx));
+            let ch = DcChannel::negotiated(ch, send_id);
+            self.dc.attach(ch.clone(), ch, Some(tx));
         } else {
             let send = self.pc.create_data_channel("send-datachannel", Some(init(send_id))).await?;
             let recv = self.pc.create_data_channel("recv-datachannel", Some(init(recv_id))).await?;
-            self.dc.attach_notify(&recv, send, Some(tx));
+            self.dc.attach(DcChannel::negotiated(recv, recv_id), DcChannel::negotiated(send, send_id), Some(tx));
         }
         Ok(())
     }
@@ -194,30 +200,47 @@ impl PeerSession {
     }
 }
 
+/// Count one remote track's RTP into a new [`RtpStats`] (added to `tracks`)
+/// until the track ends or the session is cancelled.
 async fn read_track(
-    track: Arc<TrackRemote>,
-    stats: Arc<Mutex<RtpStats>>,
+    track: Arc<dyn TrackRemote>,
+    tracks: Tracks,
     events: mpsc::UnboundedSender<PeerEvent>,
     live: Arc<Live>,
     cancel: CancellationToken,
 ) {
-    let is_video = track.kind().to_string() == "video";
+    let kind = track.kind().await.to_string();
+    let is_video = kind == "video";
+    // The track opens on its first RTP packet, whose SSRC and codec 0.21
+    // records before announcing the track.
+    let mut codec_known = false;
+    let stats = Arc::new(Mutex::new(RtpStats::new(Codec::Other, &kind, 90_000)));
+    if let Some(&ssrc) = track.ssrcs().await.first() {
+        codec_known = set_codec(&*track, ssrc, &stats).await;
+    }
+    if let Ok(mut t) = tracks.lock() {
+        t.push(stats.clone());
+    }
     let mut first = true;
     let mut first_key = true;
     loop {
-        let read = tokio::select! {
+        let event = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = track.read_rtp() => r,
+            e = track.poll() => e,
         };
-        let (pkt, _) = match read {
-            Ok(p) => p,
-            Err(e) => {
+        let pkt = match event {
+            Some(TrackRemoteEvent::OnRtpPacket(pkt)) => pkt,
+            Some(TrackRemoteEvent::OnEnded) | None => {
                 if !cancel.is_cancelled() {
-                    tracing::warn!(error = %e, track = %track.id(), "track ended while the session was live");
+                    tracing::warn!(kind = %kind, "track ended while the session was live");
                 }
                 return;
             }
+            Some(_) => continue,
         };
+        if !codec_known {
+            codec_known = set_codec(&*track, pkt.header.ssrc, &stats).await;
+        }
         let now = Instant::now();
         let (new_frame, new_key) = match stats.lock() {
             Ok(mut s) => s.on_packet(now, pkt.header.sequence_number, pkt.header.timestamp, &pkt.payload),
@@ -233,4 +256,15 @@ async fn read_track(
             let _ = events.send(PeerEvent::FirstKeyframe(now));
         }
     }
+}
+
+/// Give `stats` the codec and clock rate negotiated for `ssrc`; false if
+/// the track does not know it (yet).
+async fn set_codec(track: &dyn TrackRemote, ssrc: u32, stats: &Mutex<RtpStats>) -> bool {
+    let Some(codec) = track.codec(ssrc).await else { return false };
+    if let Ok(mut s) = stats.lock() {
+        s.codec = Codec::from_mime(&codec.mime_type);
+        s.clock_rate = codec.clock_rate.max(1);
+    }
+    true
 }

@@ -5,6 +5,7 @@
 //! - [`datachannel`]: the binary data-channel messages, both directions.
 //! - [`close`]: WebSocket close codes, and why the server closes ([`close::Close`]).
 //! - [`rtp_payload`]: keyframe detection and H.264 SPS picture size, from RTP payloads.
+//! - [`ice_servers`]: the STUN/TURN servers of `config`'s `peerConnectionOptions`.
 //!
 //! Behind features, code that every WebRTC peer of the toolkit shares:
 //! `client` (an async signalling client), `rtc` (WebRTC settings) and `log`
@@ -12,6 +13,7 @@
 
 pub mod close;
 pub mod datachannel;
+pub mod ice_servers;
 pub mod incoming;
 pub mod message;
 pub mod rtp_payload;

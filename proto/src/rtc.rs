@@ -233,28 +233,20 @@ fn nack_and_reports(mut registry: Registry, media: &mut MediaEngine, responder_l
 
 /// An `RTCConfiguration` from the `peerConnectionOptions` of `config`
 /// (`{"iceServers":[{"urls":[…]|"…","username":"…","credential":"…"}]}`).
-/// With a loopback-only policy the ICE servers are ignored. Unknown keys are
-/// ignored; a malformed `iceServers` is an error. The certificate is the
+/// With a loopback-only policy the ICE servers are ignored; otherwise they are
+/// read by [`crate::ice_servers::ice_servers`]. The certificate is the
 /// process's shared one ([`process_certificate`]).
 pub fn rtc_configuration(options: &Value, policy: IcePolicy) -> Result<RTCConfiguration, RtcError> {
     let mut config = RTCConfiguration { certificates: vec![process_certificate()?], ..Default::default() };
     if policy.loopback_only {
         return Ok(config);
     }
-    let servers = match options.get("iceServers") {
-        None | Some(Value::Null) => return Ok(config),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(RtcError::Options("iceServers is not an array".into())),
-    };
-    for server in servers {
-        let urls = match server.get("urls").or_else(|| server.get("url")) {
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|u| u.as_str().map(String::from)).collect(),
-            _ => return Err(RtcError::Options("an ICE server has no urls".into())),
-        };
-        let text = |key: &str| server.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
-        config.ice_servers.push(RTCIceServer { urls, username: text("username"), credential: text("credential") });
-    }
+    let servers = crate::ice_servers::ice_servers(options).map_err(|e| RtcError::Options(e.to_string()))?;
+    config.ice_servers.extend(servers.into_iter().map(|s| RTCIceServer {
+        urls: s.urls,
+        username: s.username,
+        credential: s.credential,
+    }));
     Ok(config)
 }
 
