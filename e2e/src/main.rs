@@ -111,8 +111,8 @@ async fn main() -> ExitCode {
     // No log flag: RUST_LOG, else the default (proto::logging's rule).
     // webrtc-rs warns about routine things (a browser's unknown DTLS
     // extensions, ICE pairs still being gathered): keep the console for ours.
-    let default = "warn,webrtc=error,webrtc_ice=error,dtls=error,webrtc_dtls=error,webrtc_sctp=error,\
-                   webrtc_srtp=error,webrtc_data=error,webrtc_mdns=error,input=info";
+    // (`webrtc` and `rtc` match by prefix: every crate of webrtc-rs 0.21.)
+    let default = "warn,webrtc=error,rtc=error,input=info";
     let output = proto::logging::Output::Stderr;
     if let Err(e) = proto::logging::init(None, default, proto::logging::Format::Text, output) {
         eprintln!("error: {e}");

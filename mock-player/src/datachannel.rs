@@ -14,7 +14,7 @@ use proto::datachannel::{ToPlayer, ToStreamer};
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use webrtc21::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 
 /// A data channel as webrtc 0.21 hands it out.
 type Channel = Arc<dyn DataChannel>;

@@ -54,8 +54,8 @@ impl PlayerError {
     }
 }
 
-impl From<webrtc21::error::Error> for PlayerError {
-    fn from(e: webrtc21::error::Error) -> Self {
+impl From<webrtc::error::Error> for PlayerError {
+    fn from(e: webrtc::error::Error) -> Self {
         PlayerError::Rtc(e.to_string())
     }
 }

@@ -8,9 +8,9 @@ use proto::IceCandidate;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use webrtc21::data_channel::{DataChannel, RTCDataChannelInit};
-use webrtc21::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc21::peer_connection::{
+use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
     PeerConnection, PeerConnectionEventHandler, RTCIceConnectionState, RTCIceGatheringState, RTCPeerConnectionIceEvent,
     RTCPeerConnectionState, RTCSessionDescription,
 };

@@ -19,8 +19,8 @@ use proto::IceCandidate;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use webrtc21::data_channel::DataChannelEvent;
-use webrtc21::peer_connection::{PeerConnectionEventHandler, RTCPeerConnectionIceEvent, RTCSessionDescription};
+use webrtc::data_channel::DataChannelEvent;
+use webrtc::peer_connection::{PeerConnectionEventHandler, RTCPeerConnectionIceEvent, RTCSessionDescription};
 
 /// The remote side's handler: its local candidates, for the test to trickle.
 struct RemoteCandidates(mpsc::UnboundedSender<IceCandidate>);

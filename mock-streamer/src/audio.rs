@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rtc::rtp::codec::opus::OpusPayloader;
+use rtc::rtp::packetizer::{new_packetizer, Packetizer};
+use rtc::rtp::sequence::new_random_sequencer;
 use tokio_util::sync::CancellationToken;
-use webrtc::rtp::codecs::opus::OpusPayloader;
-use webrtc::rtp::packetizer::{new_packetizer, Packetizer};
-use webrtc::rtp::sequence::new_random_sequencer;
 
 use crate::fanout::{Fanout, VideoFrame};
 use crate::opus::OpusEncoder;
@@ -36,9 +36,10 @@ pub fn spawn_audio_thread(
 
 fn run(mut encoder: OpusEncoder, fanout: Arc<Fanout>, stats: Arc<StreamerStats>, stop: CancellationToken) {
     let mut packetizer = new_packetizer(
+        Instant::now(),
         RTP_MTU,
         proto::rtc::OPUS_PAYLOAD_TYPE,
-        rand::random::<u32>(),
+        fanout.ssrc(),
         Box::new(OpusPayloader),
         Box::new(new_random_sequencer()),
         SAMPLE_RATE,
@@ -62,7 +63,7 @@ fn run(mut encoder: OpusEncoder, fanout: Arc<Fanout>, stats: Arc<StreamerStats>,
                 Ok(packet) => {
                     stats.audio_frames_encoded.fetch_add(1, Relaxed);
                     let bytes = packet.len();
-                    match packetizer.packetize(&Bytes::from(packet), FRAME_SAMPLES as u32) {
+                    match packetizer.packetize(Instant::now(), &Bytes::from(packet), FRAME_SAMPLES as u32) {
                         Ok(packets) => {
                             fanout.publish(Arc::new(VideoFrame { number: n, keyframe: true, bytes, packets }))
                         }

@@ -60,7 +60,7 @@ mod tests {
     fn canned_offer_parses() {
         let sdp = super::canned_offer();
         let mut reader = std::io::Cursor::new(sdp.as_bytes());
-        let parsed = webrtc::sdp::SessionDescription::unmarshal(&mut reader).expect("valid SDP");
+        let parsed = rtc::sdp::SessionDescription::unmarshal(&mut reader).expect("valid SDP");
         assert_eq!(parsed.media_descriptions.len(), 2);
     }
 }

@@ -2,17 +2,16 @@
 //! when a channel opens and how to answer each player → streamer message.
 //!
 //! [`Protocol::handle`] is plain logic (bytes in, replies out) so it can be
-//! tested without WebRTC; [`attach`] wires it to webrtc-rs data channels.
+//! tested without WebRTC; [`attach`] runs it on webrtc-rs data channels.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use proto::datachannel::{ToPlayer, ToStreamer};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
-use webrtc::data_channel::data_channel_message::DataChannelMessage;
-use webrtc::data_channel::RTCDataChannel;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelMessage, RTCDataChannelState};
 
 use crate::events::StreamerEvent;
 use crate::fanout::VideoLayers;
@@ -156,9 +155,9 @@ impl Protocol {
     }
 }
 
-async fn send(dc: &RTCDataChannel, msg: &ToPlayer, protocol: &Protocol, player_id: &str) {
-    match dc.send(&Bytes::from(msg.encode())).await {
-        Ok(_) => {
+async fn send(dc: &dyn DataChannel, msg: &ToPlayer, protocol: &Protocol, player_id: &str) {
+    match dc.send(BytesMut::from(&msg.encode()[..])).await {
+        Ok(()) => {
             protocol
                 .stats
                 .player(player_id)
@@ -171,49 +170,80 @@ async fn send(dc: &RTCDataChannel, msg: &ToPlayer, protocol: &Protocol, player_i
 
 /// Run the protocol for `player_id` on `send_dc` (where we send) and
 /// `recv_dc` (where the player sends; the same channel unless an SFU split
-/// them).
-pub fn attach(protocol: Arc<Protocol>, player_id: String, send_dc: Arc<RTCDataChannel>, recv_dc: Arc<RTCDataChannel>) {
-    // The handlers live inside the channels: holding the sending channel strongly from them
-    // would be a reference cycle, and every closed peer connection's SCTP association and data
-    // channel would stay in memory (measured: ~3 KB per join, `bench churn`, heaptrack).
-    let weak_send = Arc::downgrade(&send_dc);
-    {
-        let (protocol, player_id, weak) = (protocol.clone(), player_id.clone(), weak_send.clone());
-        send_dc.on_open(Box::new(move || {
-            let dc = weak.upgrade();
-            Box::pin(async move {
-                let Some(dc) = dc else { return };
-                for msg in protocol.on_open() {
-                    send(&dc, &msg, &protocol, &player_id).await;
-                }
-                let _ = protocol
-                    .events
-                    .send(StreamerEvent::DataChannelOpen { streamer: protocol.streamer, player_id: player_id.clone() });
-            })
-        }));
+/// them): a task that reads both channels' events until the player's
+/// channel closes or the peer connection does. The task, not a callback
+/// inside the channel, holds the channels, so nothing keeps a closed
+/// connection's channels alive.
+pub fn attach(
+    protocol: Arc<Protocol>,
+    player_id: String,
+    send_dc: Arc<dyn DataChannel>,
+    recv_dc: Arc<dyn DataChannel>,
+) {
+    tokio::spawn(run(protocol, player_id, send_dc, recv_dc));
+}
+
+async fn run(protocol: Arc<Protocol>, player_id: String, send_dc: Arc<dyn DataChannel>, recv_dc: Arc<dyn DataChannel>) {
+    let split = !Arc::ptr_eq(&send_dc, &recv_dc);
+    let mut opened = false;
+    // A channel created once SCTP is up (the SFU's negotiated ones) is open
+    // at once and announces no open event.
+    if matches!(send_dc.ready_state().await, Ok(RTCDataChannelState::Open)) {
+        on_open(&protocol, &player_id, send_dc.as_ref(), &mut opened).await;
     }
-    recv_dc.on_message(Box::new(move |m: DataChannelMessage| {
-        let (protocol, player_id, dc) = (protocol.clone(), player_id.clone(), weak_send.upgrade());
-        Box::pin(async move {
-            let Some(dc) = dc else { return };
-            if m.is_string {
-                tracing::warn!(player = %player_id, "text frame on the data channel ignored");
-                return;
+    let mut send_open = true;
+    loop {
+        let (event, from_send) = tokio::select! {
+            e = recv_dc.poll() => (e, !split),
+            e = send_dc.poll(), if split && send_open => (e, true),
+        };
+        match event {
+            Some(DataChannelEvent::OnOpen) if from_send => {
+                on_open(&protocol, &player_id, send_dc.as_ref(), &mut opened).await
             }
-            for reply in protocol.handle(&player_id, &m.data) {
-                match reply {
-                    Reply::Now(msg) => send(&dc, &msg, &protocol, &player_id).await,
-                    Reply::LatencyTest { receipt_ms } => {
-                        let (protocol, player_id, dc) = (protocol.clone(), player_id.clone(), dc.clone());
-                        tokio::spawn(async move {
-                            let msg = protocol.latency_reply(receipt_ms).await;
-                            send(&dc, &msg, &protocol, &player_id).await;
-                        });
-                    }
-                }
+            Some(DataChannelEvent::OnMessage(m)) if !split || !from_send => {
+                on_message(&protocol, &player_id, &send_dc, m).await
             }
-        })
-    }));
+            None | Some(DataChannelEvent::OnClose) if split && from_send => send_open = false,
+            None | Some(DataChannelEvent::OnClose) => break,
+            Some(_) => {}
+        }
+    }
+    if split {
+        // The player is gone: release the channel we sent on too.
+        let _ = send_dc.close().await;
+    }
+}
+
+async fn on_open(protocol: &Protocol, player_id: &str, dc: &dyn DataChannel, opened: &mut bool) {
+    if std::mem::replace(opened, true) {
+        return;
+    }
+    for msg in protocol.on_open() {
+        send(dc, &msg, protocol, player_id).await;
+    }
+    let _ = protocol
+        .events
+        .send(StreamerEvent::DataChannelOpen { streamer: protocol.streamer, player_id: player_id.to_string() });
+}
+
+async fn on_message(protocol: &Arc<Protocol>, player_id: &str, dc: &Arc<dyn DataChannel>, m: RTCDataChannelMessage) {
+    if m.is_string {
+        tracing::warn!(player = %player_id, "text frame on the data channel ignored");
+        return;
+    }
+    for reply in protocol.handle(player_id, &m.data) {
+        match reply {
+            Reply::Now(msg) => send(dc.as_ref(), &msg, protocol, player_id).await,
+            Reply::LatencyTest { receipt_ms } => {
+                let (protocol, player_id, dc) = (protocol.clone(), player_id.to_string(), dc.clone());
+                tokio::spawn(async move {
+                    let msg = protocol.latency_reply(receipt_ms).await;
+                    send(dc.as_ref(), &msg, &protocol, &player_id).await;
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,14 +6,20 @@
 //! writes the RTP packets to that player's `TrackLocalStaticRTP`. A player
 //! starts at a keyframe, and after it has lost frames (full queue) it waits
 //! for the next keyframe, asking for one.
+//!
+//! Every packet of a fan-out carries its SSRC ([`Fanout::ssrc`]); each
+//! player's track is declared with that SSRC (webrtc 0.21 sends what it is
+//! given and checks that the SSRC and payload type belong to the sender).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+use rtc::rtp::packet::Packet;
+use rtc::shared::marshal::MarshalSize;
 use tokio::sync::mpsc;
-use webrtc::rtp::packet::Packet;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::TrackLocalWriter;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
 
 use crate::stats::PlayerStats;
 
@@ -37,17 +43,34 @@ struct Subscriber {
     stats: Arc<PlayerStats>,
 }
 
-/// The set of players receiving one streamer's video.
-#[derive(Default)]
+/// RTP header extensions added to every packet sent to one player: the mid
+/// and rid of a simulcast encoding (webrtc 0.21 adds none itself), as
+/// (negotiated id, value).
+pub type PacketExtensions = Vec<(u8, Bytes)>;
+
+/// The set of players receiving one streamer's video (or audio).
 pub struct Fanout {
+    ssrc: u32,
     subscribers: Mutex<Vec<Subscriber>>,
     keyframe_wanted: AtomicBool,
     next_key: AtomicU64,
 }
 
+impl Default for Fanout {
+    /// A fan-out with a random SSRC.
+    fn default() -> Self {
+        Fanout {
+            ssrc: rand::random(),
+            subscribers: Mutex::default(),
+            keyframe_wanted: AtomicBool::new(false),
+            next_key: AtomicU64::new(0),
+        }
+    }
+}
+
 impl std::fmt::Debug for Fanout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fanout").field("subscribers", &self.len()).finish()
+        f.debug_struct("Fanout").field("ssrc", &self.ssrc).field("subscribers", &self.len()).finish()
     }
 }
 
@@ -68,6 +91,11 @@ impl Fanout {
         self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The SSRC of every packet published here.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -86,13 +114,20 @@ impl Fanout {
         self.keyframe_wanted.swap(false, Ordering::Relaxed)
     }
 
-    /// Start sending to `track`; spawns the player's writer task on the
-    /// current Tokio runtime and asks for a keyframe.
-    pub fn subscribe(self: &Arc<Self>, track: Arc<TrackLocalStaticRTP>, stats: Arc<PlayerStats>) -> Subscription {
+    /// Start sending to `track`, each packet with `extensions` added; spawns
+    /// the player's writer task on the current Tokio runtime and asks for a
+    /// keyframe.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        track: Arc<TrackLocalStaticRTP>,
+        extensions: PacketExtensions,
+        stats: Arc<PlayerStats>,
+    ) -> Subscription {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(PLAYER_QUEUE_FRAMES);
         let resync = Arc::new(AtomicBool::new(true));
-        tokio::spawn(write_loop(rx, track, resync.clone(), stats.clone(), self.clone()));
+        let writer = Writer { track, extensions, resync: resync.clone(), stats: stats.clone(), fanout: self.clone() };
+        tokio::spawn(writer.run(rx));
         self.lock().push(Subscriber { key, tx, resync, stats });
         self.request_keyframe();
         Subscription { fanout: self.clone(), key }
@@ -117,29 +152,44 @@ impl Fanout {
     }
 }
 
-async fn write_loop(
-    mut rx: mpsc::Receiver<Arc<VideoFrame>>,
+/// One player's writer task.
+struct Writer {
     track: Arc<TrackLocalStaticRTP>,
+    extensions: PacketExtensions,
     resync: Arc<AtomicBool>,
     stats: Arc<PlayerStats>,
     fanout: Arc<Fanout>,
-) {
-    while let Some(frame) = rx.recv().await {
-        if resync.load(Ordering::Relaxed) {
-            if !frame.keyframe {
-                stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                fanout.request_keyframe();
-                continue;
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Arc<VideoFrame>>) {
+        while let Some(frame) = rx.recv().await {
+            if self.resync.load(Ordering::Relaxed) {
+                if !frame.keyframe {
+                    self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.fanout.request_keyframe();
+                    continue;
+                }
+                self.resync.store(false, Ordering::Relaxed);
             }
-            resync.store(false, Ordering::Relaxed);
+            self.send(&frame).await;
         }
+    }
+
+    async fn send(&self, frame: &VideoFrame) {
+        let stats = &self.stats;
         let mut bytes = 0;
         for packet in &frame.packets {
-            match track.write_rtp(packet).await {
-                Ok(n) => bytes += n as u64,
-                Err(e) => {
-                    tracing::debug!(error = %e, "write_rtp failed");
+            let mut packet = packet.clone();
+            for (id, value) in &self.extensions {
+                if let Err(e) = packet.header.set_extension(*id, value.clone()) {
+                    tracing::debug!(error = %e, id, "RTP header extension not set");
                 }
+            }
+            let size = packet.marshal_size() as u64;
+            match self.track.write_rtp(packet).await {
+                Ok(()) => bytes += size,
+                Err(e) => tracing::debug!(error = %e, "write_rtp failed"),
             }
         }
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);

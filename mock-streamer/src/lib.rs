@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use proto::rtc::{build_api, Interceptors};
+use proto::rtc::{Interceptors, PeerSettings};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -86,8 +86,11 @@ pub fn spawn(config: StreamerConfig) -> Result<StreamerHandle, StreamerError> {
     let config = Arc::new(config);
     let cancel = CancellationToken::new();
     let (events, first_rx) = broadcast::channel(4096);
-    // One API (codecs, interceptors, ICE policy) for every peer connection.
-    let api = Arc::new(build_api(config.ice, Interceptors::Full)?);
+    // Every peer connection is built the same way: a sender's interceptors,
+    // the ICE policy, and as the controlling ICE agent a short check interval.
+    // The process's certificate is made now, so that a failure stops the start.
+    proto::rtc::process_crypto()?;
+    let settings = PeerSettings::offerer(config.ice, Interceptors::Full);
     let initial_settings = initial_settings_json(config.video.fps, config.video.bitrate_bps);
     let mut handle = StreamerHandle {
         stats: Vec::new(),
@@ -146,8 +149,7 @@ pub fn spawn(config: StreamerConfig) -> Result<StreamerHandle, StreamerError> {
         });
         let shared = Arc::new(PeerShared {
             streamer: index,
-            api: api.clone(),
-            ice: config.ice,
+            settings,
             video,
             audio,
             stats: stats.clone(),

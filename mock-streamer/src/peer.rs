@@ -4,33 +4,28 @@
 
 use std::sync::Arc;
 
-use proto::rtc::{
-    on_local_candidates, rtc_configuration, set_local, state_changes, to_rtc_candidate, IcePolicy, LocalCandidate,
-    H264_FMTP,
-};
+use bytes::Bytes;
+use proto::client::SignallingSender;
+use proto::rtc::keyframe_requests::keyframe_request_ssrcs;
+use proto::rtc::media::{h264_codec, opus_codec};
+use proto::rtc::{event_channel, set_local, to_rtc_candidate, PeerEvent, PeerSettings, RtcError};
 use proto::{IceCandidate, Message};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::sdp::extmap::{SDES_MID_URI, SDES_RTP_STREAM_ID_URI};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use webrtc::api::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
-use webrtc::api::API;
-use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
-use webrtc::data_channel::RTCDataChannel;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
-use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::TrackLocal;
+use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
+use webrtc::rtp_transceiver::RtpSender;
 
 use crate::datachannel::{attach, Protocol};
 use crate::events::StreamerEvent;
-use crate::fanout::{Fanout, Subscription, VideoLayers, SIMULCAST_RIDS};
+use crate::fanout::{Fanout, PacketExtensions, Subscription, VideoLayers, SIMULCAST_RIDS};
 use crate::stats::StreamerStats;
-use proto::client::SignallingSender;
 
 /// The MediaStream id and track id in our offers (the browser needs a
 /// MediaStream: msid must be present).
@@ -42,9 +37,9 @@ pub const AUDIO_TRACK_ID: &str = "pixelstreaming_audio_track_label";
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     #[error("webrtc: {0}")]
-    WebRtc(#[from] webrtc::Error),
+    WebRtc(#[from] webrtc::error::Error),
     #[error(transparent)]
-    Rtc(#[from] proto::rtc::RtcError),
+    Rtc(#[from] RtcError),
 }
 
 /// What the signalling session forwards to a peer task.
@@ -64,8 +59,8 @@ pub enum PeerCommand {
 /// What every peer of one streamer shares.
 pub struct PeerShared {
     pub streamer: usize,
-    pub api: Arc<API>,
-    pub ice: IcePolicy,
+    /// How each peer connection is built (codecs, interceptors, ICE policy).
+    pub settings: PeerSettings,
     pub video: Arc<VideoLayers>,
     /// The Opus tone, with `--audio`.
     pub audio: Option<Arc<Fanout>>,
@@ -90,101 +85,83 @@ pub struct PeerParams {
 pub async fn run_peer(params: PeerParams, commands: mpsc::UnboundedReceiver<PeerCommand>, cancel: CancellationToken) {
     let shared = params.shared.clone();
     let player_id = params.player_id.clone();
-    match setup(&params).await {
-        Ok((pc, feeds, state_rx)) => {
-            drive(&params, &pc, feeds, state_rx, commands, cancel).await;
+    let (handler, events) = event_channel();
+    match proto::rtc::new_peer_connection(&shared.settings, &params.peer_options, handler).await {
+        Ok(pc) => {
+            match setup(&params, pc.as_ref()).await {
+                Ok(senders) => drive(&params, pc.as_ref(), senders, events, commands, cancel).await,
+                Err(e) => tracing::warn!(player = %player_id, error = %e, "cannot set up the peer connection"),
+            }
             if let Err(e) = pc.close().await {
                 tracing::debug!(player = %player_id, error = %e, "close");
             }
         }
-        Err(e) => {
-            tracing::warn!(player = %player_id, error = %e, "cannot set up the peer connection")
-        }
+        Err(e) => tracing::warn!(player = %player_id, error = %e, "cannot create the peer connection"),
     }
     shared.stats.remove_player(&player_id);
     let _ = shared.events.send(StreamerEvent::PeerClosed { streamer: shared.streamer, player_id });
 }
 
-/// A track and the video layer that feeds it.
-type Feed = (Arc<TrackLocalStaticRTP>, Arc<Fanout>);
+/// The fan-outs that feed one track: one, or one per simulcast encoding
+/// with its rid.
+type Layers = Vec<(Arc<Fanout>, Option<&'static str>)>;
 
-type Setup = (Arc<RTCPeerConnection>, Vec<Feed>, mpsc::UnboundedReceiver<RTCPeerConnectionState>);
+/// One sender (track) and the fan-outs that feed it.
+struct Sender {
+    track: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    layers: Layers,
+    /// Player stats count video; audio is counted per streamer.
+    video: bool,
+}
 
-async fn setup(p: &PeerParams) -> Result<Setup, PeerError> {
-    let shared = &p.shared;
-    let config = rtc_configuration(&p.peer_options, shared.ice)?;
-    let pc = Arc::new(shared.api.new_peer_connection(config).await?);
-
-    let codec = RTCRtpCodecCapability {
-        mime_type: MIME_TYPE_H264.to_owned(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: H264_FMTP.to_owned(),
-        rtcp_feedback: vec![],
-    };
-    let mut feeds: Vec<Feed> = if p.sfu && shared.video.simulcast() {
-        // Simulcast to an SFU: one encoding (rid) per layer on one sender.
-        let mut feeds = Vec::new();
-        for (rid, layer) in SIMULCAST_RIDS.iter().zip(&shared.video.layers) {
-            let track = TrackLocalStaticRTP::new_with_rid(
-                codec.clone(),
-                VIDEO_TRACK_ID.to_owned(),
-                (*rid).to_owned(),
-                STREAM_ID.to_owned(),
-            );
-            feeds.push((Arc::new(track), layer.clone()));
-        }
-        let sender = pc.add_track(Arc::clone(&feeds[0].0) as Arc<dyn TrackLocal + Send + Sync>).await?;
-        for (track, _) in &feeds[1..] {
-            sender.add_encoding(Arc::clone(track) as Arc<dyn TrackLocal + Send + Sync>).await?;
-        }
-        tokio::spawn(read_rtcp(sender.clone(), shared.video.full().clone(), None));
-        for (rid, layer) in SIMULCAST_RIDS.iter().zip(&shared.video.layers).skip(1) {
-            tokio::spawn(read_rtcp(sender.clone(), layer.clone(), Some(rid)));
-        }
-        feeds
-    } else {
-        let track = Arc::new(TrackLocalStaticRTP::new(codec, VIDEO_TRACK_ID.to_owned(), STREAM_ID.to_owned()));
-        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>).await?;
-        tokio::spawn(read_rtcp(sender, shared.video.full().clone(), None));
-        vec![(track, shared.video.full().clone())]
-    };
-    if let Some(audio) = &shared.audio {
-        let track = Arc::new(TrackLocalStaticRTP::new(
-            RTCRtpCodecCapability {
-                mime_type: MIME_TYPE_OPUS.to_owned(),
-                clock_rate: 48_000,
-                channels: 2,
-                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-                rtcp_feedback: vec![],
-            },
-            AUDIO_TRACK_ID.to_owned(),
-            STREAM_ID.to_owned(),
-        ));
-        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>).await?;
-        // Drain its RTCP (runs the interceptors); audio needs no keyframes.
-        tokio::spawn(async move { while sender.read_rtcp().await.is_ok() {} });
-        feeds.push((track, audio.clone()));
+/// The encoding of `fanout` in a track: its SSRC, and its rid with simulcast.
+fn encoding(codec: &RTCRtpCodec, fanout: &Fanout, rid: Option<&str>) -> RTCRtpEncodingParameters {
+    RTCRtpEncodingParameters {
+        rtp_coding_parameters: RTCRtpCodingParameters {
+            rid: rid.unwrap_or_default().to_owned(),
+            ssrc: Some(fanout.ssrc()),
+            ..Default::default()
+        },
+        active: true,
+        codec: codec.clone(),
+        ..Default::default()
     }
+}
 
+async fn add_sender(
+    pc: &dyn PeerConnection,
+    track_id: &str,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    layers: Layers,
+) -> Result<Sender, PeerError> {
+    let codings = layers.iter().map(|(fanout, rid)| encoding(&codec, fanout, *rid)).collect();
+    let track_id = track_id.to_owned();
+    let track = MediaStreamTrack::new(STREAM_ID.to_owned(), track_id.clone(), track_id, kind, codings);
+    let track = Arc::new(TrackLocalStaticRTP::new(track));
+    let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await?;
+    Ok(Sender { track, sender, layers, video: kind == RtpCodecKind::Video })
+}
+
+async fn setup(p: &PeerParams, pc: &dyn PeerConnection) -> Result<Vec<Sender>, PeerError> {
+    let shared = &p.shared;
+    let video_layers: Layers = if p.sfu && shared.video.simulcast() {
+        // Simulcast to an SFU: one encoding (rid) per layer on one sender.
+        shared.video.layers.iter().cloned().zip(SIMULCAST_RIDS.map(Some)).collect()
+    } else {
+        vec![(shared.video.full().clone(), None)]
+    };
+    let mut senders = vec![add_sender(pc, VIDEO_TRACK_ID, RtpCodecKind::Video, h264_codec(), video_layers).await?];
+    if let Some(audio) = &shared.audio {
+        let layers = vec![(audio.clone(), None)];
+        senders.push(add_sender(pc, AUDIO_TRACK_ID, RtpCodecKind::Audio, opus_codec(), layers).await?);
+    }
     if p.data_channel {
-        let dc = pc
-            .create_data_channel("datachannel", Some(RTCDataChannelInit { ordered: Some(true), ..Default::default() }))
-            .await?;
+        let dc = pc.create_data_channel("datachannel", Some(RTCDataChannelInit::default())).await?;
         attach(shared.protocol.clone(), p.player_id.clone(), dc.clone(), dc);
     }
-
-    {
-        let signal = p.signal.clone();
-        let player_id = p.player_id.clone();
-        on_local_candidates(&pc, move |c| {
-            if let LocalCandidate::Candidate(candidate) = c {
-                let _ = signal.send(&Message::IceCandidate { candidate, player_id: Some(player_id.clone()) });
-            }
-        });
-    }
-    let state_rx = state_changes(&pc);
-    let sdp = set_local(&pc, pc.create_offer(None).await?).await?;
+    let sdp = set_local(pc, pc.create_offer(None).await?).await?;
     let _ = p.signal.send(&Message::Offer {
         sdp,
         player_id: Some(p.player_id.clone()),
@@ -192,14 +169,14 @@ async fn setup(p: &PeerParams) -> Result<Setup, PeerError> {
         multiplex: None,
         scalability_mode: None,
     });
-    Ok((pc, feeds, state_rx))
+    Ok(senders)
 }
 
 async fn drive(
     p: &PeerParams,
-    pc: &Arc<RTCPeerConnection>,
-    feeds: Vec<Feed>,
-    mut state_rx: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+    pc: &dyn PeerConnection,
+    senders: Vec<Sender>,
+    mut events: mpsc::UnboundedReceiver<PeerEvent>,
     mut commands: mpsc::UnboundedReceiver<PeerCommand>,
     cancel: CancellationToken,
 ) {
@@ -208,8 +185,9 @@ async fn drive(
     let mut have_answer = false;
     let mut early_candidates: Vec<IceCandidate> = Vec::new();
     let mut subscriptions: Vec<Subscription> = Vec::new();
-    // Keep SFU channels alive with the connection.
-    let mut sfu_channels: Vec<Arc<RTCDataChannel>> = Vec::new();
+    // Ends the keyframe-request readers with this connection.
+    let readers = cancel.child_token();
+    let _stop_readers = readers.clone().drop_guard();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -242,26 +220,21 @@ async fn drive(
                 }
                 Some(PeerCommand::SfuDataChannels { player_id: sfu_player, send_id, recv_id }) => {
                     match open_sfu_channels(pc, send_id, recv_id).await {
-                        Ok((send_dc, recv_dc)) => {
-                            attach(shared.protocol.clone(), sfu_player, send_dc.clone(), recv_dc.clone());
-                            sfu_channels.push(send_dc);
-                            sfu_channels.push(recv_dc);
-                        }
+                        Ok((send_dc, recv_dc)) => attach(shared.protocol.clone(), sfu_player, send_dc, recv_dc),
                         Err(e) => tracing::warn!(sfu = %player_id, error = %e, "cannot open SFU data channels"),
                     }
                 }
             },
-            state = state_rx.recv() => match state {
-                Some(RTCPeerConnectionState::Connected) => {
+            event = events.recv() => match event {
+                Some(PeerEvent::LocalCandidate(candidate)) => {
+                    let _ = p.signal.send(&Message::IceCandidate { candidate, player_id: Some(player_id.clone()) });
+                }
+                Some(PeerEvent::State(RTCPeerConnectionState::Connected)) => {
                     tracing::info!(player = %player_id, "peer connected");
                     if subscriptions.is_empty() {
-                        for (track, layer) in &feeds {
-                            // Player stats count video; audio is counted per streamer.
-                            let stats = match &shared.audio {
-                                Some(audio) if Arc::ptr_eq(audio, layer) => Arc::default(),
-                                _ => shared.stats.player(player_id),
-                            };
-                            subscriptions.push(layer.subscribe(track.clone(), stats));
+                        for sender in &senders {
+                            subscriptions.extend(subscribe(p, pc, sender).await);
+                            tokio::spawn(read_keyframe_requests(sender.track.clone(), sender.layers.clone(), readers.clone()));
                         }
                     }
                     let _ = shared.events.send(StreamerEvent::PeerConnected {
@@ -269,18 +242,84 @@ async fn drive(
                         player_id: player_id.clone(),
                     });
                 }
-                Some(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) | None => {
+                Some(PeerEvent::State(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)) | None => {
                     tracing::info!(player = %player_id, "peer connection failed or closed");
                     break;
                 }
-                Some(other) => tracing::debug!(player = %player_id, state = %other, "peer state"),
+                Some(PeerEvent::State(other)) => tracing::debug!(player = %player_id, state = %other, "peer state"),
+                // Players send nothing we use: their tracks and channels are dropped.
+                Some(_) => {}
             },
         }
     }
     drop(subscriptions);
 }
 
-async fn add_candidate(pc: &RTCPeerConnection, c: &IceCandidate, player_id: &str) {
+/// Subscribe `sender`'s track to its fan-outs. A simulcast encoding's packets
+/// carry the mid and rid header extensions the SFU tells the encodings apart
+/// by (their ids as negotiated).
+async fn subscribe(p: &PeerParams, pc: &dyn PeerConnection, sender: &Sender) -> Vec<Subscription> {
+    let simulcast = sender.layers.iter().any(|(_, rid)| rid.is_some());
+    let mid_and_rid_ids = if simulcast { extension_ids(pc, sender.sender.as_ref()).await } else { None };
+    if simulcast && mid_and_rid_ids.is_none() {
+        tracing::warn!(player = %p.player_id, "simulcast without negotiated mid/rid header extensions");
+    }
+    let mut subscriptions = Vec::with_capacity(sender.layers.len());
+    for (fanout, rid) in &sender.layers {
+        let stats = match sender.video {
+            true => p.shared.stats.player(&p.player_id),
+            false => Arc::default(),
+        };
+        let mut extensions = PacketExtensions::new();
+        if let (Some((mid_id, mid, rid_id)), Some(rid)) = (&mid_and_rid_ids, rid) {
+            extensions.push((*mid_id, Bytes::from(mid.clone().into_bytes())));
+            extensions.push((*rid_id, Bytes::from_static(rid.as_bytes())));
+        }
+        subscriptions.push(fanout.subscribe(sender.track.clone(), extensions, stats));
+    }
+    subscriptions
+}
+
+/// The negotiated id of the mid extension, the sender's mid, and the id of
+/// the rid extension.
+async fn extension_ids(pc: &dyn PeerConnection, sender: &dyn RtpSender) -> Option<(u8, String, u8)> {
+    let parameters = sender.get_parameters().await.ok()?;
+    let id = |uri: &str| {
+        let ext = parameters.rtp_parameters.header_extensions.iter().find(|e| e.uri == uri)?;
+        u8::try_from(ext.id).ok()
+    };
+    let (mid_id, rid_id) = (id(SDES_MID_URI)?, id(SDES_RTP_STREAM_ID_URI)?);
+    for transceiver in pc.get_transceivers().await {
+        if let Ok(Some(s)) = transceiver.sender().await {
+            if s.id() == sender.id() {
+                let mid = transceiver.mid().await.ok().flatten()?;
+                return Some((mid_id, mid, rid_id));
+            }
+        }
+    }
+    None
+}
+
+/// Read the keyframe requests (PLI/FIR) the player sends about `track` and
+/// ask the fan-out of the requested SSRC for a keyframe (all of the track's
+/// fan-outs when the SSRC is not one of them).
+async fn read_keyframe_requests(track: Arc<TrackLocalStaticRTP>, layers: Layers, cancel: CancellationToken) {
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => return,
+            e = track.poll() => e,
+        };
+        let Some(TrackLocalEvent::OnRtcpPacket(packets)) = event else { return };
+        for ssrc in packets.iter().flat_map(|p| keyframe_request_ssrcs(p.as_ref())) {
+            match layers.iter().find(|(f, _)| f.ssrc() == ssrc) {
+                Some((fanout, _)) => fanout.request_keyframe(),
+                None => layers.iter().for_each(|(f, _)| f.request_keyframe()),
+            }
+        }
+    }
+}
+
+async fn add_candidate(pc: &dyn PeerConnection, c: &IceCandidate, player_id: &str) {
     if c.candidate.is_empty() {
         return; // end-of-candidates
     }
@@ -290,11 +329,11 @@ async fn add_candidate(pc: &RTCPeerConnection, c: &IceCandidate, player_id: &str
 }
 
 async fn open_sfu_channels(
-    pc: &RTCPeerConnection,
+    pc: &dyn PeerConnection,
     send_id: u16,
     recv_id: u16,
-) -> Result<(Arc<RTCDataChannel>, Arc<RTCDataChannel>), webrtc::Error> {
-    let init = |id: u16| Some(RTCDataChannelInit { ordered: Some(true), negotiated: Some(id), ..Default::default() });
+) -> Result<(Arc<dyn DataChannel>, Arc<dyn DataChannel>), webrtc::error::Error> {
+    let init = |id: u16| Some(RTCDataChannelInit { negotiated: Some(id), ..Default::default() });
     if send_id == recv_id {
         let dc = pc.create_data_channel("datachannel", init(send_id)).await?;
         Ok((dc.clone(), dc))
@@ -302,25 +341,5 @@ async fn open_sfu_channels(
         let send = pc.create_data_channel("send-datachannel", init(send_id)).await?;
         let recv = pc.create_data_channel("recv-datachannel", init(recv_id)).await?;
         Ok((send, recv))
-    }
-}
-
-/// Read RTCP from the video sender (which also drives the interceptors) and
-/// ask the layer for a keyframe on PLI or FIR. `rid`: a simulcast encoding
-/// other than the first.
-async fn read_rtcp(sender: Arc<RTCRtpSender>, fanout: Arc<Fanout>, rid: Option<&'static str>) {
-    loop {
-        let read = match rid {
-            None => sender.read_rtcp().await,
-            Some(rid) => sender.read_rtcp_simulcast(rid).await,
-        };
-        let Ok((packets, _)) = read else { break };
-        for packet in packets {
-            let any = packet.as_any();
-            if any.downcast_ref::<PictureLossIndication>().is_some() || any.downcast_ref::<FullIntraRequest>().is_some()
-            {
-                fanout.request_keyframe();
-            }
-        }
     }
 }

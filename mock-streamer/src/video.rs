@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use rtc::rtp::codec::h264::H264Payloader;
+use rtc::rtp::packetizer::{new_packetizer, Packetizer};
+use rtc::rtp::sequence::new_random_sequencer;
 use tokio_util::sync::CancellationToken;
-use webrtc::rtp::codecs::h264::H264Payloader;
-use webrtc::rtp::packetizer::{new_packetizer, Packetizer};
-use webrtc::rtp::sequence::new_random_sequencer;
 
 use crate::encoder::H264Encoder;
 use crate::fanout::{Fanout, VideoFrame, VideoLayers};
@@ -62,7 +62,7 @@ struct Layer {
     fanout: Arc<Fanout>,
     encoder: Option<H264Encoder>,
     pattern: TestPattern,
-    packetizer: Box<dyn Packetizer + Send + Sync>,
+    packetizer: Box<dyn Packetizer>,
 }
 
 fn run(
@@ -91,9 +91,10 @@ fn run(
                 encoder,
                 pattern: TestPattern::new((settings.width >> shift) as usize, (settings.height >> shift) as usize),
                 packetizer: Box::new(new_packetizer(
+                    Instant::now(),
                     RTP_MTU,
                     proto::rtc::H264_PAYLOAD_TYPE,
-                    rand::random::<u32>(),
+                    fanout.ssrc(),
                     Box::new(H264Payloader::default()),
                     Box::new(new_random_sequencer()),
                     90_000,
@@ -160,7 +161,7 @@ fn encode_layer(
                 *t = FrameTimings { pre_capture_ms, post_capture_ms, pre_encode_ms: post_capture_ms, post_encode_ms };
             }
             let bytes = encoded.data.len();
-            match layer.packetizer.packetize(&Bytes::from(encoded.data), samples) {
+            match layer.packetizer.packetize(Instant::now(), &Bytes::from(encoded.data), samples) {
                 Ok(packets) => {
                     fanout.publish(Arc::new(VideoFrame { number: n, keyframe: encoded.keyframe, bytes, packets }))
                 }

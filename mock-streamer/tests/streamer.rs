@@ -4,13 +4,13 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use common::{nal_types, start, wait_event, within};
 use mock_streamer::datachannel::initial_settings_json;
 use mock_streamer::video::VideoSettings;
 use mock_streamer::{StreamerConfig, StreamerEvent};
 use openh264::formats::YUVSource;
 use proto::datachannel::{ToPlayer, ToStreamer};
+use testkit::receiver::{negotiated_channel as negotiated, send_binary};
 
 fn config(width: u32, height: u32) -> StreamerConfig {
     StreamerConfig {
@@ -81,7 +81,7 @@ async fn one_player_gets_video_and_the_data_channel_protocol() {
     // The frontend's handshake.
     let send = |m: ToStreamer| {
         let dc = dc.clone();
-        async move { dc.send(&Bytes::from(m.encode())).await.expect("dc send") }
+        async move { send_binary(dc.as_ref(), &m.encode()).await }
     };
     send(ToStreamer::RequestInitialSettings).await;
     send(ToStreamer::RequestQualityControl).await;
@@ -189,28 +189,6 @@ async fn twenty_players_on_one_streamer_all_receive_video() {
     h.stop().await;
 }
 
-/// A negotiated channel on the test side, with its received messages.
-async fn negotiated(
-    pc: &webrtc::peer_connection::RTCPeerConnection,
-    label: &str,
-    id: u16,
-) -> (std::sync::Arc<webrtc::data_channel::RTCDataChannel>, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
-    use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
-    let dc = pc
-        .create_data_channel(
-            label,
-            Some(RTCDataChannelInit { ordered: Some(true), negotiated: Some(id), ..Default::default() }),
-        )
-        .await
-        .expect("negotiated channel");
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    dc.on_message(Box::new(move |m| {
-        let _ = tx.send(m.data.to_vec());
-        Box::pin(async {})
-    }));
-    (dc, rx)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sfu_gets_pre_negotiated_data_channels_per_player() {
     let mut h = common::start_with(config(320, 240), vec![("SFU0".into(), true)]).await;
@@ -220,10 +198,10 @@ async fn sfu_gets_pre_negotiated_data_channels_per_player() {
     assert_eq!(p.next_dc_message().await, ToPlayer::protocol().encode());
 
     // One shared channel (send == recv) for Player7.
-    let (shared_dc, mut shared_rx) = negotiated(&p.pc, "datachannel", 10).await;
+    let (shared_dc, mut shared_rx) = negotiated(p.pc.as_ref(), "datachannel", 10).await;
     // Split channels for Player8: the streamer sends on 12 and receives on 13.
-    let (_to_sfu, mut from_streamer) = negotiated(&p.pc, "send-datachannel", 12).await;
-    let (to_streamer, _unused) = negotiated(&p.pc, "recv-datachannel", 13).await;
+    let (_to_sfu, mut from_streamer) = negotiated(p.pc.as_ref(), "send-datachannel", 12).await;
+    let (to_streamer, _unused) = negotiated(p.pc.as_ref(), "recv-datachannel", 13).await;
     for (player, send, recv) in [("Player7", 10, 10), ("Player8", 12, 13)] {
         h.to_streamer
             .send(proto::Message::StreamerDataChannels {
@@ -239,9 +217,9 @@ async fn sfu_gets_pre_negotiated_data_channels_per_player() {
     let first = within("Protocol on the SFU send channel", from_streamer.recv()).await.expect("msg");
     assert_eq!(first, ToPlayer::protocol().encode());
 
-    shared_dc.send(&Bytes::from(ToStreamer::RequestQualityControl.encode())).await.expect("send");
+    send_binary(shared_dc.as_ref(), &ToStreamer::RequestQualityControl.encode()).await;
     assert_eq!(within("reply on shared", shared_rx.recv()).await, Some(vec![0, 1]));
-    to_streamer.send(&Bytes::from(ToStreamer::TestEcho("x".into()).encode())).await.expect("send");
+    send_binary(to_streamer.as_ref(), &ToStreamer::TestEcho("x".into()).encode()).await;
     assert_eq!(
         within("reply on the send channel", from_streamer.recv()).await,
         Some(ToPlayer::TestEcho("x".into()).encode())

@@ -8,14 +8,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use bytes::Bytes;
-use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
-use webrtc::data_channel::data_channel_message::DataChannelMessage;
-use webrtc::data_channel::data_channel_state::RTCDataChannelState;
-use webrtc::data_channel::RTCDataChannel;
-use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::data_channel::{
+    DataChannel, DataChannelEvent, RTCDataChannelInit, RTCDataChannelMessage, RTCDataChannelState,
+};
+use webrtc::peer_connection::PeerConnection;
 
 use crate::stats::SfuStats;
 
@@ -34,28 +32,35 @@ const PENDING_MAX: usize = 256;
 #[derive(Default)]
 struct Link {
     /// The SFU sends to the player on this one.
-    to_player: Option<Arc<RTCDataChannel>>,
+    to_player: Option<Arc<dyn DataChannel>>,
     /// The SFU sends to the streamer (for this player) on this one.
-    to_streamer: Option<Arc<RTCDataChannel>>,
+    to_streamer: Option<Arc<dyn DataChannel>>,
     /// The streamer sends (for this player) on this one: kept so that it can be closed when
     /// the player leaves. It lives on the streamer's long-lived peer connection, and an open
-    /// channel keeps its reader task and a 64 KiB buffer (measured: ~47 KB per join, `bench
-    /// churn --peer sfu`).
-    from_streamer: Option<Arc<RTCDataChannel>>,
+    /// channel keeps its buffers (webrtc 0.17: a reader task and 64 KiB, ~47 KB per join,
+    /// `bench churn --peer sfu`).
+    from_streamer: Option<Arc<dyn DataChannel>>,
+    /// Whether the target of each direction is open, by [`Direction::index`].
+    open: [bool; 2],
     /// Held messages, by [`Direction::index`]. The streamer sends `Protocol`
     /// the moment its channel opens, which can be before the player's
     /// channel is open: dropping it would leave the player waiting forever.
-    pending: [std::collections::VecDeque<DataChannelMessage>; 2],
+    pending: [std::collections::VecDeque<RTCDataChannelMessage>; 2],
     /// A flush of that direction is under way (keeps messages in order).
     flushing: [bool; 2],
 }
 
 impl Link {
-    fn target(&self, direction: Direction) -> Option<Arc<RTCDataChannel>> {
+    fn target(&self, direction: Direction) -> Option<Arc<dyn DataChannel>> {
         match direction {
             Direction::ToStreamer => self.to_streamer.clone(),
             Direction::ToPlayer => self.to_player.clone(),
         }
+    }
+
+    /// The target of `direction`, if there is one and it is open.
+    fn open_target(&self, direction: Direction) -> Option<Arc<dyn DataChannel>> {
+        self.target(direction).filter(|_| self.open[direction.index()])
     }
 }
 
@@ -78,6 +83,13 @@ impl Direction {
         match self {
             Direction::ToStreamer => 0,
             Direction::ToPlayer => 1,
+        }
+    }
+
+    fn opposite(self) -> Direction {
+        match self {
+            Direction::ToStreamer => Direction::ToPlayer,
+            Direction::ToPlayer => Direction::ToStreamer,
         }
     }
 }
@@ -109,31 +121,37 @@ impl DataChannelRelay {
     }
 
     /// Open the player's negotiated channels on its peer connection (before
-    /// the offer, so that the offer carries SCTP) and wire them. `opened`
+    /// the offer, so that the offer carries SCTP) and relay them. `opened`
     /// fires when they open, i.e. when the SCTP association with the player
     /// is up (negotiated channels need no handshake of their own).
     pub async fn open_player_side(
         self: &Arc<Self>,
-        pc: &RTCPeerConnection,
+        pc: &dyn PeerConnection,
         player_id: &str,
         opened: tokio::sync::oneshot::Sender<()>,
-    ) -> Result<Vec<Arc<RTCDataChannel>>, webrtc::Error> {
+    ) -> Result<(), webrtc::error::Error> {
         let (from_player, to_player) = open_pair(pc, PLAYER_SEND_STREAM_ID, PLAYER_RECV_STREAM_ID).await?;
         self.lock().entry(player_id.to_string()).or_default().to_player = Some(to_player.clone());
-        self.wire(&from_player, player_id, Direction::ToStreamer);
-        self.flush_on_open(&to_player, player_id, Direction::ToPlayer, Some(opened));
-        Ok(vec![from_player, to_player])
+        tokio::spawn(relay_pair(
+            Arc::downgrade(self),
+            player_id.to_string(),
+            from_player,
+            to_player,
+            Direction::ToStreamer,
+            Some(opened),
+        ));
+        Ok(())
     }
 
     /// Open the channels for `player_id` on the streamer's peer connection:
     /// the streamer sends on `streamer_send`, receives on `streamer_recv`.
     pub async fn open_streamer_side(
         self: &Arc<Self>,
-        pc: &RTCPeerConnection,
+        pc: &dyn PeerConnection,
         player_id: &str,
         streamer_send: u16,
         streamer_recv: u16,
-    ) -> Result<(), webrtc::Error> {
+    ) -> Result<(), webrtc::error::Error> {
         let (from_streamer, to_streamer) = open_pair(pc, streamer_send, streamer_recv).await?;
         {
             let mut links = self.lock();
@@ -141,50 +159,26 @@ impl DataChannelRelay {
             link.to_streamer = Some(to_streamer.clone());
             link.from_streamer = Some(from_streamer.clone());
         }
-        self.wire(&from_streamer, player_id, Direction::ToPlayer);
-        self.flush_on_open(&to_streamer, player_id, Direction::ToStreamer, None);
+        tokio::spawn(relay_pair(
+            Arc::downgrade(self),
+            player_id.to_string(),
+            from_streamer,
+            to_streamer,
+            Direction::ToPlayer,
+            None,
+        ));
         Ok(())
     }
 
-    fn wire(self: &Arc<Self>, from: &Arc<RTCDataChannel>, player_id: &str, direction: Direction) {
-        let relay = Arc::downgrade(self);
-        let player_id = player_id.to_string();
-        from.on_message(Box::new(move |msg: DataChannelMessage| {
-            let relay = relay.clone();
-            let player_id = player_id.clone();
-            Box::pin(async move {
-                if let Some(relay) = relay.upgrade() {
-                    relay.forward(&player_id, direction, msg).await;
-                }
-            })
-        }));
+    /// `direction`'s target channel opened: send what was held for it.
+    async fn on_open(&self, player_id: &str, direction: Direction) {
+        if let Some(link) = self.lock().get_mut(player_id) {
+            link.open[direction.index()] = true;
+        }
+        self.flush(player_id, direction).await;
     }
 
-    /// When `target` opens, send what was held for it.
-    /// On `target`'s open: flush what was held for it, then fire `opened`.
-    /// (A channel has one open handler: this is it.)
-    fn flush_on_open(
-        self: &Arc<Self>,
-        target: &Arc<RTCDataChannel>,
-        player_id: &str,
-        direction: Direction,
-        opened: Option<tokio::sync::oneshot::Sender<()>>,
-    ) {
-        let relay = Arc::downgrade(self);
-        let player_id = player_id.to_string();
-        target.on_open(Box::new(move || {
-            if let Some(opened) = opened {
-                let _ = opened.send(());
-            }
-            Box::pin(async move {
-                if let Some(relay) = relay.upgrade() {
-                    relay.flush(&player_id, direction).await;
-                }
-            })
-        }));
-    }
-
-    async fn forward(&self, player_id: &str, direction: Direction, msg: DataChannelMessage) {
+    async fn forward(&self, player_id: &str, direction: Direction, msg: RTCDataChannelMessage) {
         let i = direction.index();
         // Some(open) when the message was held.
         let held = {
@@ -194,7 +188,7 @@ impl DataChannelRelay {
                 self.stats.dc_dropped.fetch_add(1, Relaxed);
                 return;
             };
-            let open = link.target(direction).is_some_and(|t| t.ready_state() == RTCDataChannelState::Open);
+            let open = link.open_target(direction).is_some();
             // Behind held messages, or with nowhere open to go: hold it.
             if !open || !link.pending[i].is_empty() || link.flushing[i] {
                 if link.pending[i].len() >= PENDING_MAX {
@@ -213,9 +207,9 @@ impl DataChannelRelay {
             Some(false) => return,
             None => {}
         }
-        let target = self.lock().get(player_id).and_then(|l| l.target(direction));
+        let target = self.lock().get(player_id).and_then(|l| l.open_target(direction));
         if let Some(target) = target {
-            self.send(&target, player_id, direction, msg).await;
+            self.send(target.as_ref(), player_id, direction, msg).await;
         }
     }
 
@@ -226,8 +220,8 @@ impl DataChannelRelay {
         let target = {
             let mut links = self.lock();
             let Some(link) = links.get_mut(player_id) else { return };
-            let Some(target) = link.target(direction) else { return };
-            if link.flushing[i] || target.ready_state() != RTCDataChannelState::Open {
+            let Some(target) = link.open_target(direction) else { return };
+            if link.flushing[i] {
                 return;
             }
             link.flushing[i] = true;
@@ -244,21 +238,21 @@ impl DataChannelRelay {
                 next
             };
             match next {
-                Some(msg) => self.send(&target, player_id, direction, msg).await,
+                Some(msg) => self.send(target.as_ref(), player_id, direction, msg).await,
                 None => return,
             }
         }
     }
 
-    async fn send(&self, target: &RTCDataChannel, player_id: &str, direction: Direction, msg: DataChannelMessage) {
+    async fn send(&self, target: &dyn DataChannel, player_id: &str, direction: Direction, msg: RTCDataChannelMessage) {
         let sent = if msg.is_string {
             // Never turn a frame into another kind: text stays text.
-            target.send_text(String::from_utf8_lossy(&msg.data).into_owned()).await
+            target.send_text(&String::from_utf8_lossy(&msg.data)).await
         } else {
-            target.send(&Bytes::clone(&msg.data)).await
+            target.send(msg.data).await
         };
         match sent {
-            Ok(_) => {
+            Ok(()) => {
                 let counter = match direction {
                     Direction::ToStreamer => &self.stats.dc_to_streamer,
                     Direction::ToPlayer => &self.stats.dc_to_player,
@@ -273,14 +267,64 @@ impl DataChannelRelay {
     }
 }
 
+/// Relay one pair of channels of `player_id` until `from` or its connection
+/// closes: messages read from `from` go `direction`; `to` (the same channel
+/// when not split) is the target of the other direction, which opens when
+/// `to` does (then `opened` fires). A task, not callbacks inside the
+/// channels, holds the channels, and it holds the relay weakly.
+async fn relay_pair(
+    relay: Weak<DataChannelRelay>,
+    player_id: String,
+    from: Arc<dyn DataChannel>,
+    to: Arc<dyn DataChannel>,
+    direction: Direction,
+    mut opened: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    let split = !Arc::ptr_eq(&from, &to);
+    let target_direction = direction.opposite();
+    let on_open = |opened: &mut Option<tokio::sync::oneshot::Sender<()>>| {
+        if let Some(opened) = opened.take() {
+            let _ = opened.send(());
+        }
+        let (relay, player_id) = (relay.clone(), player_id.clone());
+        async move {
+            if let Some(relay) = relay.upgrade() {
+                relay.on_open(&player_id, target_direction).await;
+            }
+        }
+    };
+    // A negotiated channel created once SCTP is up (all of the streamer side)
+    // is open at once and announces no open event.
+    if matches!(to.ready_state().await, Ok(RTCDataChannelState::Open)) {
+        on_open(&mut opened).await;
+    }
+    let mut to_open = split;
+    loop {
+        let (event, from_to) = tokio::select! {
+            e = from.poll() => (e, !split),
+            e = to.poll(), if to_open => (e, true),
+        };
+        match event {
+            Some(DataChannelEvent::OnOpen) if from_to => on_open(&mut opened).await,
+            Some(DataChannelEvent::OnMessage(msg)) if !split || !from_to => match relay.upgrade() {
+                Some(relay) => relay.forward(&player_id, direction, msg).await,
+                None => return,
+            },
+            None | Some(DataChannelEvent::OnClose) if split && from_to => to_open = false,
+            None | Some(DataChannelEvent::OnClose) => return,
+            Some(_) => {}
+        }
+    }
+}
+
 /// Negotiated channels: the SFU receives on `remote_send` and sends on
 /// `remote_recv` (one `datachannel` when they are equal).
 async fn open_pair(
-    pc: &RTCPeerConnection,
+    pc: &dyn PeerConnection,
     remote_send: u16,
     remote_recv: u16,
-) -> Result<(Arc<RTCDataChannel>, Arc<RTCDataChannel>), webrtc::Error> {
-    let init = |id: u16| Some(RTCDataChannelInit { ordered: Some(true), negotiated: Some(id), ..Default::default() });
+) -> Result<(Arc<dyn DataChannel>, Arc<dyn DataChannel>), webrtc::error::Error> {
+    let init = |id: u16| Some(RTCDataChannelInit { negotiated: Some(id), ..Default::default() });
     if remote_send == remote_recv {
         let dc = pc.create_data_channel("datachannel", init(remote_send)).await?;
         Ok((dc.clone(), dc))

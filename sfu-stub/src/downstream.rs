@@ -20,27 +20,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::client::SignallingSender;
-use proto::rtc::{on_local_candidates, rtc_configuration, set_local, state_changes, to_rtc_candidate, LocalCandidate};
+use proto::rtc::keyframe_requests::is_keyframe_request;
+use proto::rtc::{event_channel, set_local, to_rtc_candidate, PeerEvent, PeerSettings};
 use proto::{IceCandidate, Message};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use webrtc::api::API;
-use webrtc::data_channel::RTCDataChannel;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
+use webrtc::rtp_transceiver::RtpSender;
 
 use crate::config::SfuConfig;
 use crate::datachannel_relay::DataChannelRelay;
 use crate::error::SfuError;
 use crate::events::{Internal, SfuEvent};
-use crate::forwarder::{Forwarder, PlayerControl, Subscription};
+use crate::forwarder::{Forwarder, PlayerControl, PlayerStream, Subscription};
 use crate::rtc::{candidate_allowed, filter_sdp};
 use crate::stats::SfuStats;
 
@@ -60,7 +57,7 @@ pub struct DownstreamParams {
     pub player_id: String,
     /// Tells this task's end apart from a later task for the same id.
     pub key: u64,
-    pub api: Arc<API>,
+    pub settings: PeerSettings,
     pub config: Arc<SfuConfig>,
     pub signal: SignallingSender,
     pub peer_options: Value,
@@ -82,62 +79,62 @@ pub async fn run_downstream(
 ) {
     p.stats.players.fetch_add(1, Relaxed);
     p.stats.players_total.fetch_add(1, Relaxed);
-    match setup(&p).await {
-        Ok((pc, tracks, channels, watch)) => {
-            drive(&p, &pc, tracks, watch, commands, &cancel).await;
-            drop(channels);
+    let (handler, events) = event_channel();
+    match proto::rtc::new_peer_connection(&p.settings, &p.peer_options, handler).await {
+        Ok(pc) => {
+            match setup(&p, pc.as_ref()).await {
+                Ok((tracks, opened)) => drive(&p, pc.as_ref(), tracks, events, opened, commands, &cancel).await,
+                Err(e) => {
+                    tracing::warn!(player = %p.player_id, error = %e, "cannot set up the player's peer connection")
+                }
+            }
             if let Err(e) = pc.close().await {
                 tracing::debug!(player = %p.player_id, error = %e, "close");
             }
         }
-        Err(e) => tracing::warn!(player = %p.player_id, error = %e, "cannot set up the player's peer connection"),
+        Err(e) => tracing::warn!(player = %p.player_id, error = %e, "cannot create the player's peer connection"),
     }
     p.stats.players.fetch_sub(1, Relaxed);
     let _ = p.events.send(SfuEvent::PlayerClosed { player_id: p.player_id.clone() });
     let _ = p.internal.send(Internal::PlayerClosed { player_id: p.player_id.clone(), key: p.key });
 }
 
-type Tracks = Vec<(Arc<Forwarder>, Arc<TrackLocalStaticRTP>)>;
-type Setup = (Arc<RTCPeerConnection>, Tracks, Vec<Arc<RTCDataChannel>>, Watch);
-
-/// What a player's task waits on besides its commands.
-struct Watch {
-    state: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
-    /// Our ICE candidates are all gathered.
-    gathered: tokio::sync::watch::Receiver<bool>,
-    /// The player's data channels opened.
-    opened: tokio::sync::oneshot::Receiver<()>,
+/// One forwarded track towards the player.
+struct PlayerTrack {
+    forwarder: Arc<Forwarder>,
+    track: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
 }
 
-async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
-    let config = rtc_configuration(&p.peer_options, p.config.ice)?;
-    let pc = Arc::new(p.api.new_peer_connection(config).await?);
+/// The player's tracks, and a receiver that fires when its data channels open.
+type Setup = (Vec<PlayerTrack>, tokio::sync::oneshot::Receiver<()>);
+
+async fn setup(p: &DownstreamParams, pc: &dyn PeerConnection) -> Result<Setup, SfuError> {
     let mut tracks = Vec::new();
     for forwarder in &p.media {
         let info = &forwarder.info;
-        let track =
-            Arc::new(TrackLocalStaticRTP::new(info.capability.clone(), info.track_id.clone(), info.stream_id.clone()));
-        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>).await?;
-        tokio::spawn(read_rtcp(sender, forwarder.clone(), p.control.clone(), p.stats.clone()));
-        tracks.push((forwarder.clone(), track));
+        let ssrc = rand::random::<u32>();
+        let coding = RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            active: true,
+            codec: info.codec.clone(),
+            ..Default::default()
+        };
+        let track = MediaStreamTrack::new(
+            info.stream_id.clone(),
+            info.track_id.clone(),
+            info.track_id.clone(),
+            info.kind,
+            vec![coding],
+        );
+        let track = Arc::new(TrackLocalStaticRTP::new(track));
+        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await?;
+        tracks.push(PlayerTrack { forwarder: forwarder.clone(), track, sender, ssrc });
     }
     let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
-    let channels = p.relay.open_player_side(&pc, &p.player_id, opened_tx).await?;
-    let (gathered_tx, gathered_rx) = tokio::sync::watch::channel(false);
-    {
-        let signal = p.signal.clone();
-        let player_id = p.player_id.clone();
-        on_local_candidates(&pc, move |c| match c {
-            LocalCandidate::Done => {
-                let _ = gathered_tx.send(true);
-            }
-            LocalCandidate::Candidate(candidate) => {
-                let _ = signal.send(&Message::IceCandidate { candidate, player_id: Some(player_id.clone()) });
-            }
-        });
-    }
-    let state_rx = state_changes(&pc);
-    let sdp = set_local(&pc, pc.create_offer(None).await?).await?;
+    p.relay.open_player_side(pc, &p.player_id, opened_tx).await?;
+    let sdp = set_local(pc, pc.create_offer(None).await?).await?;
     let _ = p.signal.send(&Message::Offer {
         sdp,
         player_id: Some(p.player_id.clone()),
@@ -145,19 +142,19 @@ async fn setup(p: &DownstreamParams) -> Result<Setup, SfuError> {
         multiplex: None,
         scalability_mode: p.scalability_mode.clone(),
     });
-    Ok((pc, tracks, channels, Watch { state: state_rx, gathered: gathered_rx, opened: opened_rx }))
+    Ok((tracks, opened_rx))
 }
 
 async fn drive(
     p: &DownstreamParams,
-    pc: &Arc<RTCPeerConnection>,
-    tracks: Tracks,
-    watch: Watch,
+    pc: &dyn PeerConnection,
+    tracks: Vec<PlayerTrack>,
+    mut events: mpsc::UnboundedReceiver<PeerEvent>,
+    mut opened_rx: tokio::sync::oneshot::Receiver<()>,
     mut commands: mpsc::UnboundedReceiver<DownstreamCommand>,
     cancel: &CancellationToken,
 ) {
     let player_id = &p.player_id;
-    let Watch { state: mut state_rx, gathered: mut gathered_rx, opened: mut opened_rx } = watch;
     // The player can receive (module docs): its channels opened, or
     // READY_FALLBACK after "connected".
     let mut opened = false;
@@ -165,18 +162,22 @@ async fn drive(
     let mut have_answer = false;
     // Remote candidates are added once the answer is applied and our own
     // candidates are gathered (see the upstream: avoids a peer-reflexive
-    // candidate and webrtc-rs's one-second nomination delay).
-    let mut gathered = *gathered_rx.borrow();
+    // candidate).
+    let mut gathered = false;
     let mut early: Vec<IceCandidate> = Vec::new();
     let mut subscriptions: Vec<Subscription> = Vec::new();
-    let subscribe = |subscriptions: &mut Vec<Subscription>| {
-        if subscriptions.is_empty() {
-            tracing::debug!(player = %player_id, "starting media");
-            for (forwarder, track) in &tracks {
-                subscriptions.push(forwarder.subscribe(track.clone(), p.control.clone()));
-            }
-        }
-    };
+    // Ends the keyframe-request readers with this connection.
+    let readers = cancel.child_token();
+    let _stop_readers = readers.clone().drop_guard();
+    for t in &tracks {
+        let reader = KeyframeRequestReader {
+            forwarder: t.forwarder.clone(),
+            control: p.control.clone(),
+            stats: p.stats.clone(),
+            cancel: readers.clone(),
+        };
+        tokio::spawn(reader.run(t.track.clone()));
+    }
     loop {
         let fallback = connected_at.map(|t| t + READY_FALLBACK);
         tokio::select! {
@@ -184,12 +185,12 @@ async fn drive(
             r = &mut opened_rx, if !opened => {
                 opened = true;
                 if r.is_ok() {
-                    subscribe(&mut subscriptions);
+                    subscribe(p, &tracks, &mut subscriptions).await;
                 }
             }
             _ = tokio::time::sleep_until(fallback.unwrap_or_else(tokio::time::Instant::now)),
                 if fallback.is_some() && subscriptions.is_empty() => {
-                subscribe(&mut subscriptions);
+                subscribe(p, &tracks, &mut subscriptions).await;
             }
             command = commands.recv() => match command {
                 None => break,
@@ -217,36 +218,71 @@ async fn drive(
                     }
                 }
             },
-            changed = gathered_rx.changed(), if !gathered => {
-                gathered = changed.is_err() || *gathered_rx.borrow();
-                if gathered && have_answer {
-                    for c in early.drain(..) {
-                        add_candidate(p, pc, &c).await;
+            event = events.recv() => match event {
+                Some(PeerEvent::LocalCandidate(candidate)) => {
+                    let _ = p.signal.send(&Message::IceCandidate { candidate, player_id: Some(player_id.clone()) });
+                }
+                Some(PeerEvent::GatheringDone) => {
+                    gathered = true;
+                    if have_answer {
+                        for c in early.drain(..) {
+                            add_candidate(p, pc, &c).await;
+                        }
                     }
                 }
-            }
-            state = state_rx.recv() => match state {
-                Some(RTCPeerConnectionState::Connected) => {
+                Some(PeerEvent::State(RTCPeerConnectionState::Connected)) => {
                     tracing::info!(player = %player_id, "player connected");
                     if connected_at.is_none() {
                         connected_at = Some(tokio::time::Instant::now());
-                        for (forwarder, _) in &tracks {
-                            forwarder.prepare(&p.control, READY_FALLBACK);
+                        for t in &tracks {
+                            t.forwarder.prepare(&p.control, READY_FALLBACK);
                         }
                     }
                     let _ = p.events.send(SfuEvent::PlayerConnected { player_id: player_id.clone() });
                 }
-                Some(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) | None => {
+                Some(PeerEvent::State(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)) | None => {
                     tracing::info!(player = %player_id, "player's peer connection failed or closed");
                     break;
                 }
-                Some(other) => tracing::debug!(player = %player_id, state = %other, "player peer state"),
+                Some(PeerEvent::State(other)) => tracing::debug!(player = %player_id, state = %other, "player peer state"),
+                // A player sends nothing the SFU uses (its channels are the negotiated ones).
+                Some(_) => {}
             },
         }
     }
 }
 
-async fn add_candidate(p: &DownstreamParams, pc: &RTCPeerConnection, c: &IceCandidate) {
+/// Start forwarding to the player (once).
+async fn subscribe(p: &DownstreamParams, tracks: &[PlayerTrack], subscriptions: &mut Vec<Subscription>) {
+    if !subscriptions.is_empty() {
+        return;
+    }
+    tracing::debug!(player = %p.player_id, "starting media");
+    for t in tracks {
+        let stream = PlayerStream { ssrc: t.ssrc, payload_type: payload_type(t).await };
+        subscriptions.push(t.forwarder.subscribe(t.track.clone(), stream, p.control.clone()));
+    }
+}
+
+/// The payload type negotiated for the forwarded codec (ours: we offered).
+async fn payload_type(t: &PlayerTrack) -> u8 {
+    let mime = &t.forwarder.info.codec.mime_type;
+    let negotiated = t.sender.get_parameters().await.ok().and_then(|params| {
+        params
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+            .map(|c| c.payload_type)
+    });
+    negotiated.unwrap_or_else(|| match t.forwarder.codec {
+        crate::codec::Codec::Vp8 => proto::rtc::VP8_PAYLOAD_TYPE,
+        crate::codec::Codec::H264 => proto::rtc::H264_PAYLOAD_TYPE,
+        _ => proto::rtc::OPUS_PAYLOAD_TYPE,
+    })
+}
+
+async fn add_candidate(p: &DownstreamParams, pc: &dyn PeerConnection, c: &IceCandidate) {
     if c.candidate.is_empty() || !candidate_allowed(p.config.ice, &c.candidate) {
         return;
     }
@@ -255,22 +291,28 @@ async fn add_candidate(p: &DownstreamParams, pc: &RTCPeerConnection, c: &IceCand
     }
 }
 
-/// Read RTCP from one sender (this also drives its interceptors) and turn
-/// PLI/FIR into a keyframe request for the player's layer.
-async fn read_rtcp(
-    sender: Arc<RTCRtpSender>,
+/// Reads the player's keyframe requests (PLI/FIR) about one track and turns
+/// them into a keyframe request for the player's layer.
+struct KeyframeRequestReader {
     forwarder: Arc<Forwarder>,
     control: Arc<PlayerControl>,
     stats: Arc<SfuStats>,
-) {
-    while let Ok((packets, _)) = sender.read_rtcp().await {
-        for packet in packets {
-            let any = packet.as_any();
-            if any.downcast_ref::<PictureLossIndication>().is_some() || any.downcast_ref::<FullIntraRequest>().is_some()
-            {
-                stats.player_plis.fetch_add(1, Relaxed);
-                let layer = control.target.load(Relaxed).min(forwarder.layer_count().saturating_sub(1));
-                forwarder.request_keyframe(layer);
+    cancel: CancellationToken,
+}
+
+impl KeyframeRequestReader {
+    async fn run(self, track: Arc<TrackLocalStaticRTP>) {
+        loop {
+            let event = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                e = track.poll() => e,
+            };
+            let Some(TrackLocalEvent::OnRtcpPacket(packets)) = event else { return };
+            let requests = packets.iter().filter(|p| is_keyframe_request(p.as_ref())).count();
+            if requests > 0 {
+                self.stats.player_plis.fetch_add(requests as u64, Relaxed);
+                let layer = self.control.target.load(Relaxed).min(self.forwarder.layer_count().saturating_sub(1));
+                self.forwarder.request_keyframe(layer);
             }
         }
     }

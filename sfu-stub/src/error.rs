@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {
     #[error("webrtc: {0}")]
-    WebRtc(#[from] webrtc::Error),
+    WebRtc(#[from] webrtc::error::Error),
     #[error(transparent)]
     Rtc(#[from] proto::rtc::RtcError),
     #[error("the streamer's offer has no audio or video to forward")]

@@ -4,8 +4,10 @@
 //! Each player has its own writer task fed by a bounded queue (`try_send`:
 //! a slow player never holds up the reader or the others; on overflow its
 //! packets are dropped and it waits for the next keyframe). The writer runs
-//! the player's [`LayerSelector`], rewrites the header and writes to the
-//! player's `TrackLocalStaticRTP`, so the players are written in parallel.
+//! the player's [`LayerSelector`], rewrites the header (sequence number,
+//! timestamp, and the SSRC and payload type of the player's stream: webrtc
+//! 0.21 sends what it is given) and writes to the player's
+//! `TrackLocalStaticRTP`, so the players are written in parallel.
 //!
 //! New players start from the layer's [`GopCache`] (see there).
 
@@ -13,11 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rtc::rtp::packet::Packet;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
+use rtc::shared::marshal::MarshalSize;
 use tokio::sync::mpsc;
-use webrtc::rtp::packet::Packet;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::TrackLocalWriter;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
 
 use crate::codec::Codec;
 use crate::gop_cache::{compressed_timestamps, GopCache};
@@ -57,10 +60,18 @@ struct Subscriber {
 /// How a forwarded track is described to players.
 #[derive(Debug, Clone)]
 pub struct TrackInfo {
-    pub kind: RTPCodecType,
-    pub capability: RTCRtpCodecCapability,
+    pub kind: RtpCodecKind,
+    pub codec: RTCRtpCodec,
     pub track_id: String,
     pub stream_id: String,
+}
+
+/// A player's stream of one forwarded track: the SSRC its track declares
+/// and the payload type negotiated for the codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlayerStream {
+    pub ssrc: u32,
+    pub payload_type: u8,
 }
 
 /// What the forwarder's lock guards: the players and the per-layer caches
@@ -115,7 +126,7 @@ impl Forwarder {
         cache_max_age: Duration,
     ) -> Self {
         Forwarder {
-            codec: Codec::from_mime(&info.capability.mime_type),
+            codec: Codec::from_mime(&info.codec.mime_type),
             info,
             layers: AtomicUsize::new(1),
             state: Mutex::new(State::default()),
@@ -156,10 +167,15 @@ impl Forwarder {
         }
     }
 
-    /// Start forwarding to `track`: spawns the player's writer task, which
-    /// starts with the cached keyframe of the player's layer if there is a
-    /// usable one (module docs), else at the next live keyframe.
-    pub fn subscribe(self: &Arc<Self>, track: Arc<TrackLocalStaticRTP>, control: Arc<PlayerControl>) -> Subscription {
+    /// Start forwarding to `track` as `stream`: spawns the player's writer
+    /// task, which starts with the cached keyframe of the player's layer if
+    /// there is a usable one (module docs), else at the next live keyframe.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        track: Arc<TrackLocalStaticRTP>,
+        stream: PlayerStream,
+        control: Arc<PlayerControl>,
+    ) -> Subscription {
         let key = self.next_key.fetch_add(1, Relaxed);
         let (tx, rx) = mpsc::channel(self.queue);
         let current = Arc::new(AtomicUsize::new(NO_LAYER));
@@ -167,6 +183,7 @@ impl Forwarder {
         let writer = Writer {
             forwarder: self.clone(),
             track,
+            stream,
             control: control.clone(),
             current: current.clone(),
             resync: resync.clone(),
@@ -259,6 +276,7 @@ impl Forwarder {
 struct Writer {
     forwarder: Arc<Forwarder>,
     track: Arc<TrackLocalStaticRTP>,
+    stream: PlayerStream,
     control: Arc<PlayerControl>,
     current: Arc<AtomicUsize>,
     resync: Arc<AtomicBool>,
@@ -273,7 +291,7 @@ impl Writer {
         let mut selector = LayerSelector::new(
             clamp(self.control.target.load(Relaxed)),
             f.codec.needs_keyframe(),
-            f.info.capability.clock_rate,
+            f.info.codec.clock_rate,
         );
         let mut last_ask: Option<Instant> = None;
         let timestamps = compressed_timestamps(&cached);
@@ -314,14 +332,17 @@ impl Writer {
                     let mut out = p.clone();
                     out.header.sequence_number = sequence_number;
                     out.header.timestamp = timestamp;
+                    out.header.ssrc = self.stream.ssrc;
+                    out.header.payload_type = self.stream.payload_type;
                     // Upstream extension ids (mid, rid, …) mean nothing to the player.
                     out.header.extension = false;
                     out.header.extension_profile = 0;
                     out.header.extensions.clear();
-                    match self.track.write_rtp(&out).await {
-                        Ok(n) => {
+                    let size = out.marshal_size() as u64;
+                    match self.track.write_rtp(out).await {
+                        Ok(()) => {
                             f.stats.packets_forwarded.fetch_add(1, Relaxed);
-                            f.stats.bytes_forwarded.fetch_add(n as u64, Relaxed);
+                            f.stats.bytes_forwarded.fetch_add(size, Relaxed);
                         }
                         Err(e) => tracing::debug!(error = %e, "write_rtp failed"),
                     }

@@ -109,8 +109,8 @@ pub fn compressed_timestamps(packets: &[Arc<LayerPacket>]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use webrtc::rtp::header::Header;
-    use webrtc::rtp::packet::Packet;
+    use rtc::rtp::header::Header;
+    use rtc::rtp::packet::Packet;
 
     fn item(seq: u16, ts: u32, keyframe: bool, len: usize) -> Arc<LayerPacket> {
         let packet = Packet {

@@ -62,15 +62,17 @@ pub struct SfuHandle {
 
 /// Start an SFU on the current Tokio runtime.
 pub fn spawn(config: SfuConfig) -> Result<SfuHandle, SfuError> {
-    let upstream_api = Arc::new(rtc::upstream_api(config.ice)?);
-    let downstream_api = Arc::new(rtc::downstream_api(config.ice)?);
+    // The process's certificate now, so that a failure stops the start.
+    proto::rtc::process_crypto()?;
+    let upstream_settings = rtc::upstream_settings(config.ice);
+    let downstream_settings = rtc::downstream_settings(config.ice);
     let stats = Arc::new(SfuStats::default());
     let (events, first_rx) = broadcast::channel(4096);
     let cancel = CancellationToken::new();
     let shared = session::Shared {
         config: Arc::new(config),
-        upstream_api,
-        downstream_api,
+        upstream_settings,
+        downstream_settings,
         stats: stats.clone(),
         events: events.clone(),
     };

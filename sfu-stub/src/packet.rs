@@ -2,7 +2,7 @@
 //! simulcast layer and whether it starts a keyframe — what the forwarder
 //! fans out to the players' writers and what the keyframe cache keeps.
 
-use webrtc::rtp::packet::Packet;
+use rtc::rtp::packet::Packet;
 
 /// One RTP packet of one simulcast layer, as received from the streamer.
 #[derive(Debug)]

@@ -1,60 +1,27 @@
-//! WebRTC settings of the SFU: on top of `proto::rtc` (codecs, ICE policy),
-//! the upstream API registers the RTP header extensions simulcast needs
-//! (mid, rid, repaired rid), and candidates that break the ICE policy are
+//! WebRTC settings of the SFU: on top of `proto::rtc` (codecs with the
+//! simulcast header extensions mid, rid and repaired rid, ICE policy), which
+//! interceptors each side runs, and candidates that break the ICE policy
 //! filtered out of what the remote end sends.
 
-use std::net::IpAddr;
+use proto::rtc::{candidate_is_loopback, IcePolicy, Interceptors, PeerSettings};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
-use proto::rtc::{media_engine, setting_engine, IcePolicy, Interceptors};
-use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::{APIBuilder, API};
-use webrtc::interceptor::registry::Registry;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpHeaderExtensionCapability, RTPCodecType};
-
-use crate::error::SfuError;
-
-const SIMULCAST_EXTENSIONS: [&str; 3] = [
-    "urn:ietf:params:rtp-hdrext:sdes:mid",
-    "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
-    "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
-];
-
-/// The API of the one upstream connection: default interceptors (NACK,
-/// reports, TWCC) and the simulcast header extensions.
-pub fn upstream_api(policy: IcePolicy) -> Result<API, SfuError> {
-    let mut media = media_engine()?;
-    for uri in SIMULCAST_EXTENSIONS {
-        media.register_header_extension(
-            RTCRtpHeaderExtensionCapability { uri: uri.to_string() },
-            RTPCodecType::Video,
-            None,
-        )?;
-    }
-    let registry = register_default_interceptors(Registry::new(), &mut media)?;
-    Ok(APIBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(setting_engine(policy))
-        .build())
+/// The one upstream connection (we answer the streamer's offer): webrtc's
+/// default interceptors (NACK, reports, TWCC).
+pub fn upstream_settings(policy: IcePolicy) -> PeerSettings {
+    PeerSettings::answerer(policy, Interceptors::Full)
 }
 
-/// The API shared by every player connection: sender/receiver reports only
-/// (no NACK responder buffer of 1024 packets per player and track).
-pub fn downstream_api(policy: IcePolicy) -> Result<API, SfuError> {
-    Ok(proto::rtc::build_api(policy, Interceptors::ReportsOnly)?)
+/// Every player connection (we offer, so we are the controlling ICE agent):
+/// sender/receiver reports only (no NACK responder buffer per player and
+/// track).
+pub fn downstream_settings(policy: IcePolicy) -> PeerSettings {
+    PeerSettings::offerer(policy, Interceptors::ReportsOnly)
 }
 
 /// Whether a remote candidate may be used under the ICE policy.
 pub fn candidate_allowed(policy: IcePolicy, candidate: &str) -> bool {
     !policy.loopback_only || candidate_is_loopback(candidate)
-}
-
-fn candidate_is_loopback(candidate: &str) -> bool {
-    let line = candidate.trim_start_matches("a=");
-    line.split_whitespace()
-        .nth(4)
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .is_some_and(|ip| matches!(ip, IpAddr::V4(v4) if v4.is_loopback()))
 }
 
 /// Remove candidates the ICE policy forbids from a remote SDP.
@@ -72,15 +39,15 @@ pub fn filter_sdp(policy: IcePolicy, sdp: &str) -> String {
 
 /// What an offer sends: per m-section kind, the simulcast rids as spatial
 /// layers, lowest resolution first (empty without simulcast). Sections the offerer does not send are left out.
-pub fn offered_media(sdp: &str) -> Vec<(RTPCodecType, Vec<String>)> {
-    let mut out: Vec<(RTPCodecType, Vec<String>, bool)> = Vec::new();
+pub fn offered_media(sdp: &str) -> Vec<(RtpCodecKind, Vec<String>)> {
+    let mut out: Vec<(RtpCodecKind, Vec<String>, bool)> = Vec::new();
     for line in sdp.lines().map(str::trim_end) {
         if let Some(rest) = line.strip_prefix("m=") {
             let mut f = rest.split_whitespace();
             let kind = match f.next() {
-                Some("video") => RTPCodecType::Video,
-                Some("audio") => RTPCodecType::Audio,
-                _ => RTPCodecType::Unspecified,
+                Some("video") => RtpCodecKind::Video,
+                Some("audio") => RtpCodecKind::Audio,
+                _ => RtpCodecKind::Unspecified,
             };
             let port_zero = f.next() == Some("0");
             out.push((kind, Vec::new(), !port_zero));
@@ -96,7 +63,7 @@ pub fn offered_media(sdp: &str) -> Vec<(RTPCodecType, Vec<String>)> {
         }
     }
     out.into_iter()
-        .filter(|(k, _, sends)| *sends && *k != RTPCodecType::Unspecified)
+        .filter(|(k, _, sends)| *sends && *k != RtpCodecKind::Unspecified)
         .map(|(k, r, _)| (k, order_layers(r)))
         .collect()
 }
@@ -135,7 +102,7 @@ mod tests {
                    m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
         let m = offered_media(sdp);
         assert_eq!(m.len(), 1);
-        assert_eq!(m[0].0, RTPCodecType::Video);
+        assert_eq!(m[0].0, RtpCodecKind::Video);
         assert_eq!(m[0].1, vec!["l", "m", "h"]);
         let named = offered_media("m=video 9 X 102\r\na=rid:f send\r\na=rid:h send\r\na=rid:q send\r\n");
         assert_eq!(named[0].1, vec!["q", "h", "f"]);

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::client::{connect_with, ClientOptions, SignallingReceiver, SignallingSender};
+use proto::rtc::PeerSettings;
 use proto::{Message, PROTOCOL_VERSION};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use webrtc::api::API;
 
 use crate::config::SfuConfig;
 use crate::datachannel_relay::{DataChannelRelay, PLAYER_RECV_STREAM_ID, PLAYER_SEND_STREAM_ID};
@@ -26,8 +26,8 @@ use crate::upstream::{run_upstream, UpstreamCommand, UpstreamParams};
 /// What every session shares.
 pub struct Shared {
     pub config: Arc<SfuConfig>,
-    pub upstream_api: Arc<API>,
-    pub downstream_api: Arc<API>,
+    pub upstream_settings: PeerSettings,
+    pub downstream_settings: PeerSettings,
     pub stats: Arc<SfuStats>,
     pub events: broadcast::Sender<SfuEvent>,
 }
@@ -287,7 +287,7 @@ impl Connection<'_> {
         let cancel = CancellationToken::new();
         let params = UpstreamParams {
             generation: self.generation,
-            api: self.shared.upstream_api.clone(),
+            settings: self.shared.upstream_settings,
             config: self.shared.config.clone(),
             signal: self.tx.clone(),
             peer_options: self.peer_options.clone(),
@@ -325,7 +325,7 @@ impl Connection<'_> {
         let params = DownstreamParams {
             player_id: player_id.clone(),
             key: self.next_key,
-            api: self.shared.downstream_api.clone(),
+            settings: self.shared.downstream_settings,
             config: self.shared.config.clone(),
             signal: self.tx.clone(),
             peer_options: self.peer_options.clone(),

@@ -10,10 +10,19 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto::rtc::{event_channel, to_rtc_candidate, IcePolicy, Interceptors, PeerEvent, PeerSettings};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::packet::Packet;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use sfu_stub::{SfuConfig, SfuEvent, SfuHandle};
 use testkit::wait_until;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -120,7 +129,8 @@ async fn sfu_connects_late_and_reconnects_after_signalling_restart() {
 /// resolution from every SPS it receives and counts sequence-number jumps.
 struct Viewer {
     signal: proto::client::SignallingSender,
-    pc: Arc<webrtc::peer_connection::RTCPeerConnection>,
+    /// Its video track, once it arrived (PLIs are sent on it).
+    track: Arc<std::sync::Mutex<Option<Arc<dyn TrackRemote>>>>,
     ssrc: Arc<std::sync::atomic::AtomicU32>,
     resolution: tokio::sync::watch::Receiver<Option<(u32, u32)>>,
     jumps: Arc<std::sync::atomic::AtomicU64>,
@@ -154,17 +164,16 @@ async fn viewer(srv: &signalling::ServerHandle, layer: Option<i64>) -> Viewer {
 }
 
 /// Every RTP packet a viewer receives, with its arrival time.
-type Tap = tokio::sync::mpsc::UnboundedSender<(std::time::Instant, webrtc::rtp::packet::Packet)>;
+type Tap = tokio::sync::mpsc::UnboundedSender<(std::time::Instant, Packet)>;
 
 /// A viewer; with `tap`, each packet it receives is also sent there.
 async fn viewer_with(srv: &signalling::ServerHandle, layer: Option<i64>, tap: Option<Tap>) -> Viewer {
-    use proto::rtc::{build_api, from_rtc_candidate, to_rtc_candidate, IcePolicy, Interceptors};
     use proto::Message;
     use std::sync::atomic::AtomicU64;
-    use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 
-    let api = build_api(IcePolicy::LOOPBACK, Interceptors::Receiver).expect("api");
-    let pc = Arc::new(api.new_peer_connection(Default::default()).await.expect("pc"));
+    let (handler, mut events) = event_channel();
+    let settings = PeerSettings::answerer(IcePolicy::LOOPBACK, Interceptors::Receiver);
+    let pc = proto::rtc::new_peer_connection(&settings, &serde_json::json!({}), handler).await.expect("pc");
     let (signal, mut rx) = proto::client::connect(&format!("ws://{}", srv.player_addr())).await.expect("connect");
     let (res_tx, resolution) = tokio::sync::watch::channel(None);
     let res_tx = Arc::new(res_tx);
@@ -172,59 +181,38 @@ async fn viewer_with(srv: &signalling::ServerHandle, layer: Option<i64>, tap: Op
     let packets = Arc::new(AtomicU64::new(0));
     let cancel = CancellationToken::new();
     let ssrc = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let track_slot: Arc<std::sync::Mutex<Option<Arc<dyn TrackRemote>>>> = Arc::default();
     {
         let (jumps, packets, cancel, ssrc) = (jumps.clone(), packets.clone(), cancel.clone(), ssrc.clone());
-        pc.on_track(Box::new(move |track, _, _| {
-            ssrc.store(track.ssrc(), Relaxed);
-            let (res_tx, jumps, packets, cancel) = (res_tx.clone(), jumps.clone(), packets.clone(), cancel.clone());
-            let tap = tap.clone();
-            tokio::spawn(async move {
-                let mut last: Option<u16> = None;
-                loop {
-                    let read = tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        r = track.read_rtp() => r,
-                    };
-                    let Ok((p, _)) = read else { return };
-                    packets.fetch_add(1, Relaxed);
-                    if let Some(tap) = &tap {
-                        let _ = tap.send((std::time::Instant::now(), p.clone()));
+        let (signal, track_slot) = (signal.clone(), track_slot.clone());
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    PeerEvent::LocalCandidate(candidate) => {
+                        let _ = signal.send(&Message::IceCandidate { candidate, player_id: None });
                     }
-                    if let Some(prev) = last {
-                        let delta = p.header.sequence_number.wrapping_sub(prev);
-                        if delta > 100 && delta < 65_436 {
-                            jumps.fetch_add(1, Relaxed);
-                        }
+                    PeerEvent::Track(track) => {
+                        *track_slot.lock().unwrap() = Some(track.clone());
+                        let reader = read_viewer_track(
+                            track,
+                            ssrc.clone(),
+                            res_tx.clone(),
+                            jumps.clone(),
+                            packets.clone(),
+                            tap.clone(),
+                            cancel.clone(),
+                        );
+                        tokio::spawn(reader);
                     }
-                    last = Some(p.header.sequence_number);
-                    if let Some(sps) = sps_in(&p.payload) {
-                        if let Some(r) = sfu_stub::codec::h264_sps_resolution(sps) {
-                            res_tx.send_replace(Some(r));
-                        }
-                    }
+                    _ => {}
                 }
-            });
-            Box::pin(async {})
-        }));
-    }
-    {
-        let signal = signal.clone();
-        pc.on_ice_candidate(Box::new(move |c| {
-            let signal = signal.clone();
-            Box::pin(async move {
-                if let Some(Ok(init)) = c.map(|c| c.to_json()) {
-                    let _ =
-                        signal.send(&Message::IceCandidate { candidate: from_rtc_candidate(init), player_id: None });
-                }
-            })
-        }));
+            }
+        });
     }
     signal.send(&Message::Subscribe { streamer_id: "SFU".into() }).expect("subscribe");
     let task_signal = signal.clone();
     let task_cancel = cancel.clone();
-    let task_pc = pc.clone();
     tokio::spawn(async move {
-        let pc = task_pc;
         loop {
             let m = tokio::select! {
                 _ = task_cancel.cancelled() => break,
@@ -262,7 +250,49 @@ async fn viewer_with(srv: &signalling::ServerHandle, layer: Option<i64>, tap: Op
         }
         let _ = pc.close().await;
     });
-    Viewer { signal, pc, ssrc, resolution, jumps, packets, cancel }
+    Viewer { signal, track: track_slot, ssrc, resolution, jumps, packets, cancel }
+}
+
+/// Read a viewer's track: resolution from each SPS, sequence-number jumps,
+/// every packet to `tap`.
+async fn read_viewer_track(
+    track: Arc<dyn TrackRemote>,
+    ssrc: Arc<std::sync::atomic::AtomicU32>,
+    res_tx: Arc<tokio::sync::watch::Sender<Option<(u32, u32)>>>,
+    jumps: Arc<std::sync::atomic::AtomicU64>,
+    packets: Arc<std::sync::atomic::AtomicU64>,
+    tap: Option<Tap>,
+    cancel: CancellationToken,
+) {
+    let mut last: Option<u16> = None;
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => return,
+            e = track.poll() => e,
+        };
+        let p = match event {
+            Some(TrackRemoteEvent::OnRtpPacket(p)) => p,
+            Some(_) => continue,
+            None => return,
+        };
+        ssrc.store(p.header.ssrc, Relaxed);
+        packets.fetch_add(1, Relaxed);
+        if let Some(tap) = &tap {
+            let _ = tap.send((std::time::Instant::now(), p.clone()));
+        }
+        if let Some(prev) = last {
+            let delta = p.header.sequence_number.wrapping_sub(prev);
+            if delta > 100 && delta < 65_436 {
+                jumps.fetch_add(1, Relaxed);
+            }
+        }
+        last = Some(p.header.sequence_number);
+        if let Some(sps) = sps_in(&p.payload) {
+            if let Some(r) = sfu_stub::codec::h264_sps_resolution(sps) {
+                res_tx.send_replace(Some(r));
+            }
+        }
+    }
 }
 
 async fn wait_resolution(v: &mut Viewer, want: (u32, u32), what: &str) {
@@ -310,11 +340,9 @@ async fn simulcast_players_get_their_layers_and_switch() {
     assert!(s.layer_switches >= 2, "{s:?}");
 
     // A PLI from a player becomes a (rate-limited) keyframe request upstream.
-    let pli = webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
-        sender_ssrc: 0,
-        media_ssrc: mid.ssrc.load(Relaxed),
-    };
-    mid.pc.write_rtcp(&[Box::new(pli)]).await.expect("PLI sent");
+    let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: mid.ssrc.load(Relaxed) };
+    let mid_track = mid.track.lock().unwrap().clone().expect("the mid viewer's track");
+    mid_track.write_rtcp(vec![Box::new(pli)]).await.expect("PLI sent");
     wait_until(Duration::from_secs(5), "the PLI to reach the SFU", || {
         let now = sfu.stats();
         now.player_plis >= 1 && now.keyframe_requests_wanted > s.keyframe_requests_wanted
@@ -351,9 +379,9 @@ struct Decoded {
 
 /// Depacketize (RFC 6184) and decode with OpenH264, frame by frame, from
 /// the first packet on: what a browser's decoder would get.
-fn decode_h264(packets: &[webrtc::rtp::packet::Packet]) -> Decoded {
-    use webrtc::rtp::codecs::h264::H264Packet;
-    use webrtc::rtp::packetizer::Depacketizer;
+fn decode_h264(packets: &[Packet]) -> Decoded {
+    use rtc::rtp::codec::h264::H264Packet;
+    use rtc::rtp::packetizer::Depacketizer;
 
     let mut out = Decoded::default();
     let mut decoder = openh264::decoder::Decoder::new().expect("decoder");
@@ -375,7 +403,7 @@ fn decode_h264(packets: &[webrtc::rtp::packet::Packet]) -> Decoded {
         }
         frame.clear();
     };
-    let mut prev: Option<&webrtc::rtp::packet::Packet> = None;
+    let mut prev: Option<&Packet> = None;
     for p in packets {
         if let Some(q) = prev {
             if p.header.sequence_number != q.header.sequence_number.wrapping_add(1) {
@@ -434,7 +462,7 @@ async fn a_player_joining_after_the_keyframe_starts_at_once_from_the_cache_and_d
     let got = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some((at, p)) = rx.recv().await {
             first_at.get_or_insert(at);
-            if packets.last().is_none_or(|q: &webrtc::rtp::packet::Packet| q.header.timestamp != p.header.timestamp) {
+            if packets.last().is_none_or(|q: &Packet| q.header.timestamp != p.header.timestamp) {
                 frames += 1;
             }
             packets.push(p);
@@ -473,27 +501,14 @@ async fn pausable_streamer(
     sending: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancellationToken,
 ) {
-    use proto::rtc::{build_api, from_rtc_candidate, to_rtc_candidate, IcePolicy, Interceptors, H264_FMTP};
     use proto::Message;
-    use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-    use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
-    use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-    use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 
-    let api = build_api(IcePolicy::LOOPBACK, Interceptors::ReportsOnly).expect("api");
+    const SSRC: u32 = 0x5eed;
     let (signal, mut rx) = proto::client::connect(&format!("ws://{}", srv.streamer_addr())).await.expect("connect");
-    let track = Arc::new(TrackLocalStaticRTP::new(
-        RTCRtpCodecCapability {
-            mime_type: "video/H264".into(),
-            clock_rate: 90_000,
-            sdp_fmtp_line: H264_FMTP.into(),
-            ..Default::default()
-        },
-        "video".into(),
-        "stream".into(),
-    ));
+    // The track of the current peer connection (webrtc 0.21 binds a track to one sender).
+    let current: Arc<std::sync::Mutex<Option<Arc<TrackLocalStaticRTP>>>> = Arc::default();
     {
-        let (track, cancel) = (track.clone(), cancel.clone());
+        let (current, cancel) = (current.clone(), cancel.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(33));
             let mut seq: u16 = 0;
@@ -506,18 +521,23 @@ async fn pausable_streamer(
                     continue;
                 }
                 seq = seq.wrapping_add(1);
-                let mut p = webrtc::rtp::packet::Packet::default();
+                let mut p = Packet::default();
                 p.header.version = 2;
                 p.header.marker = true;
                 p.header.sequence_number = seq;
                 p.header.timestamp = u32::from(seq) * 3000;
+                p.header.ssrc = SSRC;
+                p.header.payload_type = proto::rtc::H264_PAYLOAD_TYPE;
                 p.payload = bytes::Bytes::from_static(&[0x65, 0x88, 0x84, 0x00]);
-                let _ = track.write_rtp(&p).await;
+                let track = current.lock().unwrap().clone();
+                if let Some(track) = track {
+                    let _ = track.write_rtp(p).await;
+                }
             }
         });
     }
     tokio::spawn(async move {
-        let mut pc: Option<Arc<webrtc::peer_connection::RTCPeerConnection>> = None;
+        let mut pc: Option<Arc<dyn PeerConnection>> = None;
         loop {
             let m = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -528,21 +548,40 @@ async fn pausable_streamer(
                     let _ = signal.send(&Message::EndpointId { id: Some("P1".into()), protocol_version: None });
                 }
                 Message::PlayerConnected { player_id, .. } => {
-                    let Ok(new_pc) = api.new_peer_connection(Default::default()).await else { break };
-                    let new_pc = Arc::new(new_pc);
-                    let _ = new_pc.add_track(track.clone() as Arc<dyn TrackLocal + Send + Sync>).await;
+                    if let Some(old) = pc.take() {
+                        let _ = old.close().await;
+                    }
+                    let (handler, mut events) = event_channel();
+                    let settings = PeerSettings::offerer(IcePolicy::LOOPBACK, Interceptors::ReportsOnly);
+                    let Ok(new_pc) = proto::rtc::new_peer_connection(&settings, &serde_json::json!({}), handler).await
+                    else {
+                        break;
+                    };
+                    let coding = RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(SSRC), ..Default::default() },
+                        active: true,
+                        codec: proto::rtc::media::h264_codec(),
+                        ..Default::default()
+                    };
+                    let track = MediaStreamTrack::new(
+                        "stream".into(),
+                        "video".into(),
+                        "video".into(),
+                        RtpCodecKind::Video,
+                        vec![coding],
+                    );
+                    let track = Arc::new(TrackLocalStaticRTP::new(track));
+                    let _ = new_pc.add_track(track.clone() as Arc<dyn TrackLocal>).await;
+                    *current.lock().unwrap() = Some(track);
                     let (signal2, id2) = (signal.clone(), player_id.clone());
-                    new_pc.on_ice_candidate(Box::new(move |c| {
-                        let (signal, id) = (signal2.clone(), id2.clone());
-                        Box::pin(async move {
-                            if let Some(Ok(init)) = c.map(|c| c.to_json()) {
-                                let _ = signal.send(&Message::IceCandidate {
-                                    candidate: from_rtc_candidate(init),
-                                    player_id: Some(id),
-                                });
+                    tokio::spawn(async move {
+                        while let Some(event) = events.recv().await {
+                            if let PeerEvent::LocalCandidate(candidate) = event {
+                                let _ =
+                                    signal2.send(&Message::IceCandidate { candidate, player_id: Some(id2.clone()) });
                             }
-                        })
-                    }));
+                        }
+                    });
                     let Ok(offer) = new_pc.create_offer(None).await else { break };
                     let _ = new_pc.set_local_description(offer.clone()).await;
                     let _ = signal.send(&Message::Offer {

@@ -3,24 +3,23 @@
 //! players, relays offers, answers and candidates, and hands each player's
 //! video frames, audio and data-channel messages to the test.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use proto::rtc::{build_api, from_rtc_candidate, to_rtc_candidate, IcePolicy, Interceptors};
+use proto::rtc::{event_channel, to_rtc_candidate, IcePolicy, Interceptors, PeerEvent, PeerSettings};
 use proto::{Incoming, Message};
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use webrtc::api::API;
-use webrtc::data_channel::data_channel_message::DataChannelMessage;
-use webrtc::data_channel::RTCDataChannel;
-use webrtc::peer_connection::configuration::RTCConfiguration;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtp::codecs::h264::H264Packet;
-use webrtc::rtp::packetizer::Depacketizer;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 
 /// How long each step may take (WebRTC on a loaded machine is slow).
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,7 +32,7 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 /// One simulated player: a receive-only webrtc-rs peer.
 pub struct TestPlayer {
     pub id: String,
-    pub pc: Arc<RTCPeerConnection>,
+    pub pc: Arc<dyn PeerConnection>,
     /// Complete access units (Annex-B), in arrival order.
     pub frames: mpsc::UnboundedReceiver<Vec<u8>>,
     /// Complete access units of simulcast tracks, with their rid.
@@ -42,7 +41,7 @@ pub struct TestPlayer {
     pub audio: mpsc::UnboundedReceiver<Vec<u8>>,
     /// Binary data-channel messages, in arrival order.
     pub dc_messages: mpsc::UnboundedReceiver<Vec<u8>>,
-    pub dc: oneshot::Receiver<Arc<RTCDataChannel>>,
+    pub dc: oneshot::Receiver<Arc<dyn DataChannel>>,
     pub connected: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
     /// The remote track's stream id (msid), once it arrived.
     pub stream_id: Arc<Mutex<Option<String>>>,
@@ -87,13 +86,12 @@ pub async fn serve(listener: TcpListener, requested_id: &str, player_specs: Vec<
     let committed_id = id.clone();
     ws.send(send(Message::EndpointIdConfirm { committed_id: id })).await.expect("send confirm");
 
-    let api = Arc::new(build_api(IcePolicy::LOOPBACK, Interceptors::Receiver).expect("api"));
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
     let to_streamer = out_tx.clone();
     let mut players = Vec::new();
-    let mut wiring = std::collections::HashMap::new();
+    let mut wiring = HashMap::new();
     for (id, sfu) in player_specs {
-        let (player, wire) = new_player(&api, id.clone(), out_tx.clone()).await;
+        let (player, wire) = new_player(id.clone(), out_tx.clone()).await;
         players.push(player);
         wiring.insert(id.clone(), wire);
         ws.send(send(Message::PlayerConnected { player_id: id, data_channel: true, sfu }))
@@ -136,8 +134,21 @@ pub async fn serve(listener: TcpListener, requested_id: &str, player_specs: Vec<
     FakeServer { players, streamer_candidates, offers, committed_id, to_streamer, relay }
 }
 
-async fn new_player(api: &Arc<API>, id: String, out: mpsc::UnboundedSender<Message>) -> (TestPlayer, PlayerWiring) {
-    let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.expect("pc"));
+/// Where a player's received media and messages go.
+#[derive(Clone)]
+struct Sinks {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    rid_frames: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    audio: mpsc::UnboundedSender<Vec<u8>>,
+    dc_messages: mpsc::UnboundedSender<Vec<u8>>,
+    stream_id: Arc<Mutex<Option<String>>>,
+    rtp_packets: Arc<std::sync::atomic::AtomicU64>,
+}
+
+async fn new_player(id: String, out: mpsc::UnboundedSender<Message>) -> (TestPlayer, PlayerWiring) {
+    let (handler, mut events) = event_channel();
+    let settings = PeerSettings::answerer(IcePolicy::LOOPBACK, Interceptors::Receiver);
+    let pc = proto::rtc::new_peer_connection(&settings, &serde_json::json!({}), handler).await.expect("pc");
     let (frames_tx, frames) = mpsc::unbounded_channel();
     let (rid_tx, rid_frames) = mpsc::unbounded_channel();
     let (audio_tx, audio) = mpsc::unbounded_channel();
@@ -146,68 +157,40 @@ async fn new_player(api: &Arc<API>, id: String, out: mpsc::UnboundedSender<Messa
     let (state_tx, connected) = mpsc::unbounded_channel();
     let stream_id = Arc::new(Mutex::new(None));
     let rtp_packets = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sinks = Sinks {
+        frames: frames_tx,
+        rid_frames: rid_tx,
+        audio: audio_tx,
+        dc_messages: dc_tx,
+        stream_id: stream_id.clone(),
+        rtp_packets: rtp_packets.clone(),
+    };
 
-    let (sid, count) = (stream_id.clone(), rtp_packets.clone());
-    pc.on_track(Box::new(move |track, _, _| {
-        *sid.lock().unwrap() = Some(track.stream_id());
-        let (frames_tx, rid_tx, count) = (frames_tx.clone(), rid_tx.clone(), count.clone());
-        if track.kind() == webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Audio {
-            let audio_tx = audio_tx.clone();
-            tokio::spawn(async move {
-                while let Ok((packet, _)) = track.read_rtp().await {
-                    let _ = audio_tx.send(packet.payload.to_vec());
-                }
-            });
-            return Box::pin(async {});
-        }
+    {
+        let (out, id) = (out.clone(), id.clone());
+        let mut dc_handle_tx = Some(dc_handle_tx);
         tokio::spawn(async move {
-            let rid = track.rid().to_string();
-            let mut depacketizer = H264Packet::default();
-            let mut frame = Vec::new();
-            while let Ok((packet, _)) = track.read_rtp().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Ok(nals) = depacketizer.depacketize(&packet.payload) {
-                    frame.extend_from_slice(&nals);
-                }
-                if packet.header.marker && !frame.is_empty() {
-                    let frame = std::mem::take(&mut frame);
-                    if rid.is_empty() {
-                        let _ = frames_tx.send(frame);
-                    } else {
-                        let _ = rid_tx.send((rid.clone(), frame));
+            while let Some(event) = events.recv().await {
+                match event {
+                    PeerEvent::LocalCandidate(candidate) => {
+                        let _ = out.send(Message::IceCandidate { candidate, player_id: Some(id.clone()) });
                     }
+                    PeerEvent::State(s) => {
+                        let _ = state_tx.send(s);
+                    }
+                    PeerEvent::Track(track) => {
+                        tokio::spawn(read_track(track, sinks.clone()));
+                    }
+                    PeerEvent::DataChannel(dc) => {
+                        if let Some(h) = dc_handle_tx.take() {
+                            let _ = h.send(dc.clone());
+                        }
+                        tokio::spawn(forward_messages(dc, sinks.dc_messages.clone()));
+                    }
+                    PeerEvent::GatheringDone | PeerEvent::IceState(_) => {}
                 }
             }
         });
-        Box::pin(async {})
-    }));
-    let dc_handle_tx = Arc::new(Mutex::new(Some(dc_handle_tx)));
-    pc.on_data_channel(Box::new(move |dc: Arc<RTCDataChannel>| {
-        let tx = dc_tx.clone();
-        dc.on_message(Box::new(move |m: DataChannelMessage| {
-            let _ = tx.send(m.data.to_vec());
-            Box::pin(async {})
-        }));
-        if let Some(h) = dc_handle_tx.lock().unwrap().take() {
-            let _ = h.send(dc);
-        }
-        Box::pin(async {})
-    }));
-    pc.on_peer_connection_state_change(Box::new(move |s| {
-        let _ = state_tx.send(s);
-        Box::pin(async {})
-    }));
-    {
-        let (out, id) = (out.clone(), id.clone());
-        pc.on_ice_candidate(Box::new(move |c| {
-            let (out, id) = (out.clone(), id.clone());
-            Box::pin(async move {
-                if let Some(Ok(init)) = c.map(|c| c.to_json()) {
-                    let _ =
-                        out.send(Message::IceCandidate { candidate: from_rtc_candidate(init), player_id: Some(id) });
-                }
-            })
-        }));
     }
 
     let (offer_tx, mut offer_rx) = mpsc::unbounded_channel::<String>();
@@ -229,11 +212,88 @@ async fn new_player(api: &Arc<API>, id: String, out: mpsc::UnboundedSender<Messa
             max_bitrate_bps: None,
         });
         while let Some(c) = candidate_rx.recv().await {
-            pc2.add_ice_candidate(to_rtc_candidate(&c)).await.expect("add candidate");
+            if !c.candidate.is_empty() {
+                pc2.add_ice_candidate(to_rtc_candidate(&c)).await.expect("add candidate");
+            }
         }
     });
     let player = TestPlayer { id, pc, frames, rid_frames, audio, dc_messages, dc, connected, stream_id, rtp_packets };
     (player, PlayerWiring { offer_tx, candidate_tx })
+}
+
+/// Audio: every payload. Video: depacketized H.264 access units, per rid
+/// when simulcast (all of a track's encodings arrive on the one track).
+async fn read_track(track: Arc<dyn TrackRemote>, sinks: Sinks) {
+    *sinks.stream_id.lock().unwrap() = Some(track.stream_id().await);
+    let audio = track.kind().await == RtpCodecKind::Audio;
+    // Per SSRC: its rid ("" without simulcast), depacketizer and frame so far.
+    let mut streams: HashMap<u32, (String, H264Packet, Vec<u8>)> = HashMap::new();
+    while let Some(event) = track.poll().await {
+        let packet = match event {
+            TrackRemoteEvent::OnOpen(init) => {
+                let rid = init.rid.unwrap_or_default();
+                streams.insert(init.ssrc, (rid, H264Packet::default(), Vec::new()));
+                continue;
+            }
+            TrackRemoteEvent::OnRtpPacket(packet) => packet,
+            _ => continue,
+        };
+        if audio {
+            let _ = sinks.audio.send(packet.payload.to_vec());
+            continue;
+        }
+        sinks.rtp_packets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ssrc = packet.header.ssrc;
+        if let std::collections::hash_map::Entry::Vacant(slot) = streams.entry(ssrc) {
+            // The rid lookup awaits, so it cannot run inside `or_insert_with`.
+            let rid = track.rid(ssrc).await.unwrap_or_default();
+            slot.insert((rid, H264Packet::default(), Vec::new()));
+        }
+        let Some((rid, depacketizer, frame)) = streams.get_mut(&ssrc) else { continue };
+        if let Ok(nals) = depacketizer.depacketize(&packet.payload) {
+            frame.extend_from_slice(&nals);
+        }
+        if packet.header.marker && !frame.is_empty() {
+            let frame = std::mem::take(frame);
+            if rid.is_empty() {
+                let _ = sinks.frames.send(frame);
+            } else {
+                let _ = sinks.rid_frames.send((rid.clone(), frame));
+            }
+        }
+    }
+}
+
+/// Forward a channel's messages until it or its connection closes.
+async fn forward_messages(dc: Arc<dyn DataChannel>, to: mpsc::UnboundedSender<Vec<u8>>) {
+    while let Some(event) = dc.poll().await {
+        match event {
+            DataChannelEvent::OnMessage(m) => {
+                let _ = to.send(m.data.to_vec());
+            }
+            DataChannelEvent::OnClose => return,
+            _ => {}
+        }
+    }
+}
+
+/// A pre-negotiated channel (`negotiated: id`) on `pc`, and its received
+/// messages.
+pub async fn negotiated_channel(
+    pc: &dyn PeerConnection,
+    label: &str,
+    id: u16,
+) -> (Arc<dyn DataChannel>, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let init = RTCDataChannelInit { negotiated: Some(id), ..Default::default() };
+    let dc = pc.create_data_channel(label, Some(init)).await.expect("negotiated channel");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(forward_messages(dc.clone(), tx));
+    (dc, rx)
+}
+
+/// Send a binary message on `dc`.
+pub async fn send_binary(dc: &dyn DataChannel, bytes: &[u8]) {
+    dc.send(BytesMut::from(bytes)).await.expect("data-channel send");
 }
 
 impl TestPlayer {

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use proto::IceCandidate;
-use webrtc21::peer_connection::RTCIceCandidateInit;
+use webrtc::peer_connection::RTCIceCandidateInit;
 
 /// Our signalling candidate → webrtc's.
 pub fn to_rtc_candidate(c: IceCandidate) -> RTCIceCandidateInit {

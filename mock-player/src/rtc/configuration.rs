@@ -3,7 +3,7 @@
 
 use proto::ice_servers::ice_servers;
 use serde_json::Value;
-use webrtc21::peer_connection::{RTCCertificate, RTCConfiguration, RTCConfigurationBuilder, RTCIceServer};
+use webrtc::peer_connection::{RTCCertificate, RTCConfiguration, RTCConfigurationBuilder, RTCIceServer};
 
 /// The configuration for the `peerConnectionOptions` of the server's
 /// `config`. Loopback-only ignores its ICE servers (no STUN/TURN); malformed

@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use webrtc21::peer_connection::crypto::{self, RTCCryptoProvider, SignatureScheme};
-use webrtc21::peer_connection::RTCCertificate;
+use webrtc::peer_connection::crypto::{self, RTCCryptoProvider, SignatureScheme};
+use webrtc::peer_connection::RTCCertificate;
 
-use rtc21::peer_connection::certificate::CertificateParams;
+use rtc::peer_connection::certificate::CertificateParams;
 
 /// Why the process's crypto could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +16,7 @@ pub enum CryptoError {
     #[error("DTLS certificate parameters: {0}")]
     Params(String),
     #[error("DTLS certificate: {0}")]
-    Certificate(#[from] webrtc21::error::Error),
+    Certificate(#[from] webrtc::error::Error),
 }
 
 /// The process-wide crypto provider and DTLS certificate.

@@ -1,6 +1,6 @@
 //! The RTP/RTCP interceptors of a player's peer connections.
 
-use webrtc21::peer_connection::{configure_rtcp_reports, Registry};
+use webrtc::peer_connection::{configure_rtcp_reports, Registry};
 
 /// RTCP sender and receiver reports only. A receive-only player needs no
 /// NACK responder (its history buffer was most of a peer's memory on 0.17)

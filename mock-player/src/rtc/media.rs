@@ -2,9 +2,9 @@
 //! table as `proto::rtc::media_engine` (webrtc 0.17), so a player on 0.21
 //! answers the streamer's and the SFU's offers with the same payload types.
 
-use rtc21::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
-use rtc21::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
-use rtc21::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 
 /// H.264 payload type (as `proto::rtc::H264_PAYLOAD_TYPE`).
 pub const H264_PAYLOAD_TYPE: u8 = 102;
@@ -25,7 +25,7 @@ fn video_feedback() -> Vec<RTCPFeedback> {
 
 /// H.264 (constrained baseline), VP8 and Opus, and the MID/RID header
 /// extensions (an SFU's simulcast layers are told apart by their rid).
-pub fn media_engine() -> Result<MediaEngine, webrtc21::error::Error> {
+pub fn media_engine() -> Result<MediaEngine, webrtc::error::Error> {
     let mut m = MediaEngine::default();
     let video = [(MIME_TYPE_H264, H264_PAYLOAD_TYPE, H264_FMTP), (MIME_TYPE_VP8, VP8_PAYLOAD_TYPE, "")];
     for (mime, payload_type, fmtp) in video {

@@ -25,7 +25,7 @@ pub mod settings;
 use std::sync::Arc;
 
 use serde_json::Value;
-use webrtc21::peer_connection::{
+use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, SettingEngine,
 };
 

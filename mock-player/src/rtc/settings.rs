@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc21::ice::mdns::MulticastDnsMode;
-use rtc21::ice::network_type::NetworkType;
-use rtc21::peer_connection::transport::RTCDtlsRole;
-use webrtc21::peer_connection::crypto::RTCCryptoProvider;
-use webrtc21::peer_connection::{SettingEngine, SettingEngineBuilder};
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::ice::network_type::NetworkType;
+use rtc::peer_connection::transport::RTCDtlsRole;
+use webrtc::peer_connection::crypto::RTCCryptoProvider;
+use webrtc::peer_connection::{SettingEngine, SettingEngineBuilder};
 
 /// The local UDP addresses a peer connection binds: its host candidates.
 ///

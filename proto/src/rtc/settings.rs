@@ -1,0 +1,176 @@
+//! What a peer connection is built with besides its codecs: the setting
+//! engine (ICE policy, DTLS role, timers), the interceptors and the
+//! `RTCConfiguration` (ICE servers, certificate).
+
+use std::time::Duration;
+
+use ::rtc::ice::mdns::MulticastDnsMode;
+use ::rtc::ice::network_type::NetworkType;
+use ::rtc::interceptor::{
+    NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot,
+};
+use ::rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
+use ::rtc::peer_connection::configuration::media_engine::MediaEngine;
+use ::rtc::peer_connection::configuration::setting_engine::{SettingEngine, SettingEngineBuilder};
+use ::rtc::peer_connection::configuration::{RTCConfiguration, RTCConfigurationBuilder};
+use ::rtc::peer_connection::transport::{RTCDtlsRole, RTCIceServer};
+use ::rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind};
+use serde_json::Value;
+
+use super::crypto::ProcessCrypto;
+use super::keyframe_requests::{KeyframeRequestsToApplication, KEYFRAME_REQUESTS_SLOT};
+use super::{IcePolicy, Interceptors, PeerSettings, RtcError};
+
+/// Sent packets a sender keeps per stream to answer NACKs: 1024, about 10 s
+/// of 1 Mbit/s video and far more than a retransmission can wait for.
+/// (webrtc 0.17's default was 8192: ~0.9 MB per stream, written out when the
+/// sender started, most of the streamer's memory per player.)
+pub const NACK_HISTORY: u16 = 1024;
+
+/// The setting engine of one peer connection.
+pub fn setting_engine(settings: &PeerSettings, crypto: &ProcessCrypto) -> SettingEngine {
+    let mut b = SettingEngineBuilder::new()
+        .with_crypto_provider(crypto.provider.clone())
+        // A trickling peer's connectivity checks often overtake its
+        // candidates (which travel through the signalling server): the pair
+        // is then peer-reflexive, and webrtc-rs by default waits before
+        // using one. Browsers trickle, so without this every browser join
+        // took a second on 0.17.
+        .with_prflx_acceptance_min_wait(Some(Duration::ZERO));
+    if settings.ice.loopback_only {
+        // With the UDP socket bound to 127.0.0.1 (see `bind_addresses`) the
+        // only host candidate is 127.0.0.1: webrtc 0.21 has no IP filter.
+        b = b
+            .with_include_loopback_candidate(true)
+            .with_network_types(vec![NetworkType::Udp4])
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled);
+    }
+    if settings.answer_as_dtls_server {
+        b = b.with_answering_dtls_role(RTCDtlsRole::Server);
+    }
+    if let Some(interval) = settings.ice_check_interval {
+        b = b.with_ice_connection_attempts(Some(interval), None);
+    }
+    b.build()
+}
+
+/// The local UDP addresses a peer connection binds: 127.0.0.1 only for
+/// loopback-only ICE (one socket, one host candidate), else every
+/// interface (webrtc 0.21 expands the wildcard per interface).
+pub fn bind_addresses(policy: IcePolicy) -> Vec<&'static str> {
+    if policy.loopback_only {
+        vec!["127.0.0.1:0"]
+    } else {
+        vec!["0.0.0.0:0"]
+    }
+}
+
+/// The interceptors of one peer connection, with their RTCP feedback
+/// registered in `media`. Every set ends with
+/// [`KeyframeRequestsToApplication`], so senders see PLI/FIR.
+pub fn interceptors(kind: Interceptors, media: &mut MediaEngine) -> Result<Registry, RtcError> {
+    let reports = |r: Registry| {
+        r.with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+            .with(Slot::SenderReport, SenderReportBuilder::new().build())
+    };
+    let registry = match kind {
+        // webrtc-rs's defaults (NACK generator and responder, reports, TWCC
+        // receiver), with the NACK history capped at NACK_HISTORY.
+        Interceptors::Full => {
+            register_nack_feedback(media);
+            let r = Registry::new()
+                .with(Slot::NackResponder, NackResponderBuilder::new().with_size(NACK_HISTORY).build())
+                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+            configure_twcc_receiver_only(reports(r), media)?
+        }
+        Interceptors::Receiver => {
+            register_nack_feedback(media);
+            reports(Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build()))
+        }
+        Interceptors::ReportsOnly => reports(Registry::new()),
+    };
+    Ok(registry.with(Slot::Custom(KEYFRAME_REQUESTS_SLOT), KeyframeRequestsToApplication::default()))
+}
+
+fn register_nack_feedback(media: &mut MediaEngine) {
+    for parameter in ["", "pli"] {
+        media.register_feedback(RTCPFeedback { typ: "nack".into(), parameter: parameter.into() }, RtpCodecKind::Video);
+    }
+}
+
+/// An `RTCConfiguration` from the `peerConnectionOptions` of `config`
+/// (`{"iceServers":[{"urls":[…]|"…","username":"…","credential":"…"}]}`)
+/// and the process's certificate. With a loopback-only policy the ICE
+/// servers are ignored. Unknown keys are ignored; a malformed `iceServers`
+/// is an error.
+pub fn rtc_configuration(
+    options: &Value,
+    policy: IcePolicy,
+    crypto: &ProcessCrypto,
+) -> Result<RTCConfiguration, RtcError> {
+    let builder = RTCConfigurationBuilder::new().with_certificates(vec![crypto.certificate.clone()]);
+    Ok(builder.with_ice_servers(ice_servers(options, policy)?).build())
+}
+
+/// The ICE servers of `peerConnectionOptions` (none when loopback-only).
+pub fn ice_servers(options: &Value, policy: IcePolicy) -> Result<Vec<RTCIceServer>, RtcError> {
+    if policy.loopback_only {
+        return Ok(Vec::new());
+    }
+    let servers = match options.get("iceServers") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(RtcError::Options("iceServers is not an array".into())),
+    };
+    let mut out = Vec::with_capacity(servers.len());
+    for server in servers {
+        let urls = match server.get("urls").or_else(|| server.get("url")) {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(|u| u.as_str().map(String::from)).collect(),
+            _ => return Err(RtcError::Options("an ICE server has no urls".into())),
+        };
+        let text = |key: &str| server.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        out.push(RTCIceServer { urls, username: text("username"), credential: text("credential") });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_servers_are_read_unless_loopback() {
+        let opts = serde_json::json!({"iceServers":[
+            {"urls":["stun:stun.example:3478"]},
+            {"urls":"turn:turn.example:3478","username":"u","credential":"p"}
+        ], "other": 1});
+        let s = ice_servers(&opts, IcePolicy::ANY).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].urls, vec!["turn:turn.example:3478".to_string()]);
+        assert_eq!(s[1].credential, "p");
+        assert!(ice_servers(&opts, IcePolicy::LOOPBACK).unwrap().is_empty());
+        assert!(ice_servers(&serde_json::json!({}), IcePolicy::ANY).unwrap().is_empty());
+        assert!(ice_servers(&serde_json::json!({"iceServers":5}), IcePolicy::ANY).is_err());
+    }
+
+    #[test]
+    fn peer_connections_share_the_process_certificate() {
+        let crypto = super::super::process_crypto().unwrap();
+        let a = rtc_configuration(&serde_json::json!({}), IcePolicy::LOOPBACK, crypto).unwrap();
+        let b =
+            rtc_configuration(&serde_json::json!({}), IcePolicy::ANY, super::super::process_crypto().unwrap()).unwrap();
+        assert_eq!(a.certificates().len(), 1);
+        assert!(a.certificates()[0] == b.certificates()[0]);
+    }
+
+    #[test]
+    fn interceptor_sets_build() {
+        for i in [Interceptors::Full, Interceptors::Receiver, Interceptors::ReportsOnly] {
+            let mut media = super::super::media_engine().unwrap();
+            let slots = interceptors(i, &mut media).unwrap().slots();
+            assert!(slots.iter().any(|(s, _)| *s == Slot::ReceiverReport), "{i:?}: {slots:?}");
+            assert_eq!(slots.last().map(|(s, _)| s.slot()), Some(KEYFRAME_REQUESTS_SLOT));
+        }
+    }
+}
