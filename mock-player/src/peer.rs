@@ -18,8 +18,8 @@ use webrtc::peer_connection::{
 use crate::datachannel::{DcChannel, DcSession};
 use crate::error::PlayerError;
 use crate::live::Live;
-use crate::rtc::candidates::{from_rtc_candidate, to_rtc_candidate};
 use crate::rtc::{filter_sdp_candidates, RtcContext};
+use crate::rtc::{from_rtc_candidate, to_rtc_candidate};
 use crate::rtp_stats::{Codec, RtpStats, TrackSummary};
 
 /// What the peer connection reports to the player's loop.
@@ -153,7 +153,7 @@ impl PeerSession {
             tracing::debug!(candidate = %c.candidate, "dropping non-loopback remote candidate");
             return Ok(());
         }
-        self.pc.add_ice_candidate(to_rtc_candidate(c)).await?;
+        self.pc.add_ice_candidate(to_rtc_candidate(&c)).await?;
         Ok(())
     }
 

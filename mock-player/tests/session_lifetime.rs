@@ -12,8 +12,8 @@ use bytes::BytesMut;
 use mock_player::datachannel::{DcBehaviour, DcSession};
 use mock_player::live::Live;
 use mock_player::peer::{PeerEvent, PeerSession};
-use mock_player::rtc::candidates::{from_rtc_candidate, to_rtc_candidate};
 use mock_player::rtc::RtcContext;
+use mock_player::rtc::{from_rtc_candidate, to_rtc_candidate};
 use proto::datachannel::ToPlayer;
 use proto::IceCandidate;
 use serde_json::Value;
@@ -73,7 +73,7 @@ async fn a_closed_session_frees_its_connection_and_handler() {
             _ = tokio::time::sleep_until(deadline) => panic!("no data channel in 10 s: {:?}", dc.stats()),
             Some(c) = remote_candidates.recv() => session.add_candidate(c).await.expect("remote candidate"),
             Some(e) = events.recv() => match e {
-                PeerEvent::LocalCandidate(c) => remote.add_ice_candidate(to_rtc_candidate(c)).await.expect("candidate"),
+                PeerEvent::LocalCandidate(c) => remote.add_ice_candidate(to_rtc_candidate(&c)).await.expect("candidate"),
                 PeerEvent::Failed(why) => panic!("peer failed: {why}"),
                 _ => {}
             },

@@ -1,6 +1,6 @@
 //! The ICE servers in the `peerConnectionOptions` object of the server's
-//! `config` message, read without any WebRTC library, so that peers on either
-//! webrtc-rs line (0.17's `proto::rtc`, 0.21 in mock-player) read them alike.
+//! `config` message, read without any WebRTC library (`proto::rtc` turns them
+//! into webrtc's `RTCIceServer`s).
 
 use serde_json::Value;
 

@@ -40,6 +40,18 @@ pub fn candidate_is_loopback(candidate: &str) -> bool {
         .is_some_and(|ip| matches!(ip, IpAddr::V4(v4) if v4.is_loopback()))
 }
 
+/// An SDP without its `a=candidate` lines that are not on 127.0.0.0/8 (for a
+/// loopback-only peer given a remote description with every interface's
+/// candidates in it).
+pub fn filter_sdp_candidates(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .filter(|line| {
+            let t = line.trim_end();
+            !t.starts_with("a=candidate:") || candidate_is_loopback(t)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +74,19 @@ mod tests {
         assert!(!candidate_is_loopback("candidate:1 1 udp 2130706431 192.0.2.4 5000 typ host"));
         assert!(!candidate_is_loopback("candidate:1 1 udp 1 ::1 5000 typ host"));
         assert!(!candidate_is_loopback("garbage"));
+    }
+
+    #[test]
+    fn only_loopback_candidates_stay_in_an_sdp() {
+        let sdp = "v=0\r\na=candidate:1 1 udp 1 10.0.0.1 9 typ host\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n";
+        assert_eq!(filter_sdp_candidates(sdp), "v=0\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n");
+    }
+
+    #[test]
+    fn a_candidate_without_mid_gets_the_first_m_line() {
+        let bare =
+            RTCIceCandidateInit { candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host".into(), ..Default::default() };
+        let c = from_rtc_candidate(bare);
+        assert_eq!((c.sdp_mid.as_deref(), c.sdp_mline_index), (Some("0"), Some(0)));
     }
 }

@@ -31,7 +31,7 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCSessionDescription,
 };
 
-pub use candidate::{candidate_is_loopback, from_rtc_candidate, to_rtc_candidate};
+pub use candidate::{candidate_is_loopback, filter_sdp_candidates, from_rtc_candidate, to_rtc_candidate};
 pub use crypto::{process_crypto, ProcessCrypto};
 pub use events::{event_channel, EventSender, PeerEvent};
 pub use media::{media_engine, H264_FMTP, H264_PAYLOAD_TYPE, OPUS_FMTP, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};

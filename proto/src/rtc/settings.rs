@@ -55,13 +55,14 @@ pub fn setting_engine(settings: &PeerSettings, crypto: &ProcessCrypto) -> Settin
 }
 
 /// The local UDP addresses a peer connection binds: 127.0.0.1 only for
-/// loopback-only ICE (one socket, one host candidate), else every
-/// interface (webrtc 0.21 expands the wildcard per interface).
+/// loopback-only ICE (one socket, one host candidate), else the IPv4 and
+/// IPv6 wildcards, which webrtc 0.21 expands into one socket per interface
+/// address (as 0.17 gathered on every interface).
 pub fn bind_addresses(policy: IcePolicy) -> Vec<&'static str> {
     if policy.loopback_only {
         vec!["127.0.0.1:0"]
     } else {
-        vec!["0.0.0.0:0"]
+        vec!["0.0.0.0:0", "[::]:0"]
     }
 }
 
@@ -112,27 +113,17 @@ pub fn rtc_configuration(
     Ok(builder.with_ice_servers(ice_servers(options, policy)?).build())
 }
 
-/// The ICE servers of `peerConnectionOptions` (none when loopback-only).
+/// The ICE servers of `peerConnectionOptions` (none when loopback-only), as
+/// [`crate::ice_servers::ice_servers`] reads them.
 pub fn ice_servers(options: &Value, policy: IcePolicy) -> Result<Vec<RTCIceServer>, RtcError> {
     if policy.loopback_only {
         return Ok(Vec::new());
     }
-    let servers = match options.get("iceServers") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(RtcError::Options("iceServers is not an array".into())),
-    };
-    let mut out = Vec::with_capacity(servers.len());
-    for server in servers {
-        let urls = match server.get("urls").or_else(|| server.get("url")) {
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|u| u.as_str().map(String::from)).collect(),
-            _ => return Err(RtcError::Options("an ICE server has no urls".into())),
-        };
-        let text = |key: &str| server.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
-        out.push(RTCIceServer { urls, username: text("username"), credential: text("credential") });
-    }
-    Ok(out)
+    let servers = crate::ice_servers::ice_servers(options).map_err(|e| RtcError::Options(e.to_string()))?;
+    Ok(servers
+        .into_iter()
+        .map(|s| RTCIceServer { urls: s.urls, username: s.username, credential: s.credential })
+        .collect())
 }
 
 #[cfg(test)]
