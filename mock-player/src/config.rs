@@ -38,6 +38,9 @@ pub struct PlayerConfig {
     pub list_interval: Duration,
     /// No WebRTC: canned answer and candidates.
     pub signalling_only: bool,
+    /// Video codecs the answer prefers, first most (`h264`, `vp8`); empty:
+    /// Epic's frontend's default, H.264 first (see `rtc::answer_codec_order`).
+    pub codec_preference: Vec<String>,
 }
 
 impl Default for PlayerConfig {
@@ -57,6 +60,7 @@ impl Default for PlayerConfig {
             join_timeout: Duration::from_secs(20),
             list_interval: Duration::from_secs(1),
             signalling_only: false,
+            codec_preference: Vec::new(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum PlayerError {
     LowFps { got: f64, want: f64 },
     #[error("nothing was received")]
     NothingReceived,
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl PlayerError {
@@ -45,12 +47,13 @@ impl PlayerError {
             PlayerError::TooFewFrames { .. } => "too_few_frames",
             PlayerError::LowFps { .. } => "low_fps",
             PlayerError::NothingReceived => "nothing_received",
+            PlayerError::Usage(_) => "usage",
         }
     }
 
     /// Setup or usage problems (exit code 2) as opposed to test failures.
     pub fn is_setup(&self) -> bool {
-        matches!(self, PlayerError::BadUrl(..))
+        matches!(self, PlayerError::BadUrl(..) | PlayerError::Usage(_))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod datachannel;
 pub mod distributed;
 pub mod error;
 pub mod html;
+pub mod keyframe_requests;
 pub mod live;
 pub mod load;
 pub mod peer;
@@ -35,7 +36,11 @@ pub use report::LoadReport;
 
 /// Run one player to completion (its own WebRTC context).
 pub async fn run_player(cfg: PlayerConfig, cancel: CancellationToken) -> Result<PlayerStats, PlayerError> {
-    let rtc = if cfg.signalling_only { None } else { Some(rtc::RtcContext::new(cfg.ice_loopback_only)?) };
+    let rtc = if cfg.signalling_only {
+        None
+    } else {
+        Some(rtc::RtcContext::with_codec_preference(cfg.ice_loopback_only, &cfg.codec_preference)?)
+    };
     let player = Player::new(0, Arc::new(cfg), rtc, Arc::default());
     Ok(player.run(cancel, None).await)
 }

@@ -47,7 +47,11 @@ pub async fn run_load_with(
     hooks: LoadHooks,
     cancel: CancellationToken,
 ) -> Result<LoadReport, PlayerError> {
-    let rtc = if cfg.signalling_only { None } else { Some(RtcContext::new(cfg.ice_loopback_only)?) };
+    let rtc = if cfg.signalling_only {
+        None
+    } else {
+        Some(RtcContext::with_codec_preference(cfg.ice_loopback_only, &cfg.codec_preference)?)
+    };
     let signalling_only = cfg.signalling_only;
     let cfg = Arc::new(cfg);
     if let Some(at) = hooks.start_at {

@@ -30,6 +30,12 @@ struct Cli {
     /// `--ice-loopback-only=false` uses real interfaces and the `peerConnectionOptions` of the server's `config`.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     ice_loopback_only: bool,
+    /// Video codecs the answer prefers, most preferred first, like a browser's
+    /// `setCodecPreferences` (e.g. `--codec-preference vp8,h264`). Default: H.264 first, then the
+    /// rest in Chromium's order, as Epic's frontend answers by default. The player receives h264
+    /// and vp8.
+    #[arg(long, value_name = "CODECS", value_delimiter = ',')]
+    codec_preference: Vec<String>,
     /// Send `layerPreference` (spatial,temporal) after answering, e.g. `--layer 1,0` (for SFUs).
     #[arg(long, value_name = "S,T", value_parser = parse_layer)]
     layer: Option<(i64, i64)>,
@@ -186,6 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         join_timeout: secs("join-timeout", cli.join_timeout)?,
         list_interval: Duration::from_secs(1),
         signalling_only: cli.signalling_only,
+        codec_preference: cli.codec_preference.clone(),
     };
     let load = LoadConfig {
         players: cli.players,

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use proto::IceCandidate;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,7 @@ use webrtc::peer_connection::{
 
 use crate::datachannel::{DcChannel, DcSession};
 use crate::error::PlayerError;
+use crate::keyframe_requests::KeyframeRequests;
 use crate::live::Live;
 use crate::rtc::{filter_sdp_candidates, RtcContext};
 use crate::rtc::{from_rtc_candidate, to_rtc_candidate};
@@ -139,6 +141,14 @@ impl PeerSession {
     pub async fn answer(&self, offer_sdp: &str) -> Result<String, PlayerError> {
         let sdp = if self.ctx.loopback_only { filter_sdp_candidates(offer_sdp) } else { offer_sdp.to_string() };
         self.pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
+        // The answer's video codecs in our order, not the offer's: a browser
+        // running Epic's frontend calls `setCodecPreferences` likewise. The
+        // audio transceiver refuses video codecs: that error is expected.
+        for transceiver in self.pc.get_transceivers().await {
+            if let Err(e) = transceiver.set_codec_preferences(self.ctx.codec_order.clone()).await {
+                tracing::trace!(error = %e, "codec order not applied (not a video transceiver)");
+            }
+        }
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer.clone()).await?;
         Ok(answer.sdp)
@@ -223,6 +233,7 @@ async fn read_track(
     }
     let mut first = true;
     let mut first_key = true;
+    let mut keyframes = KeyframeRequests::default();
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -242,10 +253,22 @@ async fn read_track(
             codec_known = set_codec(&*track, pkt.header.ssrc, &stats).await;
         }
         let now = Instant::now();
-        let (new_frame, new_key) = match stats.lock() {
-            Ok(mut s) => s.on_packet(now, pkt.header.sequence_number, pkt.header.timestamp, &pkt.payload),
+        let (new_frame, new_key, request_keyframe) = match stats.lock() {
+            Ok(mut s) => {
+                let (new_frame, new_key) =
+                    s.on_packet(now, pkt.header.sequence_number, pkt.header.timestamp, &pkt.payload);
+                let request = is_video && s.codec.needs_keyframe() && keyframes.on_packet(now, new_key, s.lost());
+                s.plis_sent = keyframes.sent;
+                (new_frame, new_key, request)
+            }
             Err(_) => return,
         };
+        if request_keyframe {
+            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: pkt.header.ssrc };
+            if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+                tracing::debug!(error = %e, "cannot send a PLI");
+            }
+        }
         live.add_media(u64::from(is_video && new_frame), pkt.payload.len() as u64);
         if first {
             first = false;
@@ -264,6 +287,9 @@ async fn set_codec(track: &dyn TrackRemote, ssrc: u32, stats: &Mutex<RtpStats>) 
     let Some(codec) = track.codec(ssrc).await else { return false };
     if let Ok(mut s) = stats.lock() {
         s.codec = Codec::from_mime(&codec.mime_type);
+        // "video/VP8" → "VP8", "audio/opus" → "opus": the name a browser's
+        // stats give (`RTCCodecStats.mimeType`'s subtype).
+        s.codec_name = codec.mime_type.split_once('/').map_or(codec.mime_type.as_str(), |(_, sub)| sub).to_string();
         s.clock_rate = codec.clock_rate.max(1);
     }
     true

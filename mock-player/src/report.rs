@@ -105,6 +105,9 @@ pub struct LoadReport {
     pub total_video_frames: u64,
     pub total_input_sent: u64,
     pub reconnects: u64,
+    /// Players per track kind, codec and (video) picture size, e.g.
+    /// `"video H264 640x360"` → 20: what the players negotiated and got.
+    pub media: BTreeMap<String, usize>,
     pub failures: Vec<FailureGroup>,
     pub timeline: Vec<Sample>,
     pub player_stats: Vec<PlayerStats>,
@@ -162,6 +165,7 @@ impl LoadReport {
             total_video_frames: stats.iter().map(|s| s.video_frames).sum(),
             total_input_sent: stats.iter().map(|s| s.dc.input_sent).sum(),
             reconnects: stats.iter().map(|s| u64::from(s.reconnects)).sum(),
+            media: media_kinds(&stats),
             failures,
             timeline,
             player_stats: stats,
@@ -220,6 +224,10 @@ impl LoadReport {
                 self.total_video_frames, self.total_input_sent, self.reconnects
             );
         }
+        if !self.media.is_empty() {
+            let kinds: Vec<String> = self.media.iter().map(|(k, n)| format!("{k} × {n}")).collect();
+            let _ = writeln!(o, "media: {}", kinds.join(", "));
+        }
         if self.failures.is_empty() {
             let _ = writeln!(o, "failures: none");
         } else {
@@ -230,6 +238,28 @@ impl LoadReport {
         }
         o
     }
+}
+
+/// Players per distinct track (kind, codec, picture size); a player with two
+/// video tracks of one kind counts once.
+fn media_kinds(stats: &[PlayerStats]) -> BTreeMap<String, usize> {
+    let mut kinds = BTreeMap::new();
+    for s in stats {
+        let mut mine: Vec<String> = s
+            .tracks
+            .iter()
+            .map(|t| match t.kind.as_str() {
+                "video" => format!("video {} {}x{}", t.codec, t.width, t.height),
+                kind => format!("{kind} {}", t.codec),
+            })
+            .collect();
+        mine.sort();
+        mine.dedup();
+        for k in mine {
+            *kinds.entry(k).or_insert(0) += 1;
+        }
+    }
+    kinds
 }
 
 fn fmt(x: f64) -> String {
@@ -273,5 +303,30 @@ mod tests {
         assert_eq!(r.failures[0].count, 2);
         assert!(r.to_text().contains("join_timeout"));
         assert!(!r.all_passed());
+    }
+
+    #[test]
+    fn names_what_each_player_received() {
+        let track = |kind: &str, codec: &str, w, h| crate::rtp_stats::TrackSummary {
+            kind: kind.into(),
+            codec: codec.into(),
+            width: w,
+            height: h,
+            ..Default::default()
+        };
+        let player = |tracks| PlayerStats { passed: true, tracks, ..Default::default() };
+        let r = LoadReport::build(
+            vec![
+                player(vec![track("video", "H264", 640, 360), track("audio", "opus", 0, 0)]),
+                player(vec![track("video", "H264", 640, 360), track("audio", "opus", 0, 0)]),
+                player(vec![track("video", "VP8", 320, 180)]),
+            ],
+            vec![],
+            1.0,
+            false,
+        );
+        let media: Vec<(&str, usize)> = r.media.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        assert_eq!(media, [("audio opus", 2), ("video H264 640x360", 2), ("video VP8 320x180", 1)]);
+        assert!(r.to_text().contains("media: audio opus × 2, video H264 640x360 × 2, video VP8 320x180 × 1"));
     }
 }

@@ -12,13 +12,20 @@
 //!   ClientHello often reached the streamer before its DTLS transport was
 //!   listening and was resent only after DTLS's 1 s timer (50 players, first
 //!   RTP p90 1019 ms as client, 35 ms as server);
-//! - RTCP reports only ([`Interceptors::ReportsOnly`]): a receive-only player
-//!   needs no NACK responder (its history buffer was most of a peer's memory
-//!   on 0.17) and no TWCC; receiver reports let the sender see loss and jitter.
+//! - the feedback a browser's receiver sends ([`Interceptors::Receiver`]):
+//!   receiver reports, NACKs and transport-wide congestion-control feedback
+//!   (a libwebrtc sender, Unreal's included, sets its bitrate and resolution
+//!   from it; without it a sender never ramps up), and PLIs
+//!   (`keyframe_requests`); the answer advertises exactly these (`nack`,
+//!   `nack pli`, `transport-cc`), no REMB or FIR, which the player never sends;
+//! - the answer's video codecs in the order of Epic's frontend by default
+//!   (H.264 first, then the rest in Chromium's order), or `--codec-preference`'s
+//!   ([`answer_codec_order`]).
 
 use std::sync::Arc;
 
 use proto::rtc::{settings, IcePolicy, Interceptors, PeerSettings, ProcessCrypto};
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
 use serde_json::Value;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, SettingEngine,
@@ -30,12 +37,14 @@ use crate::error::PlayerError;
 
 /// How a player's peer connections are built (see the module doc).
 fn player_settings(ice: IcePolicy) -> PeerSettings {
-    PeerSettings { answer_as_dtls_server: true, ..PeerSettings::answerer(ice, Interceptors::ReportsOnly) }
+    PeerSettings { answer_as_dtls_server: true, ..PeerSettings::answerer(ice, Interceptors::Receiver) }
 }
 
 /// What every player of a process shares to build its peer connections.
 pub struct RtcContext {
     pub loopback_only: bool,
+    /// The answer's video codecs, most preferred first.
+    pub codec_order: Vec<RTCRtpCodecParameters>,
     crypto: &'static ProcessCrypto,
     media: MediaEngine,
     settings: SettingEngine,
@@ -48,12 +57,22 @@ impl std::fmt::Debug for RtcContext {
 }
 
 impl RtcContext {
+    /// Players answering with Epic's frontend's default codec order.
     pub fn new(loopback_only: bool) -> Result<Arc<RtcContext>, PlayerError> {
+        Self::with_codec_preference(loopback_only, &[])
+    }
+
+    /// Players answering with the video codecs named in `preference` first
+    /// (case-insensitive MIME subtypes: `h264`, `vp8`); empty: Epic's
+    /// frontend's default. An unknown name is an error.
+    pub fn with_codec_preference(loopback_only: bool, preference: &[String]) -> Result<Arc<RtcContext>, PlayerError> {
         let rtc = |e: proto::rtc::RtcError| PlayerError::Rtc(e.to_string());
+        let codec_order = answer_codec_order(preference)?;
         let crypto = proto::rtc::process_crypto().map_err(rtc)?;
-        let media = proto::rtc::media_engine().map_err(rtc)?;
+        // No feedback of their own: the interceptors register what they send.
+        let media = proto::rtc::media_engine_with_feedback(Vec::new()).map_err(rtc)?;
         let settings = settings::setting_engine(&player_settings(Self::policy(loopback_only)), crypto);
-        Ok(Arc::new(RtcContext { loopback_only, crypto, media, settings }))
+        Ok(Arc::new(RtcContext { loopback_only, codec_order, crypto, media, settings }))
     }
 
     fn policy(loopback_only: bool) -> IcePolicy {
@@ -82,7 +101,7 @@ impl RtcContext {
             })
             .map_err(rtc)?;
         let mut media = self.media.clone();
-        let registry = settings::interceptors(Interceptors::ReportsOnly, &mut media).map_err(rtc)?;
+        let registry = settings::interceptors(Interceptors::Receiver, &mut media).map_err(rtc)?;
         let pc = PeerConnectionBuilder::new()
             .with_configuration(configuration)
             .with_media_engine(media)
@@ -98,5 +117,63 @@ impl RtcContext {
     /// Whether a remote candidate may be used under the ICE policy.
     pub fn accept_remote_candidate(&self, candidate: &str) -> bool {
         !self.loopback_only || candidate_is_loopback(candidate)
+    }
+}
+
+/// Chromium's order of the video codecs it receives (`RTCRtpReceiver.getCapabilities`),
+/// as far as the player has them.
+const BROWSER_ORDER: [&str; 4] = ["vp8", "vp9", "h264", "av1"];
+
+/// The answer's video codecs: those named in `preference` first, in its
+/// order, then the rest in Chromium's order. With no preference, H.264 first,
+/// as Epic's frontend does by default (its `PreferredCodec` is the browser's
+/// first H.264, and `setCodecPreferences` puts it before the browser's own
+/// list). An answer that kept the offer's order would negotiate what the
+/// streamer lists first (VP8 from a browser sender), not what a browser
+/// viewer gets.
+pub fn answer_codec_order(preference: &[String]) -> Result<Vec<RTCRtpCodecParameters>, PlayerError> {
+    let name = |c: &RTCRtpCodecParameters| {
+        c.rtp_codec.mime_type.split_once('/').map_or(String::new(), |(_, sub)| sub.to_ascii_lowercase())
+    };
+    let ours = proto::rtc::video_codecs();
+    let default = ["h264".to_string()];
+    let preference = if preference.is_empty() { &default[..] } else { preference };
+    let mut order: Vec<RTCRtpCodecParameters> = Vec::new();
+    for wanted in preference {
+        let wanted = wanted.trim().to_ascii_lowercase();
+        let Some(codec) = ours.iter().find(|c| name(c) == wanted) else {
+            let known: Vec<String> = ours.iter().map(name).collect();
+            return Err(PlayerError::Usage(format!(
+                "--codec-preference: unknown codec {wanted:?} (the player receives {})",
+                known.join(", ")
+            )));
+        };
+        if !order.iter().any(|c| name(c) == wanted) {
+            order.push(codec.clone());
+        }
+    }
+    for browser in BROWSER_ORDER {
+        if let Some(codec) = ours.iter().find(|c| name(c) == browser && !order.iter().any(|o| name(o) == browser)) {
+            order.push(codec.clone());
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(order: &[RTCRtpCodecParameters]) -> Vec<String> {
+        order.iter().map(|c| c.rtp_codec.mime_type.clone()).collect()
+    }
+
+    #[test]
+    fn answers_prefer_h264_like_epics_frontend_unless_told() {
+        assert_eq!(names(&answer_codec_order(&[]).unwrap()), ["video/H264", "video/VP8"]);
+        let vp8 = answer_codec_order(&["VP8".to_string()]).unwrap();
+        assert_eq!(names(&vp8), ["video/VP8", "video/H264"]);
+        let err = answer_codec_order(&["h265".to_string()]).unwrap_err().to_string();
+        assert!(err.contains("h265") && err.contains("h264, vp8"), "{err}");
     }
 }

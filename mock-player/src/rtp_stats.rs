@@ -3,6 +3,7 @@
 //! Counts packets, bytes, frames (a new RTP timestamp starts a frame),
 //! keyframes (H.264: an IDR slice or SPS in a single NAL, STAP-A or FU-A start;
 //! VP8: the payload descriptor's start of partition 0 with the P bit clear),
+//! the picture size (H.264: from each SPS; VP8: from each key frame's header),
 //! sequence gaps (RFC 3550 expected − received) and interarrival jitter
 //! (RFC 3550 §6.4.1).
 
@@ -10,13 +11,17 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use proto::rtp_payload::h264_sps_resolution;
 pub use proto::rtp_payload::Codec;
+use proto::rtp_payload::{h264_sps_resolution, vp8_keyframe_resolution};
 
 /// Running statistics for one track.
 #[derive(Debug, Clone)]
 pub struct RtpStats {
+    /// What keyframe and picture-size detection the payloads get.
     pub codec: Codec,
+    /// The negotiated codec's name as its MIME subtype has it (`H264`,
+    /// `VP8`, `opus`, …); empty until the track knows it.
+    pub codec_name: String,
     pub kind: String,
     pub clock_rate: u32,
     pub packets: u64,
@@ -27,7 +32,9 @@ pub struct RtpStats {
     pub first_packet: Option<Instant>,
     pub first_keyframe: Option<Instant>,
     pub last_packet: Option<Instant>,
-    /// From the last SPS seen (H.264).
+    /// Keyframe requests (RTCP PLI) the player sent about this track.
+    pub plis_sent: u64,
+    /// From the last H.264 SPS or VP8 key frame header seen.
     pub resolution: Option<(u32, u32)>,
     last_timestamp: Option<u32>,
     frame_is_key: bool,
@@ -49,6 +56,8 @@ pub struct TrackSummary {
     pub bytes: u64,
     pub frames: u64,
     pub keyframes: u64,
+    /// Keyframe requests (RTCP PLI) the player sent.
+    pub plis_sent: u64,
     pub lost: u64,
     /// Fraction of expected packets that never arrived, 0..1.
     pub loss: f64,
@@ -57,7 +66,8 @@ pub struct TrackSummary {
     pub active_secs: f64,
     pub fps: f64,
     pub bitrate_bps: f64,
-    /// Picture size from the last H.264 SPS received (0 when none was seen).
+    /// Picture size from the last H.264 SPS or VP8 key frame received (0 when
+    /// none was seen, and for audio).
     pub width: u32,
     pub height: u32,
 }
@@ -66,6 +76,7 @@ impl RtpStats {
     pub fn new(codec: Codec, kind: &str, clock_rate: u32) -> Self {
         RtpStats {
             codec,
+            codec_name: String::new(),
             kind: kind.to_string(),
             clock_rate: clock_rate.max(1),
             packets: 0,
@@ -75,6 +86,7 @@ impl RtpStats {
             first_packet: None,
             first_keyframe: None,
             last_packet: None,
+            plis_sent: 0,
             resolution: None,
             last_timestamp: None,
             frame_is_key: false,
@@ -103,10 +115,13 @@ impl RtpStats {
             self.last_timestamp = Some(timestamp);
             self.frame_is_key = false;
         }
-        if self.codec == Codec::H264 {
-            if let Some(size) = proto::rtp_payload::h264_sps_in_payload(payload).and_then(h264_sps_resolution) {
-                self.resolution = Some(size);
-            }
+        let size = match self.codec {
+            Codec::H264 => proto::rtp_payload::h264_sps_in_payload(payload).and_then(h264_sps_resolution),
+            Codec::Vp8 => vp8_keyframe_resolution(payload),
+            Codec::Other => None,
+        };
+        if size.is_some() {
+            self.resolution = size;
         }
         let mut new_key = false;
         if !self.frame_is_key && self.codec.is_keyframe_start(payload) {
@@ -181,11 +196,12 @@ impl RtpStats {
         };
         TrackSummary {
             kind: self.kind.clone(),
-            codec: format!("{:?}", self.codec),
+            codec: if self.codec_name.is_empty() { "unknown".to_string() } else { self.codec_name.clone() },
             packets: self.packets,
             bytes: self.bytes,
             frames: self.frames,
             keyframes: self.keyframes,
+            plis_sent: self.plis_sent,
             lost,
             loss: if expected > 0 { lost as f64 / expected as f64 } else { 0.0 },
             jitter_ms: self.jitter * 1000.0 / f64::from(self.clock_rate),

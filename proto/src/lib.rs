@@ -4,7 +4,7 @@
 //!   [`incoming`]: parsing a frame into a typed view plus its original object.
 //! - [`datachannel`]: the binary data-channel messages, both directions.
 //! - [`close`]: WebSocket close codes, and why the server closes ([`close::Close`]).
-//! - [`rtp_payload`]: keyframe detection and H.264 SPS picture size, from RTP payloads.
+//! - [`rtp_payload`]: keyframe detection and picture size (H.264 SPS, VP8 key frame), from RTP payloads.
 //! - [`ice_servers`]: the STUN/TURN servers of `config`'s `peerConnectionOptions`.
 //!
 //! Behind features, code that every WebRTC peer of the toolkit shares:

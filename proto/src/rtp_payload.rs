@@ -81,21 +81,27 @@ fn h264_starts_keyframe(payload: &[u8]) -> bool {
 }
 
 fn vp8_starts_keyframe(payload: &[u8]) -> bool {
-    // RFC 7741 payload descriptor.
-    let Some(&b0) = payload.first() else { return false };
+    vp8_keyframe_header(payload).is_some()
+}
+
+/// The VP8 payload (RFC 6386 §9.1: frame tag, then for a key frame the start
+/// code and picture size) when this RTP payload starts partition 0 of a key
+/// frame; `None` otherwise.
+fn vp8_keyframe_header(payload: &[u8]) -> Option<&[u8]> {
+    // RFC 7741 payload descriptor: |X|R|N|S|R|PID(3)|
+    let b0 = *payload.first()?;
     let start_of_partition = b0 & 0x10 != 0;
-    // |X|R|N|S|R|PID(3)|
     let partition_id = b0 & 0x07;
     if !start_of_partition || partition_id != 0 {
-        return false;
+        return None;
     }
     let mut i = 1;
     if b0 & 0x80 != 0 {
-        let Some(&x) = payload.get(i) else { return false };
+        let x = *payload.get(i)?;
         i += 1;
         if x & 0x80 != 0 {
             // PictureID: 7 or 15 bits.
-            let Some(&p) = payload.get(i) else { return false };
+            let p = *payload.get(i)?;
             i += if p & 0x80 != 0 { 2 } else { 1 };
         }
         if x & 0x40 != 0 {
@@ -105,8 +111,25 @@ fn vp8_starts_keyframe(payload: &[u8]) -> bool {
             i += 1; // TID/KEYIDX
         }
     }
-    // VP8 payload header: P bit (bit 0) is 0 for key frames.
-    payload.get(i).is_some_and(|h| h & 0x01 == 0)
+    // VP8 payload header: the P bit (bit 0 of the frame tag) is 0 for key frames.
+    let vp8 = payload.get(i..)?;
+    (vp8.first()? & 0x01 == 0).then_some(vp8)
+}
+
+/// The picture size in a VP8 key frame's header (RFC 6386 §9.1: 3-byte
+/// frame tag, start code 9d 01 2a, then 14-bit width and height, each with
+/// 2 scaling bits), when this RTP payload starts a key frame.
+pub fn vp8_keyframe_resolution(payload: &[u8]) -> Option<(u32, u32)> {
+    let vp8 = vp8_keyframe_header(payload)?;
+    if vp8.get(3..6)? != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let dimension = |at: usize| -> Option<u32> {
+        let raw = u16::from_le_bytes([*vp8.get(at)?, *vp8.get(at + 1)?]);
+        Some(u32::from(raw & 0x3fff))
+    };
+    let (width, height) = (dimension(6)?, dimension(8)?);
+    (width > 0 && height > 0).then_some((width, height))
 }
 
 /// The SPS NAL unit an H.264 RTP payload carries (alone or in a STAP-A), if
@@ -274,6 +297,26 @@ mod tests {
         assert!(!Codec::Vp8.starts_keyframe(&[0x00, 0x00]));
         // With extended PictureID.
         assert!(Codec::Vp8.starts_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x00]));
+    }
+
+    #[test]
+    fn vp8_keyframe_picture_size() {
+        // Descriptor, frame tag (key frame), start code, 640 and 360 (with
+        // scaling bits set on the width, which do not count).
+        let key = [0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0xc2, 0x68, 0x01, 0xff];
+        assert_eq!(vp8_keyframe_resolution(&key), Some((640, 360)));
+        // The same with an extended descriptor (15-bit PictureID).
+        let mut extended = vec![0x90, 0x80, 0x81, 0x23];
+        extended.extend_from_slice(&key[1..]);
+        assert_eq!(vp8_keyframe_resolution(&extended), Some((640, 360)));
+        // An inter frame, a broken start code, a truncated header: none.
+        let mut inter = key;
+        inter[1] |= 0x01;
+        assert_eq!(vp8_keyframe_resolution(&inter), None);
+        let mut broken = key;
+        broken[5] = 0x00;
+        assert_eq!(vp8_keyframe_resolution(&broken), None);
+        assert_eq!(vp8_keyframe_resolution(&key[..9]), None);
     }
 
     #[test]

@@ -30,6 +30,8 @@ struct PlayerConfigDef {
     join_timeout: Duration,
     list_interval: Duration,
     signalling_only: bool,
+    #[serde(default)]
+    codec_preference: Vec<String>,
 }
 
 /// A [`PlayerConfig`] on the bus.
@@ -60,6 +62,8 @@ struct TrackSummaryDef {
     bytes: u64,
     frames: u64,
     keyframes: u64,
+    #[serde(default)]
+    plis_sent: u64,
     lost: u64,
     loss: f64,
     jitter_ms: f64,

@@ -60,13 +60,31 @@ pub fn opus_codec() -> RTCRtpCodec {
     }
 }
 
+/// Our video codecs with their payload types, H.264 first.
+pub fn video_codecs() -> Vec<RTCRtpCodecParameters> {
+    vec![
+        RTCRtpCodecParameters { rtp_codec: h264_codec(), payload_type: H264_PAYLOAD_TYPE },
+        RTCRtpCodecParameters { rtp_codec: vp8_codec(), payload_type: VP8_PAYLOAD_TYPE },
+    ]
+}
+
 /// A media engine with H.264 (constrained baseline, packetization-mode=1,
 /// profile-level-id=42e01f), VP8 and Opus, and the MID/RID header
 /// extensions simulcast needs (each encoding is told apart by its rid).
+/// Video advertises REMB, FIR, NACK and PLI: what a sender can act on.
 pub fn media_engine() -> Result<MediaEngine, RtcError> {
+    media_engine_with_feedback(video_feedback())
+}
+
+/// The same codecs and extensions with `video_feedback` as the RTCP
+/// feedback of every video codec: an answer advertises what its side sends,
+/// so a receive-only peer passes only what it really sends (the interceptors
+/// add theirs: NACK, transport-cc).
+pub fn media_engine_with_feedback(video_feedback: Vec<RTCPFeedback>) -> Result<MediaEngine, RtcError> {
     let mut m = MediaEngine::default();
-    for (rtp_codec, payload_type) in [(h264_codec(), H264_PAYLOAD_TYPE), (vp8_codec(), VP8_PAYLOAD_TYPE)] {
-        m.register_codec(RTCRtpCodecParameters { rtp_codec, payload_type }, RtpCodecKind::Video)?;
+    for mut codec in video_codecs() {
+        codec.rtp_codec.rtcp_feedback = video_feedback.clone();
+        m.register_codec(codec, RtpCodecKind::Video)?;
     }
     for uri in [SDES_MID_URI, SDES_RTP_STREAM_ID_URI, SDES_REPAIR_RTP_STREAM_ID_URI] {
         m.register_header_extension(

@@ -34,7 +34,10 @@ use webrtc::peer_connection::{
 pub use candidate::{candidate_is_loopback, filter_sdp_candidates, from_rtc_candidate, to_rtc_candidate};
 pub use crypto::{process_crypto, ProcessCrypto};
 pub use events::{event_channel, EventSender, PeerEvent};
-pub use media::{media_engine, H264_FMTP, H264_PAYLOAD_TYPE, OPUS_FMTP, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};
+pub use media::{
+    media_engine, media_engine_with_feedback, video_codecs, H264_FMTP, H264_PAYLOAD_TYPE, OPUS_FMTP, OPUS_PAYLOAD_TYPE,
+    VP8_PAYLOAD_TYPE,
+};
 pub use settings::{rtc_configuration, NACK_HISTORY};
 
 /// Where ICE may gather candidates.
@@ -58,8 +61,12 @@ pub enum Interceptors {
     /// reports, TWCC receiver), except that the NACK responder keeps
     /// [`NACK_HISTORY`] sent packets per stream. For senders.
     Full,
-    /// Receiver/sender reports and a NACK generator (no responder buffer).
-    /// For receive-only peers.
+    /// What a browser's receiver sends back: receiver reports, NACKs (a NACK
+    /// generator) and transport-wide congestion-control feedback (the
+    /// `transport-cc` feedback and the `transport-wide-cc` header extension;
+    /// every libwebrtc sender, Unreal's included, estimates its bandwidth from
+    /// it). No NACK responder buffer. For receive-only peers (players; the
+    /// application sends PLIs itself).
     Receiver,
     /// Receiver/sender reports only.
     ReportsOnly,

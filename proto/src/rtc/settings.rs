@@ -86,7 +86,8 @@ pub fn interceptors(kind: Interceptors, media: &mut MediaEngine) -> Result<Regis
         }
         Interceptors::Receiver => {
             register_nack_feedback(media);
-            reports(Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build()))
+            let r = reports(Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build()));
+            configure_twcc_receiver_only(r, media)?
         }
         Interceptors::ReportsOnly => reports(Registry::new()),
     };
