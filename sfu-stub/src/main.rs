@@ -63,7 +63,8 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     stats_interval_secs: u64,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `sfu_stub=debug`. This flag, when
-    /// given, beats RUST_LOG, which beats the default: info.
+    /// given, beats RUST_LOG, which beats the default: info,webrtc=error,rtc=error (webrtc-rs's
+    /// routine DTLS and ICE warnings off the console; `rtc` covers every `rtc_*` crate).
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
 }
@@ -71,7 +72,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    proto::logging::init(args.log.as_deref(), "info", Format::Text, Output::Stdout)?;
+    proto::logging::init(args.log.as_deref(), "info,webrtc=error,rtc=error", Format::Text, Output::Stdout)?;
     let config = SfuConfig {
         url: args.url.clone(),
         id: args.id.clone(),
