@@ -318,7 +318,8 @@ pub struct Running {
     pub streamers: Vec<StreamerHandle>,
     pub sfu: Option<RunningSfu>,
     pub players: Vec<RunningPlayer>,
-    cancel: CancellationToken,
+    /// Cancelled by [`Running::stop`]: players a test adds with it stop too.
+    pub cancel: CancellationToken,
 }
 
 impl Running {

@@ -144,8 +144,12 @@ impl PeerSession {
         // The answer's video codecs in our order, not the offer's: a browser
         // running Epic's frontend calls `setCodecPreferences` likewise. The
         // audio transceiver refuses video codecs: that error is expected.
+        let order = crate::rtc::in_offer_terms(&self.ctx.codec_order, offer_sdp);
         for transceiver in self.pc.get_transceivers().await {
-            if let Err(e) = transceiver.set_codec_preferences(self.ctx.codec_order.clone()).await {
+            if order.is_empty() {
+                break;
+            }
+            if let Err(e) = transceiver.set_codec_preferences(order.clone()).await {
                 tracing::trace!(error = %e, "codec order not applied (not a video transceiver)");
             }
         }

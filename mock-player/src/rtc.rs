@@ -160,6 +160,88 @@ pub fn answer_codec_order(preference: &[String]) -> Result<Vec<RTCRtpCodecParame
     Ok(order)
 }
 
+/// `order` with each codec given the payload type and format parameters the
+/// offer uses for it (its first matching entry), and codecs the offer lacks
+/// left out. The answer must use the offer's payload types, and webrtc-rs's
+/// receiver accepts only the payload types of the preferences it was given:
+/// preferences with our own numbers (H.264 is 102 here, 108 in Chromium's
+/// offers) left the receiver dropping every packet.
+pub fn in_offer_terms(order: &[RTCRtpCodecParameters], offer_sdp: &str) -> Vec<RTCRtpCodecParameters> {
+    let offered = offered_video_codecs(offer_sdp);
+    order
+        .iter()
+        .filter_map(|ours| {
+            let (pt, fmtp) =
+                offered.iter().find(|(_, name, fmtp)| same_format(ours, name, fmtp)).map(|(pt, _, f)| (*pt, f))?;
+            let mut codec = ours.clone();
+            codec.payload_type = pt;
+            codec.rtp_codec.sdp_fmtp_line = fmtp.clone();
+            Some(codec)
+        })
+        .collect()
+}
+
+/// The first video section's codecs: (payload type, name, fmtp), in order.
+fn offered_video_codecs(sdp: &str) -> Vec<(u8, String, String)> {
+    let mut codecs: Vec<(u8, String, String)> = Vec::new();
+    let mut in_video = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_video {
+                break;
+            }
+            in_video = m.starts_with("video ");
+        } else if !in_video {
+            continue;
+        } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
+            let mut parts = rest.splitn(2, ' ');
+            let (Some(pt), Some(name)) = (parts.next().and_then(|p| p.parse().ok()), parts.next()) else { continue };
+            let name = name.split('/').next().unwrap_or_default().to_string();
+            codecs.push((pt, name, String::new()));
+        } else if let Some(rest) = line.strip_prefix("a=fmtp:") {
+            let mut parts = rest.splitn(2, ' ');
+            let (Some(pt), Some(fmtp)) = (parts.next().and_then(|p| p.parse::<u8>().ok()), parts.next()) else {
+                continue;
+            };
+            if let Some(c) = codecs.iter_mut().find(|c| c.0 == pt) {
+                c.2 = fmtp.to_string();
+            }
+        }
+    }
+    codecs
+}
+
+/// Whether the offer's `name`/`fmtp` is our codec: the same name, and for
+/// H.264 the same packetization mode and profile (profile-level-id's first
+/// two bytes; the level may differ).
+fn same_format(ours: &RTCRtpCodecParameters, name: &str, fmtp: &str) -> bool {
+    let our_name = ours.rtp_codec.mime_type.split_once('/').map_or("", |(_, sub)| sub);
+    if !our_name.eq_ignore_ascii_case(name) {
+        return false;
+    }
+    if !name.eq_ignore_ascii_case("h264") {
+        return true;
+    }
+    let param = |fmtp: &str, key: &str| -> String {
+        fmtp.split(';')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    let ours = &ours.rtp_codec.sdp_fmtp_line;
+    let mode = |f: &str| {
+        let m = param(f, "packetization-mode");
+        if m.is_empty() {
+            "0".to_string()
+        } else {
+            m
+        }
+    };
+    let profile = |f: &str| param(f, "profile-level-id").chars().take(4).collect::<String>();
+    mode(ours) == mode(fmtp) && profile(ours) == profile(fmtp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +257,26 @@ mod tests {
         assert_eq!(names(&vp8), ["video/VP8", "video/H264"]);
         let err = answer_codec_order(&["h265".to_string()]).unwrap_err().to_string();
         assert!(err.contains("h265") && err.contains("h264, vp8"), "{err}");
+    }
+
+    #[test]
+    fn preferences_take_the_offers_payload_types() {
+        // Chromium's numbering: H.264 42e01f mode 1 is 108, not our 102.
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+                     m=video 9 UDP/TLS/RTP/SAVPF 96 102 104 108\r\na=rtpmap:96 VP8/90000\r\n\
+                     a=rtpmap:102 H264/90000\r\n\
+                     a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
+                     a=rtpmap:104 H264/90000\r\n\
+                     a=fmtp:104 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f\r\n\
+                     a=rtpmap:108 H264/90000\r\n\
+                     a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+                     m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+        let order = in_offer_terms(&answer_codec_order(&[]).unwrap(), offer);
+        let pts: Vec<u8> = order.iter().map(|c| c.payload_type).collect();
+        assert_eq!(pts, [108, 96]);
+        assert!(order[0].rtp_codec.sdp_fmtp_line.contains("42e01f"));
+        // An offer without VP8: only H.264 is preferred.
+        let h264_only = offer.replace("a=rtpmap:96 VP8/90000\r\n", "");
+        assert_eq!(in_offer_terms(&answer_codec_order(&[]).unwrap(), &h264_only).len(), 1);
     }
 }

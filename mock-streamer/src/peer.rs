@@ -99,6 +99,7 @@ pub async fn run_peer(params: PeerParams, commands: mpsc::UnboundedReceiver<Peer
         Err(e) => tracing::warn!(player = %player_id, error = %e, "cannot create the peer connection"),
     }
     shared.stats.remove_player(&player_id);
+    proto::rtc::release_freed_memory();
     let _ = shared.events.send(StreamerEvent::PeerClosed { streamer: shared.streamer, player_id });
 }
 

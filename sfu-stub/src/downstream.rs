@@ -95,6 +95,7 @@ pub async fn run_downstream(
         Err(e) => tracing::warn!(player = %p.player_id, error = %e, "cannot create the player's peer connection"),
     }
     p.stats.players.fetch_sub(1, Relaxed);
+    proto::rtc::release_freed_memory();
     let _ = p.events.send(SfuEvent::PlayerClosed { player_id: p.player_id.clone() });
     let _ = p.internal.send(Internal::PlayerClosed { player_id: p.player_id.clone(), key: p.key });
 }

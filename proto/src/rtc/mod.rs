@@ -14,11 +14,13 @@
 //! - [`crypto`]: one crypto provider and one DTLS certificate per process;
 //! - [`keyframe_requests`]: PLI/FIR handed to the application;
 //! - [`events`]: the connection's callbacks as a channel of [`PeerEvent`]s;
-//! - [`candidate`]: `proto::IceCandidate` ⇄ `RTCIceCandidateInit`.
+//! - [`candidate`]: `proto::IceCandidate` ⇄ `RTCIceCandidateInit`;
+//! - [`freed_memory`]: closed connections' memory back to the system.
 
 pub mod candidate;
 pub mod crypto;
 pub mod events;
+pub mod freed_memory;
 pub mod keyframe_requests;
 pub mod media;
 pub mod settings;
@@ -34,6 +36,7 @@ use webrtc::peer_connection::{
 pub use candidate::{candidate_is_loopback, filter_sdp_candidates, from_rtc_candidate, to_rtc_candidate};
 pub use crypto::{process_crypto, ProcessCrypto};
 pub use events::{event_channel, EventSender, PeerEvent};
+pub use freed_memory::release_freed_memory;
 pub use media::{
     media_engine, media_engine_with_feedback, video_codecs, H264_FMTP, H264_PAYLOAD_TYPE, OPUS_FMTP, OPUS_PAYLOAD_TYPE,
     VP8_PAYLOAD_TYPE,
