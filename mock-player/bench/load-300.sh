@@ -4,12 +4,18 @@
 # prints, per run and as medians: frames delivered (received by the players /
 # sent by the streamer), the player process's CPU and peak memory per player,
 # and the join times. Loopback only. Usage: mock-player/bench/load-300.sh
+# (RUNS, PLAYERS, DURATION, BASE_PORT, BIN_DIR and PLAYER_BIN change it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-3}; PLAYERS=${PLAYERS:-300}; DURATION=${DURATION:-30}
 BASE=${BASE_PORT:-28000}
-cargo build -q --release -p signalling -p mock-streamer -p mock-player
-bin=target/release
+# BIN_DIR: prebuilt signalling, mock-streamer and mock-player (no build); PLAYER_BIN: another
+# mock-player to measure (an A/B of two builds against the same server and streamer).
+if [ -z "${BIN_DIR:-}" ]; then
+  cargo build -q --release -p signalling -p mock-streamer -p mock-player
+fi
+bin=${BIN_DIR:-target/release}
+player_bin=${PLAYER_BIN:-$bin/mock-player}
 out=$(mktemp -d)
 # Run "$@" until it succeeds (10 s at most): the server listening, the streamer registered.
 wait_until() {
@@ -29,7 +35,7 @@ for run in $(seq 1 "$RUNS"); do
 sys.exit(not json.load(urllib.request.urlopen('http://127.0.0.1:$((BASE+2))/api/streamers', timeout=1)))"
   start=$(date +%s.%N)
   # /proc accounting of the player process alone: run it and read its rusage.
-  python3 - "$bin/mock-player" "$d" "$PLAYERS" "$DURATION" "$((BASE+2))" <<'PY'
+  python3 - "$player_bin" "$d" "$PLAYERS" "$DURATION" "$((BASE+2))" <<'PY'
 import json, resource, subprocess, sys, time
 exe, d, n, dur, port = sys.argv[1:]
 t0 = time.time()
