@@ -18,11 +18,11 @@ use e2e::browser_streamer::BrowserStreamer;
 use e2e::topology::{RunningPlayer, SfuSpec, Topology};
 
 /// Time for the senders' bandwidth estimates to ramp up once both viewers play.
-const RAMP: Duration = Duration::from_secs(7);
+const RAMP: Duration = Duration::from_secs(8);
 /// The measurement window after the ramp.
-const WINDOW: Duration = Duration::from_secs(8);
+const WINDOW: Duration = Duration::from_secs(10);
 /// The canvas the browser streamer sends.
-const PICTURE: (u32, u32, u32) = (960, 540, 30);
+const PICTURE: (u32, u32, u32) = (640, 360, 30);
 
 fn chromium_or_skip() -> Option<std::path::PathBuf> {
     match find_chromium() {
