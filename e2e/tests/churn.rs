@@ -1,7 +1,9 @@
 //! A short churn run in CI (`bench churn`, 500 join/leave cycles after 100 warm-up joins)
 //! against a mock streamer in its own process: its descriptors and UDP sockets come back to
 //! their baseline, and its memory grows less than a generous bound (the measured growth and
-//! the target are the bench's: `e2e/bench/README.md`).
+//! the target are the bench's: `e2e/bench/README.md`). Players stay 1 s: a player that has not
+//! streamed when it leaves counts as a failed join, and in a debug build on 2 busy cores a
+//! join of 25 at once on webrtc-rs 0.21 now and then took over the 0.5 s it had before.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ fn a_mock_streamer_gives_back_descriptors_and_sockets_after_500_cycles() {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_bench"))
         .args(["churn", "--server-bin", "builtin", "--runs", "1", "--peer", "streamer"])
-        .args(["--warmup", "100", "--cycles", "500", "--batch", "25", "--stay", "0.5", "--json"])
+        .args(["--warmup", "100", "--cycles", "500", "--batch", "25", "--stay", "1.0", "--json"])
         .arg(&json)
         .stdin(Stdio::null())
         .spawn()
