@@ -38,6 +38,10 @@
   draw();
   setInterval(draw, 1000 / fps);
   const track = canvas.captureStream(fps).getVideoTracks()[0];
+  // "detail": keep the resolution and let the frame rate give (libwebrtc's
+  // quality scaler would otherwise halve noise to 320x180, where the content
+  // and not the estimate sets the bitrate).
+  track.contentHint = "detail";
 
   // ---- signalling ----
   const ws = new WebSocket(url);
@@ -49,7 +53,7 @@
     closePeer(playerId);
     const pc = new RTCPeerConnection({ iceServers: [] });
     ps.peers.set(playerId, { pc, sfu: !!m.sfu, channels: [] });
-    pc.addTransceiver(track, { direction: "sendonly" });
+    pc.addTransceiver(track, { direction: "sendonly", sendEncodings: [{ maxBitrate: 3_000_000 }] });
     if (m.dataChannel) ps.peers.get(playerId).channels.push(pc.createDataChannel("datachannel"));
     pc.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate && loopback(e.candidate)) {

@@ -1,8 +1,9 @@
 //! Issue 18: a real libwebrtc sender cannot tell a mock player from a browser.
 //!
 //! The sender is `browser_streamer.js` in headless Chromium (libwebrtc's
-//! encoder and congestion control; a noise picture, so bandwidth and not the
-//! content sets the bitrate). In one run a Chromium viewer (the built-in page)
+//! encoder and congestion control; a noise picture held at full size, with a
+//! 3 Mbit/s ceiling only a ramped-up estimate reaches, so the receiver's
+//! feedback and not the content sets the bitrate). In one run a Chromium viewer (the built-in page)
 //! and a mock player receive from it; after the ramp the mock player must get
 //! at least 80 % of the browser's bitrate, the same picture size and the same
 //! codec. Then the same through `sfu-stub`. Every figure is printed, the
