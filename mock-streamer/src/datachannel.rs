@@ -213,6 +213,7 @@ async fn run(protocol: Arc<Protocol>, player_id: String, send_dc: Arc<dyn DataCh
         // The player is gone: release the channel we sent on too.
         let _ = send_dc.close().await;
     }
+    proto::rtc::drop_closed_channels(vec![send_dc, recv_dc]);
 }
 
 async fn on_open(protocol: &Protocol, player_id: &str, dc: &dyn DataChannel, opened: &mut bool) {

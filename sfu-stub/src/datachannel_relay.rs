@@ -110,9 +110,10 @@ impl DataChannelRelay {
         if let Some(dc) = &to {
             let _ = dc.close().await;
         }
-        if let Some(dc) = from.filter(|f| !to.as_ref().is_some_and(|t| Arc::ptr_eq(t, f))) {
+        if let Some(dc) = from.as_ref().filter(|f| !to.as_ref().is_some_and(|t| Arc::ptr_eq(t, f))) {
             let _ = dc.close().await;
         }
+        proto::rtc::drop_closed_channels(to.into_iter().chain(from).chain(link.to_player).collect());
     }
 
     /// Forget every player (the streamer is gone).
@@ -308,13 +309,14 @@ async fn relay_pair(
             Some(DataChannelEvent::OnOpen) if from_to => on_open(&mut opened).await,
             Some(DataChannelEvent::OnMessage(msg)) if !split || !from_to => match relay.upgrade() {
                 Some(relay) => relay.forward(&player_id, direction, msg).await,
-                None => return,
+                None => break,
             },
             None | Some(DataChannelEvent::OnClose) if split && from_to => to_open = false,
-            None | Some(DataChannelEvent::OnClose) => return,
+            None | Some(DataChannelEvent::OnClose) => break,
             Some(_) => {}
         }
     }
+    proto::rtc::drop_closed_channels(vec![from, to]);
 }
 
 /// Negotiated channels: the SFU receives on `remote_send` and sends on

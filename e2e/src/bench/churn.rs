@@ -42,6 +42,11 @@ pub struct ChurnOpts {
     pub width: u32,
     #[arg(long, default_value_t = 240)]
     pub height: u32,
+    /// Seconds the peer stays up, idle, after the last reading (`streamer` and `sfu`), with
+    /// its pid printed: time to take a heap profile of what it still holds (attach
+    /// `heaptrack -p PID` after the warm-up, `kill -9` it now; see the bench README).
+    #[arg(long, default_value_t = 0.0)]
+    pub linger: f64,
 }
 
 /// What `/proc` shows of the peer at one moment.
@@ -220,6 +225,10 @@ async fn one_run(t: &Target, o: &ChurnOpts, run: usize) -> anyhow::Result<Outcom
         }
     }
     let end = settled(pid, joins).await?;
+    if o.linger > 0.0 {
+        eprintln!("churn: the peer (pid {pid}) stays up, idle, for {} s (--linger)", o.linger);
+        tokio::time::sleep(Duration::from_secs_f64(o.linger)).await;
+    }
     readings.push(end);
     Ok(Outcome { start, end, readings, failed })
 }

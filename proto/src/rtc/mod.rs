@@ -18,6 +18,7 @@
 //! - [`freed_memory`]: closed connections' memory back to the system.
 
 pub mod candidate;
+pub mod closed_channels;
 pub mod crypto;
 pub mod events;
 pub mod freed_memory;
@@ -34,6 +35,7 @@ use webrtc::peer_connection::{
 };
 
 pub use candidate::{candidate_is_loopback, filter_sdp_candidates, from_rtc_candidate, to_rtc_candidate};
+pub use closed_channels::drop_closed_channels;
 pub use crypto::{process_crypto, ProcessCrypto};
 pub use events::{event_channel, EventSender, PeerEvent};
 pub use freed_memory::release_freed_memory;
