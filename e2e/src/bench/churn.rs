@@ -133,8 +133,12 @@ pub async fn run(target: &TargetOpts, o: &ChurnOpts, runs: usize, smoke: bool) -
         let r = r.with_context(|| format!("churn run {}", run + 1))?;
         let (start, end) = (r.start, r.end);
         let growth = growth_mb_per_1000(&r.readings);
+        // The same from the two settled readings alone: no player connected at
+        // either, where every round's reading has a batch of them.
+        let settled = (end.rss_kib as f64 - start.rss_kib as f64) / 1024.0 * 1000.0
+            / (end.joins.saturating_sub(start.joins)).max(1) as f64;
         eprintln!(
-            "churn {} run {}: RSS {:.1} → {:.1} MB ({growth:+.2} MB per 1,000 joins), fds {} → {}, threads {} → {}, UDP sockets {} → {}, failed joins {}",
+            "churn {} run {}: RSS {:.1} → {:.1} MB ({growth:+.2} MB per 1,000 joins over the rounds, {settled:+.2} settled to settled), fds {} → {}, threads {} → {}, UDP sockets {} → {}, failed joins {}",
             o.peer,
             run + 1,
             start.rss_kib as f64 / 1024.0,
@@ -152,6 +156,7 @@ pub async fn run(target: &TargetOpts, o: &ChurnOpts, runs: usize, smoke: bool) -
             fig(&format!("{p} RSS after warm-up"), "MB", start.rss_kib as f64 / 1024.0, Goal::None),
             fig(&format!("{p} RSS at the end"), "MB", end.rss_kib as f64 / 1024.0, Goal::None),
             fig(&format!("{p} RSS growth per 1,000 joins"), "MB", growth, Goal::AtMost(0.1)),
+            fig(&format!("{p} RSS growth per 1,000 joins, settled to settled"), "MB", settled, Goal::AtMost(0.1)),
             fig(&format!("{p} open fds after warm-up"), "", start.fds as f64, Goal::None),
             fig(&format!("{p} open fds growth"), "", end.fds as f64 - start.fds as f64, Goal::AtMost(0.0)),
             fig(&format!("{p} threads after warm-up"), "", start.threads as f64, Goal::None),
