@@ -115,10 +115,12 @@
     const out = [];
     for (const [playerId, peer] of ps.peers) {
       const report = await peer.pc.getStats();
-      const row = { playerId, sfu: peer.sfu, bytesSent: 0, frameWidth: 0, frameHeight: 0 };
+      const row = { playerId, sfu: peer.sfu, bytesSent: 0, frameWidth: 0, frameHeight: 0, framesSent: 0, keyFramesEncoded: 0 };
       report.forEach((s) => {
         if (s.type === "outbound-rtp" && s.kind === "video") {
           row.bytesSent += s.bytesSent || 0;
+          row.framesSent += s.framesSent || 0;
+          row.keyFramesEncoded += s.keyFramesEncoded || 0;
           row.frameWidth = Math.max(row.frameWidth, s.frameWidth || 0);
           row.frameHeight = Math.max(row.frameHeight, s.frameHeight || 0);
           row.qualityLimitationReason = s.qualityLimitationReason;

@@ -20,6 +20,9 @@ pub struct SenderStats {
     pub player_id: String,
     pub sfu: bool,
     pub bytes_sent: f64,
+    /// Frames sent and keyframes encoded, over every encoding.
+    pub frames_sent: u64,
+    pub key_frames_encoded: u64,
     pub frame_width: u32,
     pub frame_height: u32,
     pub quality_limitation_reason: Option<String>,

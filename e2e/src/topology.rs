@@ -54,6 +54,8 @@ pub enum TopologyError {
     Player(#[from] mock_player::PlayerError),
     #[error("{0}")]
     Redis(String),
+    #[error("streamer codecs: {0}")]
+    Codecs(#[from] mock_streamer::config::CodecListError),
 }
 
 /// The name of cluster node `i`: `a`, `b`, … (then `n26`, …).
@@ -97,6 +99,9 @@ pub struct StreamerSpec {
     pub audio: bool,
     /// Log each decoded input message.
     pub print_input: bool,
+    /// Video codecs offered, most preferred first (`h264`, `vp8`, `vp9`,
+    /// `av1`); empty: every codec the build encodes, H.264 first.
+    pub codecs: Vec<String>,
 }
 
 impl Default for StreamerSpec {
@@ -112,6 +117,7 @@ impl Default for StreamerSpec {
             respond: false,
             audio: false,
             print_input: false,
+            codecs: Vec::new(),
         }
     }
 }
@@ -131,11 +137,22 @@ pub struct PlayerGroup {
     pub latency_test: bool,
     /// Rejoin when the streamer goes away and comes back.
     pub reconnect: bool,
+    /// The answer's video codec order (`--codec-preference`); empty: Epic's
+    /// frontend's default (H.264 first).
+    pub codec_preference: Vec<String>,
 }
 
 impl Default for PlayerGroup {
     fn default() -> Self {
-        PlayerGroup { streamer: None, count: 1, layer: None, input_rate: 0.0, latency_test: false, reconnect: true }
+        PlayerGroup {
+            streamer: None,
+            count: 1,
+            layer: None,
+            input_rate: 0.0,
+            latency_test: false,
+            reconnect: true,
+            codec_preference: Vec::new(),
+        }
     }
 }
 
@@ -227,7 +244,7 @@ impl Topology {
         let streamer_url = format!("ws://{}", server.streamer_addr());
         let mut streamers = Vec::new();
         for spec in &self.streamers {
-            streamers.push(mock_streamer::spawn(streamer_config(spec, &streamer_url))?);
+            streamers.push(mock_streamer::spawn(streamer_config(spec, &streamer_url)?)?);
         }
         let sfu = match &self.sfu {
             Some(spec) => {
@@ -238,13 +255,13 @@ impl Topology {
         let cancel = CancellationToken::new();
         let mut players = Vec::new();
         let player_url = format!("ws://{}", player_server.player_addr());
-        let rtc = if self.players.iter().any(|g| g.count > 0) {
-            Some(mock_player::rtc::RtcContext::new(true)?)
-        } else {
-            None
-        };
         for group in &self.players {
             let config = Arc::new(player_config(group, &player_url));
+            // One context per group: the answer's codec order is the group's.
+            let rtc = match group.count {
+                0 => None,
+                _ => Some(mock_player::rtc::RtcContext::with_codec_preference(true, &group.codec_preference)?),
+            };
             for _ in 0..group.count {
                 players.push(RunningPlayer::spawn(players.len(), config.clone(), rtc.clone(), cancel.clone()));
             }
@@ -254,7 +271,7 @@ impl Topology {
 }
 
 /// The mock-streamer settings for one group.
-pub fn streamer_config(spec: &StreamerSpec, url: &str) -> StreamerConfig {
+pub fn streamer_config(spec: &StreamerSpec, url: &str) -> Result<StreamerConfig, TopologyError> {
     let mut config = StreamerConfig { url: url.to_string(), ..StreamerConfig::default() };
     config.streamer_ids = mock_streamer::numbered_ids(&spec.id, spec.count);
     config.video.width = spec.width;
@@ -265,10 +282,13 @@ pub fn streamer_config(spec: &StreamerSpec, url: &str) -> StreamerConfig {
     config.respond = spec.respond;
     config.audio = spec.audio;
     config.print_input = spec.print_input;
+    if !spec.codecs.is_empty() {
+        config.video_codecs = mock_streamer::config::codecs_from_names(&spec.codecs)?;
+    }
     // Reconnect fast: in a local stack the server restarts in milliseconds.
     config.reconnect_min = Duration::from_millis(100);
     config.reconnect_max = Duration::from_secs(2);
-    config
+    Ok(config)
 }
 
 /// The mock-player settings for one group.
@@ -280,6 +300,7 @@ pub fn player_config(group: &PlayerGroup, url: &str) -> PlayerConfig {
         reconnect: group.reconnect,
         input_rate: group.input_rate,
         latency_test: group.latency_test,
+        codec_preference: group.codec_preference.clone(),
         ..PlayerConfig::default()
     }
 }

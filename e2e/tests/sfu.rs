@@ -236,7 +236,7 @@ async fn streamer_restart_sfu_recovers_and_players_rejoin() {
     // A new streamer with the same id: the SFU subscribes again, and the
     // players come back and get video again.
     let url = format!("ws://{}", running.server.streamer_addr());
-    let st2 = mock_streamer::spawn(streamer_config(&spec, &url)).expect("mock-streamer starts");
+    let st2 = mock_streamer::spawn(streamer_config(&spec, &url).expect("config")).expect("mock-streamer starts");
     registered(&st2).await;
     running.streamers.push(st2);
     wait_streaming(&running, &mut events, "startStreaming again").await;

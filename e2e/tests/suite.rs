@@ -44,7 +44,8 @@ async fn seed_sequence_message_by_message_then_both_disconnects() {
     let player_tap = Tap::start(format!("ws://{}", server.player_addr())).await.unwrap();
 
     let streamer =
-        mock_streamer::spawn(streamer_config(&small_streamer("DefaultStreamer"), &streamer_tap.url())).unwrap();
+        mock_streamer::spawn(streamer_config(&small_streamer("DefaultStreamer"), &streamer_tap.url()).unwrap())
+            .unwrap();
     streamer_tap
         .wait_for("endpointIdConfirm", WAIT, |l| find(l, 0, 0, Direction::FromServer, "endpointIdConfirm").is_some())
         .await;
@@ -215,7 +216,9 @@ async fn streamer_restart_players_reconnect() {
     let old = running.streamers.remove(0);
     old.stop().await;
     until("players notice", WAIT, || running.players_streaming() == 0).await;
-    running.streamers.push(mock_streamer::spawn(streamer_config(&small_streamer("DefaultStreamer"), &url)).unwrap());
+    running
+        .streamers
+        .push(mock_streamer::spawn(streamer_config(&small_streamer("DefaultStreamer"), &url).unwrap()).unwrap());
     until("3 players streaming again", WAIT, || running.players_streaming() == 3).await;
     let stats = running.stop().await;
     assert!(stats.iter().all(|s| s.reconnects >= 1 && !s.rejoins.is_empty()), "{stats:#?}");

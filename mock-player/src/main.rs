@@ -31,9 +31,9 @@ struct Cli {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     ice_loopback_only: bool,
     /// Video codecs the answer prefers, most preferred first, like a browser's
-    /// `setCodecPreferences` (e.g. `--codec-preference vp8,h264`). Default: H.264 first, then the
-    /// rest in Chromium's order, as Epic's frontend answers by default. The player receives h264
-    /// and vp8.
+    /// `setCodecPreferences` (e.g. `--codec-preference vp9,h264`). Default: H.264 first, then the
+    /// rest in Chromium's order, as Epic's frontend answers by default. The player receives h264,
+    /// vp8, vp9 and av1 (frames, keyframes and picture size read without decoding).
     #[arg(long, value_name = "CODECS", value_delimiter = ',')]
     codec_preference: Vec<String>,
     /// Send `layerPreference` (spatial,temporal) after answering, e.g. `--layer 1,0` (for SFUs).

@@ -63,14 +63,14 @@ impl RtcContext {
     }
 
     /// Players answering with the video codecs named in `preference` first
-    /// (case-insensitive MIME subtypes: `h264`, `vp8`); empty: Epic's
+    /// (case-insensitive MIME subtypes: `h264`, `vp8`, `vp9`, `av1`); empty: Epic's
     /// frontend's default. An unknown name is an error.
     pub fn with_codec_preference(loopback_only: bool, preference: &[String]) -> Result<Arc<RtcContext>, PlayerError> {
         let rtc = |e: proto::rtc::RtcError| PlayerError::Rtc(e.to_string());
         let codec_order = answer_codec_order(preference)?;
         let crypto = proto::rtc::process_crypto().map_err(rtc)?;
         // No feedback of their own: the interceptors register what they send.
-        let media = proto::rtc::media_engine_with_feedback(Vec::new()).map_err(rtc)?;
+        let media = proto::rtc::media_engine_with_feedback(proto::rtc::VideoCodecs::ALL, Vec::new()).map_err(rtc)?;
         let settings = settings::setting_engine(&player_settings(Self::policy(loopback_only)), crypto);
         Ok(Arc::new(RtcContext { loopback_only, codec_order, crypto, media, settings }))
     }
@@ -252,11 +252,15 @@ mod tests {
 
     #[test]
     fn answers_prefer_h264_like_epics_frontend_unless_told() {
-        assert_eq!(names(&answer_codec_order(&[]).unwrap()), ["video/H264", "video/VP8"]);
+        // Chromium's order after H.264: VP8, VP9, AV1.
+        let default = ["video/H264", "video/VP8", "video/VP9", "video/AV1"];
+        assert_eq!(names(&answer_codec_order(&[]).unwrap()), default);
         let vp8 = answer_codec_order(&["VP8".to_string()]).unwrap();
-        assert_eq!(names(&vp8), ["video/VP8", "video/H264"]);
+        assert_eq!(names(&vp8), ["video/VP8", "video/VP9", "video/H264", "video/AV1"]);
+        let av1 = answer_codec_order(&["av1".to_string(), "vp9".to_string()]).unwrap();
+        assert_eq!(names(&av1), ["video/AV1", "video/VP9", "video/VP8", "video/H264"]);
         let err = answer_codec_order(&["h265".to_string()]).unwrap_err().to_string();
-        assert!(err.contains("h265") && err.contains("h264, vp8"), "{err}");
+        assert!(err.contains("h265") && err.contains("h264, vp8, vp9, av1"), "{err}");
     }
 
     #[test]

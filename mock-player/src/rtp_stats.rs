@@ -1,9 +1,9 @@
 //! RTP statistics for one received track, without decoding any media.
 //!
 //! Counts packets, bytes, frames (a new RTP timestamp starts a frame),
-//! keyframes (H.264: an IDR slice or SPS in a single NAL, STAP-A or FU-A start;
-//! VP8: the payload descriptor's start of partition 0 with the P bit clear),
-//! the picture size (H.264: from each SPS; VP8: from each key frame's header),
+//! keyframes and the picture size (H.264 from each SPS, VP8 and VP9 from each
+//! keyframe's header, AV1 from each sequence header OBU: see
+//! [`proto::rtp_payload`]),
 //! sequence gaps (RFC 3550 expected − received) and interarrival jitter
 //! (RFC 3550 §6.4.1).
 
@@ -12,7 +12,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub use proto::rtp_payload::Codec;
-use proto::rtp_payload::{h264_sps_resolution, vp8_keyframe_resolution};
 
 /// Running statistics for one track.
 #[derive(Debug, Clone)]
@@ -115,11 +114,7 @@ impl RtpStats {
             self.last_timestamp = Some(timestamp);
             self.frame_is_key = false;
         }
-        let size = match self.codec {
-            Codec::H264 => proto::rtp_payload::h264_sps_in_payload(payload).and_then(h264_sps_resolution),
-            Codec::Vp8 => vp8_keyframe_resolution(payload),
-            Codec::Other => None,
-        };
+        let size = self.codec.keyframe_resolution(payload);
         if size.is_some() {
             self.resolution = size;
         }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use proto::rtc::IcePolicy;
+use proto::rtc::{IcePolicy, VideoCodecs};
 
 use crate::video::VideoSettings;
 
@@ -14,6 +14,9 @@ pub struct StreamerConfig {
     /// One streamer per id, all in this process.
     pub streamer_ids: Vec<String>,
     pub video: VideoSettings,
+    /// The video codecs offered (and encoded, each once, while a player
+    /// uses it), most preferred first.
+    pub video_codecs: VideoCodecs,
     pub ice: IcePolicy,
     /// Log every decoded input message (`Player3 MouseDown button=0 x=0.51 y=0.22`).
     pub print_input: bool,
@@ -41,6 +44,7 @@ impl Default for StreamerConfig {
             url: "ws://127.0.0.1:8888".into(),
             streamer_ids: vec!["DefaultStreamer".into()],
             video: VideoSettings { width: 1280, height: 720, fps: 30, bitrate_bps: 2_000_000 },
+            video_codecs: crate::encoder::compiled_codecs(),
             ice: IcePolicy::LOOPBACK,
             print_input: false,
             respond: false,
@@ -55,6 +59,29 @@ impl Default for StreamerConfig {
     }
 }
 
+/// A `--codecs` list that names a codec this build cannot encode, or none.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecListError(String);
+
+/// The codecs named in `names` (`h264`, `vp8`, `vp9`, `av1`), in that order,
+/// each one this build encodes.
+pub fn codecs_from_names(names: &[String]) -> Result<VideoCodecs, CodecListError> {
+    let built = crate::encoder::compiled_codecs();
+    let known = built.iter().map(|c| c.name().to_ascii_lowercase()).collect::<Vec<_>>().join(", ");
+    let mut list = Vec::new();
+    for name in names.iter().filter(|n| !n.trim().is_empty()) {
+        let codec = proto::rtp_payload::Codec::from_name(name)
+            .filter(|c| built.contains(*c))
+            .ok_or_else(|| CodecListError(format!("unknown codec {name:?}: this build encodes {known}")))?;
+        list.push(codec);
+    }
+    if list.is_empty() {
+        return Err(CodecListError(format!("no codec named: this build encodes {known}")));
+    }
+    Ok(VideoCodecs::new(&list))
+}
+
 /// `count` ids from one base: `id`, `id1`, `id2`, …
 pub fn numbered_ids(base: &str, count: usize) -> Vec<String> {
     (0..count.max(1)).map(|i| if i == 0 { base.to_string() } else { format!("{base}{i}") }).collect()
@@ -62,6 +89,16 @@ pub fn numbered_ids(base: &str, count: usize) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn codec_lists() {
+        let names = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
+        let list = super::codecs_from_names(&names("H264")).unwrap();
+        assert_eq!(list.first(), proto::rtp_payload::Codec::H264);
+        let err = super::codecs_from_names(&names("h264,mpeg2")).unwrap_err().to_string();
+        assert!(err.contains("mpeg2") && err.contains("h264"), "{err}");
+        assert!(super::codecs_from_names(&names("")).is_err());
+    }
+
     #[test]
     fn ids() {
         assert_eq!(super::numbered_ids("S", 3), vec!["S", "S1", "S2"]);

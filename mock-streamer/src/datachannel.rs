@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelMessage, RTCDataChannelState};
 
 use crate::events::StreamerEvent;
-use crate::fanout::VideoLayers;
+use crate::fanout::VideoSources;
 use crate::stats::StreamerStats;
 use crate::video::{now_ms, FrameTimings};
 
@@ -26,7 +26,7 @@ pub const MAX_FILLER: usize = 16_000;
 pub struct Protocol {
     pub streamer: usize,
     pub stats: Arc<StreamerStats>,
-    pub video: Arc<VideoLayers>,
+    pub video: Arc<VideoSources>,
     pub timings: Arc<Mutex<FrameTimings>>,
     pub events: broadcast::Sender<StreamerEvent>,
     /// Log every decoded input message readably.
@@ -275,7 +275,7 @@ mod tests {
         let r = p.handle("P", &ToStreamer::UIInteraction("x".into()).encode());
         assert_eq!(r, vec![Reply::Now(ToPlayer::Response("x".into()))]);
         assert!(p.handle("P", &[0]).is_empty());
-        assert!(p.video.full().take_keyframe_request());
+        assert!(p.video.first().full().take_keyframe_request());
         assert!(p.handle("P", &[250]).is_empty());
         let counts = p.stats.input_counts();
         assert_eq!(counts.get("UIInteraction"), Some(&1));

@@ -5,6 +5,8 @@ use openh264::encoder::{
 };
 use openh264::OpenH264API;
 
+use proto::rtp_payload::Codec;
+
 use crate::pattern::I420Frame;
 
 /// Encoder errors.
@@ -12,6 +14,45 @@ use crate::pattern::I420Frame;
 pub enum EncoderError {
     #[error("openh264: {0}")]
     OpenH264(#[from] openh264::Error),
+    #[error("no {0} encoder in this build")]
+    Unsupported(&'static str),
+}
+
+/// The encoder of one codec at one resolution.
+#[derive(Debug)]
+pub struct VideoEncoder(H264Encoder);
+
+impl VideoEncoder {
+    pub fn new(codec: Codec, _width: u32, _height: u32, bitrate_bps: u32, fps: u32) -> Result<Self, EncoderError> {
+        match codec {
+            Codec::H264 => Ok(VideoEncoder(H264Encoder::new(bitrate_bps, fps)?)),
+            other => Err(EncoderError::Unsupported(other.name())),
+        }
+    }
+
+    pub fn encode(&mut self, frame: &I420Frame, keyframe: bool) -> Result<EncodedPicture, EncoderError> {
+        self.0.encode(frame, keyframe)
+    }
+}
+
+/// The codecs this build has encoders for, H.264 first (Unreal's default
+/// order).
+pub fn compiled_codecs() -> proto::rtc::VideoCodecs {
+    proto::rtc::VideoCodecs::new(&[Codec::H264])
+}
+
+/// The RTP payloader of `codec`.
+pub fn payloader(codec: Codec) -> Box<dyn rtc::rtp::packetizer::Payloader> {
+    match codec {
+        Codec::Vp8 => {
+            let mut vp8 = rtc::rtp::codec::vp8::Vp8Payloader::default();
+            vp8.enable_picture_id = true;
+            Box::new(vp8)
+        }
+        Codec::Vp9 => Box::new(crate::vp9_payloader::Vp9Payloader::default()),
+        Codec::Av1 => Box::new(rtc::rtp::codec::av1::Av1Payloader::default()),
+        _ => Box::new(rtc::rtp::codec::h264::H264Payloader::default()),
+    }
 }
 
 /// One encoded picture: Annex-B NAL units (start codes included).

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use proto::rtc::VideoCodecs;
+use proto::rtp_payload::Codec;
 use rtc::rtp::packet::Packet;
 use rtc::shared::marshal::MarshalSize;
 use tokio::sync::mpsc;
@@ -59,12 +61,7 @@ pub struct Fanout {
 impl Default for Fanout {
     /// A fan-out with a random SSRC.
     fn default() -> Self {
-        Fanout {
-            ssrc: rand::random(),
-            subscribers: Mutex::default(),
-            keyframe_wanted: AtomicBool::new(false),
-            next_key: AtomicU64::new(0),
-        }
+        Fanout::with_ssrc(rand::random())
     }
 }
 
@@ -87,6 +84,16 @@ impl Drop for Subscription {
 }
 
 impl Fanout {
+    /// A fan-out whose packets carry `ssrc`.
+    pub fn with_ssrc(ssrc: u32) -> Self {
+        Fanout {
+            ssrc,
+            subscribers: Mutex::default(),
+            keyframe_wanted: AtomicBool::new(false),
+            next_key: AtomicU64::new(0),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<Subscriber>> {
         self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -204,24 +211,25 @@ impl Writer {
 /// Simulcast rids, full, half and quarter resolution.
 pub const SIMULCAST_RIDS: [&str; 3] = ["f", "h", "q"];
 
-/// The fan-outs of one streamer's video: layer 0 at full resolution, and with
-/// simulcast layers 1 and 2 at half and quarter resolution. Each layer is
-/// encoded only while someone subscribes to it.
+/// The fan-outs of one streamer's video in one codec: layer 0 at full
+/// resolution, and with simulcast layers 1 and 2 at half and quarter
+/// resolution. Each layer is encoded only while someone subscribes to it.
 #[derive(Debug)]
 pub struct VideoLayers {
+    pub codec: Codec,
     pub layers: Vec<Arc<Fanout>>,
 }
 
 impl Default for VideoLayers {
     fn default() -> Self {
-        VideoLayers::new(false)
+        VideoLayers::new(Codec::H264, false)
     }
 }
 
 impl VideoLayers {
-    pub fn new(simulcast: bool) -> Self {
+    pub fn new(codec: Codec, simulcast: bool) -> Self {
         let n = if simulcast { SIMULCAST_RIDS.len() } else { 1 };
-        VideoLayers { layers: (0..n).map(|_| Arc::new(Fanout::default())).collect() }
+        VideoLayers { codec, layers: (0..n).map(|_| Arc::new(Fanout::default())).collect() }
     }
 
     /// The full-resolution layer (what every non-simulcast player gets).
@@ -237,6 +245,58 @@ impl VideoLayers {
     pub fn request_keyframe(&self) {
         for l in &self.layers {
             l.request_keyframe();
+        }
+    }
+}
+
+/// One streamer's video in every codec it offers, most preferred first.
+/// Layer `i` has the same SSRC in every codec: a player's track is declared
+/// with its SSRCs in the offer, before the player's answer picks the codec,
+/// and a player receives one codec only.
+#[derive(Debug)]
+pub struct VideoSources {
+    pub by_codec: Vec<Arc<VideoLayers>>,
+}
+
+impl Default for VideoSources {
+    fn default() -> Self {
+        VideoSources::new(VideoCodecs::new(&[Codec::H264]), false)
+    }
+}
+
+impl VideoSources {
+    pub fn new(codecs: VideoCodecs, simulcast: bool) -> Self {
+        let n = if simulcast { SIMULCAST_RIDS.len() } else { 1 };
+        let ssrcs: Vec<u32> = (0..n).map(|_| rand::random()).collect();
+        let by_codec = codecs
+            .iter()
+            .map(|codec| {
+                let layers = ssrcs.iter().map(|&ssrc| Arc::new(Fanout::with_ssrc(ssrc))).collect();
+                Arc::new(VideoLayers { codec, layers })
+            })
+            .collect();
+        VideoSources { by_codec }
+    }
+
+    /// The most preferred codec's layers (what a track is declared with).
+    pub fn first(&self) -> &Arc<VideoLayers> {
+        &self.by_codec[0]
+    }
+
+    /// The layers of `codec`, if offered.
+    pub fn get(&self, codec: Codec) -> Option<&Arc<VideoLayers>> {
+        self.by_codec.iter().find(|l| l.codec == codec)
+    }
+
+    pub fn simulcast(&self) -> bool {
+        self.first().simulcast()
+    }
+
+    /// Ask every layer of every codec for a keyframe (only watched layers
+    /// are encoded: the others ignore it).
+    pub fn request_keyframe(&self) {
+        for layers in &self.by_codec {
+            layers.request_keyframe();
         }
     }
 }

@@ -34,6 +34,7 @@ pub mod peer;
 pub mod session;
 pub mod stats;
 pub mod video;
+pub mod vp9_payloader;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -49,7 +50,7 @@ pub use events::StreamerEvent;
 pub use stats::{StatsSnapshot, StreamerSnapshot};
 
 use crate::datachannel::{initial_settings_json, Protocol};
-use crate::fanout::{Fanout, VideoLayers};
+use crate::fanout::{Fanout, VideoSources};
 use crate::peer::PeerShared;
 use crate::session::Session;
 use crate::stats::StreamerStats;
@@ -90,7 +91,8 @@ pub fn spawn(config: StreamerConfig) -> Result<StreamerHandle, StreamerError> {
     // the ICE policy, and as the controlling ICE agent a short check interval.
     // The process's certificate is made now, so that a failure stops the start.
     proto::rtc::process_crypto()?;
-    let settings = PeerSettings::offerer(config.ice, Interceptors::Full);
+    let settings =
+        PeerSettings { video_codecs: config.video_codecs, ..PeerSettings::offerer(config.ice, Interceptors::Full) };
     let initial_settings = initial_settings_json(config.video.fps, config.video.bitrate_bps);
     let mut handle = StreamerHandle {
         stats: Vec::new(),
@@ -102,7 +104,7 @@ pub fn spawn(config: StreamerConfig) -> Result<StreamerHandle, StreamerError> {
     };
     for (index, id) in config.streamer_ids.iter().enumerate() {
         let stats = Arc::new(StreamerStats::default());
-        let video = Arc::new(VideoLayers::new(config.simulcast));
+        let video = Arc::new(VideoSources::new(config.video_codecs, config.simulcast));
         let timings = Arc::default();
         if !config.signalling_only {
             let thread = video::spawn_video_thread(

@@ -4,17 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use mock_streamer::config::codecs_from_names;
 use mock_streamer::video::VideoSettings;
 use mock_streamer::{numbered_ids, StreamerConfig};
 use proto::logging::{Format, Output};
 use proto::rtc::IcePolicy;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Codec {
-    /// H.264 constrained baseline (OpenH264), packetization-mode=1.
-    H264,
-}
 
 /// A headless Pixel Streaming streamer: connects to the signalling server's
 /// streamer port and serves every player real H.264 video (a live test
@@ -46,9 +41,14 @@ struct Args {
     /// Target encoder bitrate in bits per second.
     #[arg(long, default_value_t = 2_000_000)]
     bitrate: u32,
-    /// Video codec (only H.264 has an encoder here).
-    #[arg(long, value_enum, default_value_t = Codec::H264)]
-    codec: Codec,
+    /// Video codecs to offer, most preferred first (h264, vp8, vp9, av1). Each player's answer
+    /// picks one; each codec in use is encoded once, whatever its number of players. Default:
+    /// every codec this build encodes, H.264 first (Unreal's default order).
+    #[arg(long, value_delimiter = ',', conflicts_with = "codec")]
+    codecs: Option<Vec<String>>,
+    /// Offer only this codec (the same as --codecs X).
+    #[arg(long)]
+    codec: Option<String>,
     /// Log every decoded player input message readably.
     #[arg(long)]
     print_input: bool,
@@ -93,12 +93,17 @@ async fn main() -> anyhow::Result<()> {
     // No log flag: RUST_LOG, else the default (proto::logging's rule).
     proto::logging::init(None, DEFAULT_LOG, Format::Text, Output::Stdout)?;
     let args = Args::parse();
-    let Codec::H264 = args.codec;
+    let video_codecs = match (&args.codecs, &args.codec) {
+        (Some(list), _) => codecs_from_names(list).context("--codecs")?,
+        (None, Some(one)) => codecs_from_names(std::slice::from_ref(one)).context("--codec")?,
+        (None, None) => mock_streamer::encoder::compiled_codecs(),
+    };
     let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
     let config = StreamerConfig {
         url: args.url,
         streamer_ids: args.ids.unwrap_or_else(|| numbered_ids(&args.id, args.count)),
         video: VideoSettings { width: args.width, height: args.height, fps: args.fps, bitrate_bps: args.bitrate },
+        video_codecs,
         ice: IcePolicy { loopback_only: args.ice_loopback_only && !args.no_ice_loopback_only },
         print_input: args.print_input,
         respond: args.respond,

@@ -100,6 +100,11 @@ impl TestPattern {
         self.frame.height
     }
 
+    /// The frame last rendered.
+    pub fn frame(&self) -> &I420Frame {
+        &self.frame
+    }
+
     /// Draw frame number `n` and return it.
     pub fn render(&mut self, n: u64) -> &I420Frame {
         let (w, h) = (self.frame.width, self.frame.height);

@@ -1,14 +1,17 @@
 //! One WebRTC peer connection per player (or per SFU): the offer with video
-//! and the `datachannel`, trickle ICE both ways, the answer, keyframes on
-//! PLI/FIR, the fan-out subscription once connected, and teardown.
+//! (every codec the streamer encodes, most preferred first) and the
+//! `datachannel`, trickle ICE both ways, the answer (whose first video codec
+//! is the one this player gets), keyframes on PLI/FIR, the fan-out
+//! subscription of that codec once connected, and teardown.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use proto::client::SignallingSender;
 use proto::rtc::keyframe_requests::keyframe_request_ssrcs;
-use proto::rtc::media::{h264_codec, opus_codec};
+use proto::rtc::media::opus_codec;
 use proto::rtc::{event_channel, set_local, to_rtc_candidate, PeerEvent, PeerSettings, RtcError};
+use proto::rtp_payload::Codec;
 use proto::{IceCandidate, Message};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
@@ -24,7 +27,7 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::datachannel::{attach, Protocol};
 use crate::events::StreamerEvent;
-use crate::fanout::{Fanout, PacketExtensions, Subscription, VideoLayers, SIMULCAST_RIDS};
+use crate::fanout::{Fanout, PacketExtensions, Subscription, VideoSources, SIMULCAST_RIDS};
 use crate::stats::StreamerStats;
 
 /// The MediaStream id and track id in our offers (the browser needs a
@@ -61,7 +64,7 @@ pub struct PeerShared {
     pub streamer: usize,
     /// How each peer connection is built (codecs, interceptors, ICE policy).
     pub settings: PeerSettings,
-    pub video: Arc<VideoLayers>,
+    pub video: Arc<VideoSources>,
     /// The Opus tone, with `--audio`.
     pub audio: Option<Arc<Fanout>>,
     pub stats: Arc<StreamerStats>,
@@ -109,6 +112,8 @@ type Layers = Vec<(Arc<Fanout>, Option<&'static str>)>;
 
 /// One sender (track) and the fan-outs that feed it.
 struct Sender {
+    /// The track bound to the sender: what packets are written to (after a
+    /// `replace_track` too: it holds the binding to the connection).
     track: Arc<TrackLocalStaticRTP>,
     sender: Arc<dyn RtpSender>,
     layers: Layers,
@@ -147,13 +152,12 @@ async fn add_sender(
 
 async fn setup(p: &PeerParams, pc: &dyn PeerConnection) -> Result<Vec<Sender>, PeerError> {
     let shared = &p.shared;
-    let video_layers: Layers = if p.sfu && shared.video.simulcast() {
-        // Simulcast to an SFU: one encoding (rid) per layer on one sender.
-        shared.video.layers.iter().cloned().zip(SIMULCAST_RIDS.map(Some)).collect()
-    } else {
-        vec![(shared.video.full().clone(), None)]
-    };
-    let mut senders = vec![add_sender(pc, VIDEO_TRACK_ID, RtpCodecKind::Video, h264_codec(), video_layers).await?];
+    // Declared in the most preferred codec; the answer may pick another
+    // (same SSRCs: see `VideoSources`).
+    let first = shared.video.first();
+    let video_layers = video_layers(p, first);
+    let codec = proto::rtc::codec_parameters(first.codec).map(|c| c.rtp_codec).unwrap_or_default();
+    let mut senders = vec![add_sender(pc, VIDEO_TRACK_ID, RtpCodecKind::Video, codec, video_layers).await?];
     if let Some(audio) = &shared.audio {
         let layers = vec![(audio.clone(), None)];
         senders.push(add_sender(pc, AUDIO_TRACK_ID, RtpCodecKind::Audio, opus_codec(), layers).await?);
@@ -173,10 +177,48 @@ async fn setup(p: &PeerParams, pc: &dyn PeerConnection) -> Result<Vec<Sender>, P
     Ok(senders)
 }
 
+/// The layers of one codec this peer gets: with simulcast to an SFU one
+/// encoding (rid) per layer on one sender, else the full layer.
+fn video_layers(p: &PeerParams, layers: &crate::fanout::VideoLayers) -> Layers {
+    if p.sfu && layers.simulcast() {
+        layers.layers.iter().cloned().zip(SIMULCAST_RIDS.map(Some)).collect()
+    } else {
+        vec![(layers.full().clone(), None)]
+    }
+}
+
+/// Switch the video sender to the codec the answer put first, before the
+/// answer is applied (the connection binds the sender's interceptors to the
+/// codec of its track's encodings then). `None` keeps the offer's first
+/// codec (an answer without video, or with a codec we do not encode, which
+/// a conforming answer cannot have).
+async fn use_answer_codec(p: &PeerParams, senders: &mut [Sender], answer_sdp: &str) -> Codec {
+    let shared = &p.shared;
+    let first = shared.video.first().codec;
+    let Some(layers) = proto::rtc::first_video_codec(answer_sdp).and_then(|c| shared.video.get(c)) else {
+        return first;
+    };
+    let Some(sender) = senders.iter_mut().find(|s| s.video) else { return first };
+    if layers.codec != first {
+        let codec = proto::rtc::codec_parameters(layers.codec).map(|c| c.rtp_codec).unwrap_or_default();
+        let video_layers = video_layers(p, layers);
+        let codings = video_layers.iter().map(|(fanout, rid)| encoding(&codec, fanout, *rid)).collect();
+        let id = VIDEO_TRACK_ID.to_owned();
+        let track = MediaStreamTrack::new(STREAM_ID.to_owned(), id.clone(), id, RtpCodecKind::Video, codings);
+        let replacement = Arc::new(TrackLocalStaticRTP::new(track));
+        if let Err(e) = sender.sender.replace_track(replacement).await {
+            tracing::warn!(player = %p.player_id, codec = layers.codec.name(), error = %e, "cannot switch the track's codec");
+            return first;
+        }
+        sender.layers = video_layers;
+    }
+    layers.codec
+}
+
 async fn drive(
     p: &PeerParams,
     pc: &dyn PeerConnection,
-    senders: Vec<Sender>,
+    mut senders: Vec<Sender>,
     mut events: mpsc::UnboundedReceiver<PeerEvent>,
     mut commands: mpsc::UnboundedReceiver<PeerCommand>,
     cancel: CancellationToken,
@@ -195,6 +237,9 @@ async fn drive(
             command = commands.recv() => match command {
                 None => break,
                 Some(PeerCommand::Answer(sdp)) => {
+                    let codec = use_answer_codec(p, &mut senders, &sdp).await;
+                    shared.stats.player(player_id).set_codec(codec);
+                    tracing::debug!(player = %player_id, codec = codec.name(), "answer");
                     let applied = match RTCSessionDescription::answer(sdp) {
                         Ok(d) => pc.set_remote_description(d).await,
                         Err(e) => Err(e),

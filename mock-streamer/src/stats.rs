@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use proto::rtp_payload::Codec;
 use serde::Serialize;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -15,6 +16,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Counters of one player connection.
 #[derive(Debug, Default)]
 pub struct PlayerStats {
+    /// The video codec its answer picked (`H264`, `VP8`, `VP9`, `AV1`).
+    codec: Mutex<String>,
     pub frames_sent: AtomicU64,
     pub keyframes_sent: AtomicU64,
     pub packets_sent: AtomicU64,
@@ -30,6 +33,8 @@ pub struct PlayerStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PlayerSnapshot {
     pub player_id: String,
+    /// The video codec its answer picked; empty for the totals.
+    pub codec: String,
     pub frames_sent: u64,
     pub keyframes_sent: u64,
     pub packets_sent: u64,
@@ -40,9 +45,14 @@ pub struct PlayerSnapshot {
 }
 
 impl PlayerStats {
+    pub fn set_codec(&self, codec: Codec) {
+        *lock(&self.codec) = codec.name().to_owned();
+    }
+
     fn snapshot(&self, player_id: &str) -> PlayerSnapshot {
         PlayerSnapshot {
             player_id: player_id.to_string(),
+            codec: lock(&self.codec).clone(),
             frames_sent: self.frames_sent.load(Relaxed),
             keyframes_sent: self.keyframes_sent.load(Relaxed),
             packets_sent: self.packets_sent.load(Relaxed),
@@ -69,6 +79,17 @@ pub struct StreamerStats {
     /// Players that have left, kept so totals never go down.
     departed: Mutex<Vec<PlayerSnapshot>>,
     input_counts: Mutex<BTreeMap<String, u64>>,
+    encoders: Mutex<BTreeMap<&'static str, EncoderCounts>>,
+}
+
+/// Encoders of one codec (one per simulcast layer in use).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EncoderCounts {
+    /// Encoders running now.
+    pub running: u64,
+    /// Encoders started so far.
+    pub started: u64,
+    pub frames_encoded: u64,
 }
 
 /// What [`StreamerStats`] held at one moment.
@@ -90,6 +111,9 @@ pub struct StreamerSnapshot {
     pub totals: PlayerSnapshot,
     /// Player → streamer data-channel messages by type name.
     pub input_counts: BTreeMap<String, u64>,
+    /// Encoders by codec name: each codec in use is encoded once per
+    /// layer, whatever the number of its players.
+    pub encoders: BTreeMap<String, EncoderCounts>,
 }
 
 impl StreamerStats {
@@ -117,6 +141,23 @@ impl StreamerStats {
     pub fn count_input(&self, player_id: &str, name: &str) {
         *lock(&self.input_counts).entry(name.to_string()).or_default() += 1;
         self.player(player_id).input_messages.fetch_add(1, Relaxed);
+    }
+
+    pub fn encoder_started(&self, codec: Codec) {
+        let mut encoders = lock(&self.encoders);
+        let e = encoders.entry(codec.name()).or_default();
+        e.running += 1;
+        e.started += 1;
+    }
+
+    pub fn encoder_stopped(&self, codec: Codec) {
+        let mut encoders = lock(&self.encoders);
+        let e = encoders.entry(codec.name()).or_default();
+        e.running = e.running.saturating_sub(1);
+    }
+
+    pub fn count_encoded_frame(&self, codec: Codec) {
+        lock(&self.encoders).entry(codec.name()).or_default().frames_encoded += 1;
     }
 
     pub fn input_counts(&self) -> BTreeMap<String, u64> {
@@ -149,6 +190,7 @@ impl StreamerStats {
             players,
             totals,
             input_counts: self.input_counts(),
+            encoders: lock(&self.encoders).iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }
     }
 }
@@ -178,10 +220,25 @@ impl StatsSnapshot {
                 s.totals.frames_dropped,
                 s.totals.input_messages,
             ));
+            let running: Vec<String> = s
+                .encoders
+                .iter()
+                .filter(|(_, e)| e.running > 0)
+                .map(|(codec, e)| format!("{codec} x{}", e.running))
+                .collect();
+            if !running.is_empty() {
+                out.push_str(&format!("  encoders: {}\n", running.join(", ")));
+            }
             for p in &s.players {
                 out.push_str(&format!(
-                    "  {}: frames={} keyframes={} bytes={} dropped={} inputs={}\n",
-                    p.player_id, p.frames_sent, p.keyframes_sent, p.bytes_sent, p.frames_dropped, p.input_messages
+                    "  {}: {} frames={} keyframes={} bytes={} dropped={} inputs={}\n",
+                    p.player_id,
+                    p.codec,
+                    p.frames_sent,
+                    p.keyframes_sent,
+                    p.bytes_sent,
+                    p.frames_dropped,
+                    p.input_messages
                 ));
             }
         }

@@ -1,20 +1,23 @@
-//! The video source of one streamer: a thread that renders the test pattern,
-//! encodes it once, packetizes it once (H.264, RTP) and hands it to the
-//! [`Fanout`] of its layer. Layers (full, and with simulcast half and
-//! quarter resolution) are encoded only while someone watches them.
+//! The video source of one streamer: a thread that renders the test pattern
+//! once per layer, encodes it once per codec in use, packetizes it once (RTP)
+//! and hands it to the [`Fanout`] of that codec and layer. Layers (full, and
+//! with simulcast half and quarter resolution) of each codec are encoded only
+//! while someone watches them: an encoder is made when its first player
+//! arrives and dropped [`IDLE_ENCODER`] after its last one left (an AV1
+//! encoder holds tens of megabytes).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rtc::rtp::codec::h264::H264Payloader;
+use proto::rtp_payload::Codec;
 use rtc::rtp::packetizer::{new_packetizer, Packetizer};
 use rtc::rtp::sequence::new_random_sequencer;
 use tokio_util::sync::CancellationToken;
 
-use crate::encoder::H264Encoder;
-use crate::fanout::{Fanout, VideoFrame, VideoLayers};
+use crate::encoder::{payloader, VideoEncoder};
+use crate::fanout::{Fanout, VideoFrame, VideoSources};
 use crate::pattern::TestPattern;
 use crate::stats::StreamerStats;
 
@@ -45,10 +48,13 @@ pub struct VideoSettings {
     pub bitrate_bps: u32,
 }
 
+/// How long an encoder nobody watches is kept before it is dropped.
+pub const IDLE_ENCODER: Duration = Duration::from_secs(10);
+
 /// Start the source thread. It stops when `stop` is cancelled.
 pub fn spawn_video_thread(
     settings: VideoSettings,
-    video: Arc<VideoLayers>,
+    video: Arc<VideoSources>,
     stats: Arc<StreamerStats>,
     timings: Arc<Mutex<FrameTimings>>,
     stop: CancellationToken,
@@ -57,49 +63,55 @@ pub fn spawn_video_thread(
     std::thread::Builder::new().name(format!("video-{name}")).spawn(move || run(settings, video, stats, timings, stop))
 }
 
-/// Encoder state of one layer.
+/// Encoder state of one layer of one codec.
 struct Layer {
+    codec: Codec,
+    /// Index into the streamer's layers (and patterns): 0 full, 1 half, 2 quarter.
+    index: usize,
     fanout: Arc<Fanout>,
-    encoder: Option<H264Encoder>,
-    pattern: TestPattern,
+    bitrate_bps: u32,
+    /// While someone watches (or watched less than [`IDLE_ENCODER`] ago).
+    encoder: Option<VideoEncoder>,
+    /// Failed to make: not retried (the error is logged once).
+    broken: bool,
+    idle_since: Option<Instant>,
     packetizer: Box<dyn Packetizer>,
 }
 
 fn run(
     settings: VideoSettings,
-    video: Arc<VideoLayers>,
+    video: Arc<VideoSources>,
     stats: Arc<StreamerStats>,
     timings: Arc<Mutex<FrameTimings>>,
     stop: CancellationToken,
 ) {
     let fps = settings.fps.max(1);
+    let layer_count = video.first().layers.len();
+    let mut patterns: Vec<TestPattern> = (0..layer_count)
+        .map(|i| TestPattern::new((settings.width >> i) as usize, (settings.height >> i) as usize))
+        .collect();
     let mut layers: Vec<Layer> = video
-        .layers
+        .by_codec
         .iter()
-        .enumerate()
-        .map(|(i, fanout)| {
-            let shift = i as u32;
-            let encoder = match H264Encoder::new((settings.bitrate_bps >> (2 * shift)).max(100_000), fps) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    tracing::error!(error = %e, layer = i, "cannot create the H.264 encoder: no video");
-                    None
-                }
-            };
-            Layer {
+        .flat_map(|codec_layers| {
+            codec_layers.layers.iter().enumerate().map(|(index, fanout)| Layer {
+                codec: codec_layers.codec,
+                index,
                 fanout: fanout.clone(),
-                encoder,
-                pattern: TestPattern::new((settings.width >> shift) as usize, (settings.height >> shift) as usize),
+                bitrate_bps: (settings.bitrate_bps >> (2 * index)).max(100_000),
+                encoder: None,
+                broken: false,
+                idle_since: None,
                 packetizer: Box::new(new_packetizer(
                     Instant::now(),
                     RTP_MTU,
-                    proto::rtc::H264_PAYLOAD_TYPE,
+                    proto::rtc::codec_parameters(codec_layers.codec).map_or(0, |c| c.payload_type),
                     fanout.ssrc(),
-                    Box::new(H264Payloader::default()),
+                    payloader(codec_layers.codec),
                     Box::new(new_random_sequencer()),
                     90_000,
                 )),
-            }
+            })
         })
         .collect();
     let samples = 90_000 / fps;
@@ -107,9 +119,20 @@ fn run(
     let mut next = Instant::now();
     let mut n: u64 = 0;
     while !stop.is_cancelled() {
-        for (i, layer) in layers.iter_mut().enumerate() {
-            let timings = (i == 0).then_some(&timings);
-            encode_layer(layer, n, samples, &stats, timings);
+        // Render each resolution once, for every codec that encodes it.
+        let mut rendered: Vec<Option<(f64, f64)>> = vec![None; layer_count];
+        for layer in layers.iter_mut() {
+            if !prepare_encoder(layer, &settings, fps, &stats) {
+                layer.packetizer.skip_samples(samples);
+                continue;
+            }
+            let capture = *rendered[layer.index].get_or_insert_with(|| {
+                let pre = now_ms();
+                patterns[layer.index].render(n);
+                (pre, now_ms())
+            });
+            let timings = (layer.index == 0).then_some(&timings);
+            encode_layer(layer, &patterns[layer.index], n, samples, capture, &stats, timings);
         }
         n += 1;
         next += period;
@@ -123,33 +146,66 @@ fn run(
     }
 }
 
+/// Make the layer's encoder when someone watches it, drop it when nobody
+/// has for [`IDLE_ENCODER`]. Whether the layer encodes this frame.
+fn prepare_encoder(layer: &mut Layer, settings: &VideoSettings, fps: u32, stats: &StreamerStats) -> bool {
+    if layer.fanout.is_empty() {
+        let since = *layer.idle_since.get_or_insert_with(Instant::now);
+        if layer.encoder.is_some() && since.elapsed() >= IDLE_ENCODER {
+            layer.encoder = None;
+            stats.encoder_stopped(layer.codec);
+            tracing::debug!(codec = layer.codec.name(), layer = layer.index, "encoder dropped: nobody watches");
+        }
+        return false;
+    }
+    layer.idle_since = None;
+    if layer.encoder.is_none() && !layer.broken {
+        let (width, height) = (settings.width >> layer.index, settings.height >> layer.index);
+        match VideoEncoder::new(layer.codec, width, height, layer.bitrate_bps, fps) {
+            Ok(e) => {
+                layer.encoder = Some(e);
+                stats.encoder_started(layer.codec);
+                // A new encoder's first frame is a keyframe anyway.
+                layer.fanout.take_keyframe_request();
+                tracing::debug!(codec = layer.codec.name(), layer = layer.index, width, height, "encoder started");
+            }
+            Err(e) => {
+                layer.broken = true;
+                tracing::error!(codec = layer.codec.name(), layer = layer.index, error = %e, "cannot create the encoder: no video in this codec");
+            }
+        }
+    }
+    layer.encoder.is_some()
+}
+
 fn encode_layer(
     layer: &mut Layer,
+    pattern: &TestPattern,
     n: u64,
     samples: u32,
+    (pre_capture_ms, post_capture_ms): (f64, f64),
     stats: &StreamerStats,
     timings: Option<&Arc<Mutex<FrameTimings>>>,
 ) {
-    let (Some(encoder), false) = (layer.encoder.as_mut(), layer.fanout.is_empty()) else {
+    let Some(encoder) = layer.encoder.as_mut() else {
         layer.packetizer.skip_samples(samples);
         return;
     };
     let fanout = &layer.fanout;
-    let pre_capture_ms = now_ms();
-    let picture = layer.pattern.render(n);
-    let post_capture_ms = now_ms();
     let force = fanout.take_keyframe_request();
     let started = Instant::now();
-    match encoder.encode(picture, force) {
+    match encoder.encode(pattern.frame(), force) {
         Ok(encoded) if !encoded.data.is_empty() => {
             let post_encode_ms = now_ms();
             stats.encode_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
             stats.frames_encoded.fetch_add(1, Relaxed);
+            stats.count_encoded_frame(layer.codec);
             stats.bytes_encoded.fetch_add(encoded.data.len() as u64, Relaxed);
             if encoded.keyframe {
                 stats.keyframes_encoded.fetch_add(1, Relaxed);
                 tracing::debug!(
                     frame = n,
+                    codec = layer.codec.name(),
                     force,
                     bytes = encoded.data.len(),
                     micros = started.elapsed().as_micros() as u64,

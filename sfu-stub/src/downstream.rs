@@ -80,7 +80,11 @@ pub async fn run_downstream(
     p.stats.players.fetch_add(1, Relaxed);
     p.stats.players_total.fetch_add(1, Relaxed);
     let (handler, events) = event_channel();
-    match proto::rtc::new_peer_connection(&p.settings, &p.peer_options, handler).await {
+    // Offer the player only the video codec we forward (what the streamer
+    // sends us): the player cannot pick another.
+    let forwarded: Vec<_> = p.media.iter().map(|f| f.codec).filter(|c| c.needs_keyframe()).collect();
+    let settings = PeerSettings { video_codecs: proto::rtc::VideoCodecs::new(&forwarded), ..p.settings };
+    match proto::rtc::new_peer_connection(&settings, &p.peer_options, handler).await {
         Ok(pc) => {
             match setup(&p, pc.as_ref()).await {
                 Ok((tracks, opened)) => drive(&p, pc.as_ref(), tracks, events, opened, commands, &cancel).await,
@@ -277,9 +281,8 @@ async fn payload_type(t: &PlayerTrack) -> u8 {
             .map(|c| c.payload_type)
     });
     negotiated.unwrap_or_else(|| match t.forwarder.codec {
-        crate::codec::Codec::Vp8 => proto::rtc::VP8_PAYLOAD_TYPE,
-        crate::codec::Codec::H264 => proto::rtc::H264_PAYLOAD_TYPE,
-        _ => proto::rtc::OPUS_PAYLOAD_TYPE,
+        crate::codec::Codec::Other => proto::rtc::OPUS_PAYLOAD_TYPE,
+        video => proto::rtc::codec_parameters(video).map_or(proto::rtc::H264_PAYLOAD_TYPE, |c| c.payload_type),
     })
 }
 

@@ -5,7 +5,8 @@
 //! from its own media engine, setting engine and interceptor registry, so
 //! [`new_peer_connection`] builds one from a [`PeerSettings`]:
 //!
-//! - [`media`]: our codecs (H.264, VP8, Opus) and the simulcast header
+//! - [`media`]: our codecs (H.264, VP8, VP9, AV1, Opus; which video codecs
+//!   a connection registers is its [`VideoCodecs`]) and the simulcast header
 //!   extensions;
 //! - [`settings`]: the ICE policy ([`IcePolicy`]: loopback-only binds the
 //!   connection's UDP socket to 127.0.0.1, IPv4 UDP only, mDNS off, no ICE
@@ -40,8 +41,8 @@ pub use crypto::{process_crypto, ProcessCrypto};
 pub use events::{event_channel, EventSender, PeerEvent};
 pub use freed_memory::release_freed_memory;
 pub use media::{
-    media_engine, media_engine_with_feedback, video_codecs, H264_FMTP, H264_PAYLOAD_TYPE, OPUS_FMTP, OPUS_PAYLOAD_TYPE,
-    VP8_PAYLOAD_TYPE,
+    codec_parameters, first_video_codec, media_engine, media_engine_with_feedback, video_codecs, VideoCodecs,
+    AV1_PAYLOAD_TYPE, H264_FMTP, H264_PAYLOAD_TYPE, OPUS_FMTP, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE, VP9_PAYLOAD_TYPE,
 };
 pub use settings::{rtc_configuration, NACK_HISTORY};
 
@@ -96,6 +97,8 @@ pub struct PeerSettings {
     pub answer_as_dtls_server: bool,
     /// ICE connectivity-check interval; `None`: webrtc's 200 ms.
     pub ice_check_interval: Option<Duration>,
+    /// The video codecs registered, most preferred first.
+    pub video_codecs: VideoCodecs,
 }
 
 impl PeerSettings {
@@ -107,12 +110,19 @@ impl PeerSettings {
             interceptors,
             answer_as_dtls_server: false,
             ice_check_interval: Some(CONTROLLING_ICE_CHECK_INTERVAL),
+            video_codecs: VideoCodecs::ALL,
         }
     }
 
     /// An answering peer with webrtc's defaults for the rest.
     pub fn answerer(ice: IcePolicy, interceptors: Interceptors) -> Self {
-        PeerSettings { ice, interceptors, answer_as_dtls_server: false, ice_check_interval: None }
+        PeerSettings {
+            ice,
+            interceptors,
+            answer_as_dtls_server: false,
+            ice_check_interval: None,
+            video_codecs: VideoCodecs::ALL,
+        }
     }
 }
 
@@ -140,7 +150,7 @@ pub async fn new_peer_connection(
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>, RtcError> {
     let crypto = process_crypto()?;
-    let mut media = media_engine()?;
+    let mut media = media_engine(settings.video_codecs)?;
     let registry = settings::interceptors(settings.interceptors, &mut media)?;
     let pc = PeerConnectionBuilder::new()
         .with_configuration(rtc_configuration(peer_connection_options, settings.ice, crypto)?)

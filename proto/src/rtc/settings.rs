@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn interceptor_sets_build() {
         for i in [Interceptors::Full, Interceptors::Receiver, Interceptors::ReportsOnly] {
-            let mut media = super::super::media_engine().unwrap();
+            let mut media = super::super::media_engine(super::super::VideoCodecs::ALL).unwrap();
             let slots = interceptors(i, &mut media).unwrap().slots();
             assert!(slots.iter().any(|(s, _)| *s == Slot::ReceiverReport), "{i:?}: {slots:?}");
             assert_eq!(slots.last().map(|(s, _)| s.slot()), Some(KEYFRAME_REQUESTS_SLOT));
