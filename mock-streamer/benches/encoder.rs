@@ -3,8 +3,11 @@
 //! `cargo bench -p mock-streamer --bench encoder` (add `-- --quick` for one
 //! short run per point). Two measurements:
 //!
-//! 1. In process: ms per frame to render and encode the 1280x720 test
-//!    pattern with OpenH264 (median over frames).
+//! 1. In process, for every codec (H.264 with OpenH264, VP8 and VP9 with
+//!    libvpx, AV1 with SVT-AV1): the 1280x720 test pattern encoded at 30 fps,
+//!    paced as the streamer paces it: ms per `encode` call (median over
+//!    frames), and the process's CPU (utime + stime, every thread: SVT-AV1
+//!    encodes on threads of its own) per frame and as % of one core.
 //! 2. The `mock-streamer` binary as a child process at 1280x720, 30 fps,
 //!    with 0, 1, 10 and 50 webrtc-rs players (in this process, behind a fake
 //!    signalling server): the child's CPU (utime + stime from /proc) over a
@@ -16,8 +19,9 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mock_streamer::encoder::H264Encoder;
+use mock_streamer::encoder::VideoEncoder;
 use mock_streamer::pattern::TestPattern;
+use proto::rtp_payload::Codec;
 use testkit::procfs;
 use testkit::stats::median;
 use tokio::net::TcpListener;
@@ -27,23 +31,34 @@ const HEIGHT: u32 = 720;
 const FPS: u32 = 30;
 const BITRATE: u32 = 2_000_000;
 
-fn encoder_ms_per_frame(frames: u64) -> (f64, f64) {
+/// One paced run of `frames` frames of `codec`: (ms per encode call,
+/// median; CPU ms per frame; CPU % of one core at [`FPS`]).
+fn encoder_cost(codec: Codec, frames: u64) -> (f64, f64, f64) {
     let mut pattern = TestPattern::new(WIDTH as usize, HEIGHT as usize);
-    let mut encoder = H264Encoder::new(BITRATE, FPS).expect("encoder");
-    let mut render = Vec::new();
-    let mut encode = Vec::new();
-    for n in 0..frames {
-        let t0 = Instant::now();
+    let mut encoder = VideoEncoder::new(codec, WIDTH, HEIGHT, BITRATE, FPS).expect("encoder");
+    let pid = std::process::id();
+    let period = Duration::from_secs_f64(1.0 / f64::from(FPS));
+    let mut calls = Vec::new();
+    // Warm-up frames: the first keyframe and the rate controller's start.
+    for n in 0..10 {
+        encoder.encode(pattern.render(n), n == 0).expect("encode");
+        std::thread::sleep(period);
+    }
+    let (c0, t0) = (cpu_seconds(pid), Instant::now());
+    let mut next = Instant::now();
+    for n in 10..10 + frames {
         let frame = pattern.render(n).clone();
-        let t1 = Instant::now();
-        encoder.encode(&frame, n == 0).expect("encode");
-        let t2 = Instant::now();
-        if n >= 10 {
-            render.push((t1 - t0).as_secs_f64() * 1000.0);
-            encode.push((t2 - t1).as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        encoder.encode(&frame, false).expect("encode");
+        calls.push(t.elapsed().as_secs_f64() * 1000.0);
+        next += period;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
         }
     }
-    (median(&render), median(&encode))
+    let cpu = cpu_seconds(pid) - c0;
+    let wall = t0.elapsed().as_secs_f64();
+    (median(&calls), cpu * 1000.0 / frames as f64, cpu / wall * 100.0)
 }
 
 /// utime + stime of `pid`, in seconds.
@@ -104,16 +119,21 @@ async fn main() {
     let (runs, frames, window) =
         if quick { (1, 60, Duration::from_secs(3)) } else { (3, 300, Duration::from_secs(10)) };
 
-    let mut render = Vec::new();
-    let mut encode = Vec::new();
-    for _ in 0..runs {
-        let (r, e) = encoder_ms_per_frame(frames);
-        render.push(r);
-        encode.push(e);
+    println!("codec | ms per encode call (median) | CPU ms per frame | CPU % of one core at {FPS} fps | runs");
+    for codec in [Codec::H264, Codec::Vp8, Codec::Vp9, Codec::Av1] {
+        let results: Vec<(f64, f64, f64)> = (0..runs).map(|_| encoder_cost(codec, frames)).collect();
+        let column = |f: fn(&(f64, f64, f64)) -> f64| median(&results.iter().map(f).collect::<Vec<_>>());
+        let cpu_runs: Vec<String> = results.iter().map(|r| format!("{:.1}", r.2)).collect();
+        println!(
+            "{:<5} | {:>6.2} | {:>6.2} | {:>5.1} | {}",
+            codec.name(),
+            column(|r| r.0),
+            column(|r| r.1),
+            column(|r| r.2),
+            cpu_runs.join(", ")
+        );
     }
-    let (r, e) = (median(&render), median(&encode));
-    println!("encoder {WIDTH}x{HEIGHT} @ {BITRATE} bps: render {r:.2} ms/frame, encode {e:.2} ms/frame (median of {runs} runs x {frames} frames)");
-    println!("  => at {FPS} fps: {:.1}% of one core for render + encode", (r + e) * f64::from(FPS) / 10.0);
+    println!("(encoder {WIDTH}x{HEIGHT} at {BITRATE} bps, test pattern rendered outside the measured call; median of {runs} runs x {frames} frames)");
 
     println!("players | streamer CPU % of one core (median of {runs}) | runs | RSS MB");
     let mut base = None;

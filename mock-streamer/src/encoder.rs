@@ -1,4 +1,8 @@
-//! H.264 constrained-baseline encoding with OpenH264 (built from source).
+//! The video encoders: H.264 constrained baseline with OpenH264 (built from
+//! source, below), VP8 and VP9 with libvpx ([`crate::vpx`]), AV1 with
+//! SVT-AV1 ([`crate::av1`]); one
+//! [`VideoEncoder`] per codec and layer in use, and each codec's RTP
+//! payloader.
 
 use openh264::encoder::{
     BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, Level, Profile, RateControlMode,
@@ -16,29 +20,50 @@ pub enum EncoderError {
     OpenH264(#[from] openh264::Error),
     #[error("no {0} encoder in this build")]
     Unsupported(&'static str),
+    #[error("libvpx {0}: {1}")]
+    Vpx(&'static str, String),
+    #[error("SVT-AV1: {0}")]
+    Av1(String),
+    #[error("frame of {got:?}, encoder made for {expected:?}")]
+    Size { expected: (u32, u32), got: (usize, usize) },
 }
 
 /// The encoder of one codec at one resolution.
 #[derive(Debug)]
-pub struct VideoEncoder(H264Encoder);
+pub enum VideoEncoder {
+    /// Boxed: OpenH264's encoder state is 7 KB inline.
+    H264(Box<H264Encoder>),
+    Vpx(crate::vpx::VpxEncoder),
+    Av1(crate::av1::Av1Encoder),
+}
 
 impl VideoEncoder {
-    pub fn new(codec: Codec, _width: u32, _height: u32, bitrate_bps: u32, fps: u32) -> Result<Self, EncoderError> {
+    pub fn new(codec: Codec, width: u32, height: u32, bitrate_bps: u32, fps: u32) -> Result<Self, EncoderError> {
         match codec {
-            Codec::H264 => Ok(VideoEncoder(H264Encoder::new(bitrate_bps, fps)?)),
+            Codec::H264 => Ok(VideoEncoder::H264(Box::new(H264Encoder::new(bitrate_bps, fps)?))),
+            Codec::Vp8 | Codec::Vp9 => {
+                Ok(VideoEncoder::Vpx(crate::vpx::VpxEncoder::new(codec, width, height, bitrate_bps, fps)?))
+            }
+            Codec::Av1 => Ok(VideoEncoder::Av1(crate::av1::Av1Encoder::new(width, height, bitrate_bps, fps)?)),
             other => Err(EncoderError::Unsupported(other.name())),
         }
     }
 
+    /// Encode one frame; `keyframe` forces one. Empty `data`: the rate
+    /// controller skipped this frame (or, AV1, nothing is ready yet).
     pub fn encode(&mut self, frame: &I420Frame, keyframe: bool) -> Result<EncodedPicture, EncoderError> {
-        self.0.encode(frame, keyframe)
+        match self {
+            VideoEncoder::H264(e) => e.encode(frame, keyframe),
+            VideoEncoder::Vpx(e) => e.encode(frame, keyframe),
+            VideoEncoder::Av1(e) => e.encode(frame, keyframe),
+        }
     }
 }
 
 /// The codecs this build has encoders for, H.264 first (Unreal's default
 /// order).
 pub fn compiled_codecs() -> proto::rtc::VideoCodecs {
-    proto::rtc::VideoCodecs::new(&[Codec::H264])
+    proto::rtc::VideoCodecs::ALL
 }
 
 /// The RTP payloader of `codec`.
@@ -55,11 +80,12 @@ pub fn payloader(codec: Codec) -> Box<dyn rtc::rtp::packetizer::Payloader> {
     }
 }
 
-/// One encoded picture: Annex-B NAL units (start codes included).
+/// One encoded picture: H.264 Annex-B NAL units (start codes included), or
+/// a VP8 or VP9 frame.
 #[derive(Debug, Clone)]
 pub struct EncodedPicture {
     pub data: Vec<u8>,
-    /// An IDR picture (SPS and PPS precede it).
+    /// A keyframe (H.264: an IDR picture, SPS and PPS before it).
     pub keyframe: bool,
 }
 

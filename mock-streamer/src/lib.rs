@@ -22,6 +22,7 @@
 //! ```
 
 pub mod audio;
+pub mod av1;
 pub mod canned;
 pub mod config;
 pub mod datachannel;
@@ -35,6 +36,7 @@ pub mod session;
 pub mod stats;
 pub mod video;
 pub mod vp9_payloader;
+pub mod vpx;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

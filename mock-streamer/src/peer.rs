@@ -157,7 +157,9 @@ async fn setup(p: &PeerParams, pc: &dyn PeerConnection) -> Result<Vec<Sender>, P
     let first = shared.video.first();
     let video_layers = video_layers(p, first);
     let codec = proto::rtc::codec_parameters(first.codec).map(|c| c.rtp_codec).unwrap_or_default();
-    let mut senders = vec![add_sender(pc, VIDEO_TRACK_ID, RtpCodecKind::Video, codec, video_layers).await?];
+    let video = add_sender(pc, VIDEO_TRACK_ID, RtpCodecKind::Video, codec, video_layers).await?;
+    offer_every_codec(pc, video.sender.as_ref(), &shared.video).await?;
+    let mut senders = vec![video];
     if let Some(audio) = &shared.audio {
         let layers = vec![(audio.clone(), None)];
         senders.push(add_sender(pc, AUDIO_TRACK_ID, RtpCodecKind::Audio, opus_codec(), layers).await?);
@@ -175,6 +177,26 @@ async fn setup(p: &PeerParams, pc: &dyn PeerConnection) -> Result<Vec<Sender>, P
         scalability_mode: None,
     });
     Ok(senders)
+}
+
+/// Offer every codec the streamer encodes, most preferred first: webrtc 0.21
+/// offers only the codec of a track's encodings unless the transceiver is
+/// given its codecs.
+async fn offer_every_codec(
+    pc: &dyn PeerConnection,
+    sender: &dyn RtpSender,
+    video: &VideoSources,
+) -> Result<(), PeerError> {
+    let codecs: Vec<_> = video.by_codec.iter().filter_map(|l| proto::rtc::codec_parameters(l.codec)).collect();
+    for transceiver in pc.get_transceivers().await {
+        if let Ok(Some(s)) = transceiver.sender().await {
+            if s.id() == sender.id() {
+                transceiver.set_codec_preferences(codecs).await?;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The layers of one codec this peer gets: with simulcast to an SFU one
