@@ -119,7 +119,7 @@ async fn main() {
     let (runs, frames, window) =
         if quick { (1, 60, Duration::from_secs(3)) } else { (3, 300, Duration::from_secs(10)) };
 
-    println!("codec | ms per encode call (median) | CPU ms per frame | CPU % of one core at {FPS} fps | runs");
+    println!("codec | ms per encode call (median) | CPU ms per frame (render + encode, every thread) | CPU % of one core at {FPS} fps | runs");
     for codec in [Codec::H264, Codec::Vp8, Codec::Vp9, Codec::Av1] {
         let results: Vec<(f64, f64, f64)> = (0..runs).map(|_| encoder_cost(codec, frames)).collect();
         let column = |f: fn(&(f64, f64, f64)) -> f64| median(&results.iter().map(f).collect::<Vec<_>>());
@@ -134,6 +134,16 @@ async fn main() {
         );
     }
     println!("(encoder {WIDTH}x{HEIGHT} at {BITRATE} bps, test pattern rendered outside the measured call; median of {runs} runs x {frames} frames)");
+    // An AV1 keyframe request opens a new SVT-AV1 encoder (see src/av1.rs).
+    let mut pattern = TestPattern::new(WIDTH as usize, HEIGHT as usize);
+    let mut opens = Vec::new();
+    for n in 0..5 {
+        let t = Instant::now();
+        let mut e = VideoEncoder::new(Codec::Av1, WIDTH, HEIGHT, BITRATE, FPS).expect("encoder");
+        e.encode(pattern.render(n), false).expect("encode");
+        opens.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!("AV1 keyframe request (open a new encoder + send the frame): {:.1} ms (median of 5)", median(&opens));
 
     println!("players | streamer CPU % of one core (median of {runs}) | runs | RSS MB");
     let mut base = None;

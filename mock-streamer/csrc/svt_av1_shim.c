@@ -5,6 +5,9 @@
  * prediction, no lookahead or temporal filtering, CBR, one logical
  * processor, no periodic keyframes. (SVT-AV1 1.4 forces keyframes only in
  * random-access CRF/CQP mode: av1.rs opens a new encoder instead.) */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,28 @@ typedef struct ShimEncoder {
     uint32_t width, height;
     int64_t pts;
 } ShimEncoder;
+
+/* SVT-AV1 gives the threads it starts real-time priority (SCHED_FIFO) when
+ * the process runs as root, as CI does: on two cores its busy threads could
+ * then starve the streamer's network tasks and every other process. Put
+ * every real-time thread of this process back to normal scheduling (nothing
+ * else in the process asks for real time). */
+static void drop_realtime_threads(void) {
+    DIR *tasks = opendir("/proc/self/task");
+    if (!tasks) return;
+    struct dirent *entry;
+    while ((entry = readdir(tasks)) != NULL) {
+        int tid = atoi(entry->d_name);
+        if (tid <= 0) continue;
+        int policy = sched_getscheduler(tid);
+        if (policy == SCHED_FIFO || policy == SCHED_RR) {
+            struct sched_param normal;
+            memset(&normal, 0, sizeof normal);
+            (void)sched_setscheduler(tid, SCHED_OTHER, &normal);
+        }
+    }
+    closedir(tasks);
+}
 
 /* Returns 0 and fills *out, or the library's error code. */
 int32_t shim_svt_open(uint32_t width, uint32_t height, uint32_t fps, uint32_t bitrate_bps, int32_t preset,
@@ -44,6 +69,7 @@ int32_t shim_svt_open(uint32_t width, uint32_t height, uint32_t fps, uint32_t bi
     cfg.logical_processors = 1;
     err = svt_av1_enc_set_parameter(handle, &cfg);
     if (err == EB_ErrorNone) err = svt_av1_enc_init(handle);
+    drop_realtime_threads();
     if (err != EB_ErrorNone) {
         svt_av1_enc_deinit_handle(handle);
         return (int32_t)err;
@@ -117,13 +143,14 @@ int32_t shim_svt_receive(ShimEncoder *e, uint8_t *buf, uint32_t cap, int32_t *ke
 
 void shim_svt_close(ShimEncoder *e) {
     if (!e) return;
-    /* End of stream, then drain: the library wants EOS before deinit. */
+    /* End of stream, then drain: the library wants EOS before deinit (and
+     * waits forever for one from an encoder that was sent no picture). */
     EbBufferHeaderType eos;
     memset(&eos, 0, sizeof eos);
     eos.size = sizeof eos;
     eos.flags = EB_BUFFERFLAG_EOS;
     eos.pic_type = EB_AV1_INVALID_PICTURE;
-    if (svt_av1_enc_send_picture(e->handle, &eos) == EB_ErrorNone) {
+    if (e->pts > 0 && svt_av1_enc_send_picture(e->handle, &eos) == EB_ErrorNone) {
         for (;;) {
             EbBufferHeaderType *packet = NULL;
             if (svt_av1_enc_get_packet(e->handle, &packet, 1) != EB_ErrorNone || !packet) break;

@@ -51,6 +51,11 @@ pub struct Av1Encoder {
     fps: u32,
     /// The sequence header OBU, put before a keyframe that lacks one.
     sequence_header: Vec<u8>,
+    /// The current encoder's first frame (a keyframe) has not come out yet:
+    /// a keyframe request is already being met. (Opening again would throw
+    /// it away with the encoder's pipeline, and requests repeated faster
+    /// than the pipeline's delay would then starve every player.)
+    keyframe_pending: bool,
     buf: Vec<u8>,
 }
 
@@ -110,6 +115,7 @@ impl Av1Encoder {
             bitrate_bps,
             fps: fps.max(1),
             sequence_header: Vec::new(),
+            keyframe_pending: false,
             buf: vec![0; capacity],
         };
         encoder.open()?;
@@ -128,6 +134,7 @@ impl Av1Encoder {
             return Err(EncoderError::Av1(format!("cannot open SVT-AV1 ({width}x{height}): error {err:#x}")));
         }
         self.handle = handle;
+        self.keyframe_pending = true;
         // SAFETY: handle is open; buf holds `cap` bytes.
         let n = unsafe { shim_svt_stream_header(handle, self.buf.as_mut_ptr(), self.buf.len() as u32) };
         if n > 0 && (n as usize) <= self.buf.len() {
@@ -145,13 +152,14 @@ impl Av1Encoder {
     }
 
     /// Send one frame (`keyframe`: start a new encoder, whose first frame is
-    /// one) and return what the encoder has ready: usually the previous
-    /// frame; empty at the start.
+    /// one, unless the current encoder's first frame is still on its way)
+    /// and return what the encoder has ready: usually the previous frame;
+    /// empty at the start.
     pub fn encode(&mut self, frame: &I420Frame, keyframe: bool) -> Result<EncodedPicture, EncoderError> {
         if frame.width != self.width as usize || frame.height != self.height as usize {
             return Err(EncoderError::Size { expected: (self.width, self.height), got: (frame.width, frame.height) });
         }
-        if keyframe {
+        if keyframe && !self.keyframe_pending {
             self.open()?;
         }
         let (y_stride, uv_stride) = (frame.width as u32, (frame.width / 2) as u32);
@@ -189,6 +197,7 @@ impl Av1Encoder {
             }
             picture.data.extend_from_slice(packet);
             picture.keyframe |= key != 0;
+            self.keyframe_pending &= key == 0;
         }
         Ok(picture)
     }
@@ -209,17 +218,35 @@ mod tests {
     use crate::encoder::payloader;
     use crate::pattern::TestPattern;
 
+    /// Threads of this process under a real-time policy (SCHED_FIFO or
+    /// SCHED_RR: field 41 of `/proc/self/task/<tid>/stat`).
+    fn realtime_threads() -> usize {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+            .filter(|stat| {
+                let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+                let policy = after_name.split_whitespace().nth(38).and_then(|p| p.parse::<u32>().ok());
+                matches!(policy, Some(1 | 2))
+            })
+            .count()
+    }
+
     #[test]
     fn keyframes_on_demand_with_a_sequence_header_and_packetized_as_keyframes() {
         let mut pattern = TestPattern::new(320, 180);
         let mut encoder = Av1Encoder::new(320, 180, 300_000, 30).unwrap();
+        assert_eq!(realtime_threads(), 0, "SVT-AV1's threads keep real-time priority");
         let mut pictures = Vec::new();
         for n in 0..40 {
-            let picture = encoder.encode(pattern.render(n), n == 20).unwrap();
+            // A keyframe asked for first (a fresh encoder's first frame is one).
+            let picture = encoder.encode(pattern.render(n), n == 0 || n == 20).unwrap();
             if !picture.data.is_empty() {
                 pictures.push(picture);
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            // Paced as the streamer paces it (30 fps): SVT-AV1 encodes on
+            // threads of its own and returns each frame about a frame later.
+            std::thread::sleep(std::time::Duration::from_millis(33));
         }
         assert!(pictures.len() >= 30, "only {} pictures out of 40 frames", pictures.len());
         let keys: Vec<usize> = pictures.iter().enumerate().filter(|(_, p)| p.keyframe).map(|(i, _)| i).collect();
@@ -236,5 +263,21 @@ mod tests {
             }
             assert!(packets[1..].iter().all(|p| !Codec::Av1.is_keyframe_start(p)));
         }
+    }
+
+    #[test]
+    fn keyframe_requests_on_every_frame_do_not_starve_the_stream() {
+        let mut pattern = TestPattern::new(320, 180);
+        let mut encoder = Av1Encoder::new(320, 180, 300_000, 30).unwrap();
+        let (mut pictures, mut keys) = (0, 0);
+        for n in 0..30 {
+            let picture = encoder.encode(pattern.render(n), true).unwrap();
+            pictures += usize::from(!picture.data.is_empty());
+            keys += usize::from(picture.keyframe);
+            std::thread::sleep(std::time::Duration::from_millis(33));
+        }
+        // Each request met opens a new encoder, losing the frames in the old
+        // one's pipeline; none is met while a keyframe is still on its way.
+        assert!(pictures >= 8 && keys >= 2, "{pictures} pictures, {keys} keyframes out of 30 frames");
     }
 }
