@@ -15,8 +15,11 @@
 //!
 //! SVT-AV1 encodes on threads of its own: a frame's packet is usually ready
 //! by the next frame, so [`Av1Encoder::encode`] returns what is ready
-//! (typically the previous frame) without waiting.
+//! (typically the previous frame) without waiting, one frame per call: two
+//! frames in one picture would go out under one RTP timestamp, which a
+//! decoder takes for one broken temporal unit (seen as stalls in Chromium).
 
+use std::collections::VecDeque;
 use std::ffi::c_void;
 
 use crate::encoder::{EncodedPicture, EncoderError};
@@ -56,6 +59,9 @@ pub struct Av1Encoder {
     /// it away with the encoder's pipeline, and requests repeated faster
     /// than the pipeline's delay would then starve every player.)
     keyframe_pending: bool,
+    /// Frames out of the encoder not yet returned (it sometimes hands over
+    /// two at once).
+    ready: VecDeque<EncodedPicture>,
     buf: Vec<u8>,
 }
 
@@ -116,6 +122,7 @@ impl Av1Encoder {
             fps: fps.max(1),
             sequence_header: Vec::new(),
             keyframe_pending: false,
+            ready: VecDeque::new(),
             buf: vec![0; capacity],
         };
         encoder.open()?;
@@ -135,6 +142,8 @@ impl Av1Encoder {
         }
         self.handle = handle;
         self.keyframe_pending = true;
+        // Frames of the old encoder are superseded by the new one's keyframe.
+        self.ready.clear();
         // SAFETY: handle is open; buf holds `cap` bytes.
         let n = unsafe { shim_svt_stream_header(handle, self.buf.as_mut_ptr(), self.buf.len() as u32) };
         if n > 0 && (n as usize) <= self.buf.len() {
@@ -179,7 +188,6 @@ impl Av1Encoder {
         if err != 0 {
             return Err(EncoderError::Av1(format!("send: error {err:#x}")));
         }
-        let mut picture = EncodedPicture { data: Vec::new(), keyframe: false };
         loop {
             let mut key = 0;
             // SAFETY: buf holds `cap` bytes; key is written.
@@ -191,15 +199,16 @@ impl Av1Encoder {
                 return Err(EncoderError::Av1(format!("receive: {n}")));
             }
             let packet = &self.buf[..n as usize];
-            if key != 0 && !has_sequence_header(packet) {
+            let mut picture = EncodedPicture { data: Vec::with_capacity(packet.len()), keyframe: key != 0 };
+            if picture.keyframe && !has_sequence_header(packet) {
                 // A receiver joining here needs the sequence header.
                 picture.data.extend_from_slice(&self.sequence_header);
             }
             picture.data.extend_from_slice(packet);
-            picture.keyframe |= key != 0;
-            self.keyframe_pending &= key == 0;
+            self.keyframe_pending &= !picture.keyframe;
+            self.ready.push_back(picture);
         }
-        Ok(picture)
+        Ok(self.ready.pop_front().unwrap_or(EncodedPicture { data: Vec::new(), keyframe: false }))
     }
 }
 
