@@ -148,7 +148,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("               matchmaking: http://{player_addr}/match)");
     }
     for id in topology.streamer_ids() {
-        println!("  streamer    {id} (mock, {}x{} H.264)", topology.streamers[0].width, topology.streamers[0].height);
+        let spec = &topology.streamers[0];
+        let codecs = if spec.codecs.is_empty() { "H.264, VP8, VP9, AV1".to_string() } else { spec.codecs.join(", ") };
+        println!("  streamer    {id} (mock, {}x{}, offers {codecs})", spec.width, spec.height);
     }
     if let Some(sfu) = &topology.sfu {
         println!("  sfu         {} forwarding {}", sfu.id, sfu.streamer.as_deref().unwrap_or("the first streamer"));
