@@ -7,11 +7,20 @@
  * random-access CRF/CQP mode: av1.rs opens a new encoder instead.) */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <svt-av1/EbSvtAv1Enc.h>
+#include <time.h>
+
+/* Opening and closing encoders one at a time: SVT-AV1 1.4 sets up global
+ * state (its CPU-specific function tables) unguarded on the first open, and
+ * with two encoders opened and closed at once (parallel tests, simulcast
+ * layers) a close now and then never saw its end of stream and hung in
+ * deinit. Encoding itself runs on each encoder's own threads, unlocked. */
+static pthread_mutex_t lifecycle = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct ShimEncoder {
     EbComponentType *handle;
@@ -42,8 +51,8 @@ static void drop_realtime_threads(void) {
 }
 
 /* Returns 0 and fills *out, or the library's error code. */
-int32_t shim_svt_open(uint32_t width, uint32_t height, uint32_t fps, uint32_t bitrate_bps, int32_t preset,
-                      ShimEncoder **out) {
+static int32_t open_locked(uint32_t width, uint32_t height, uint32_t fps, uint32_t bitrate_bps, int32_t preset,
+                           ShimEncoder **out) {
     /* The library logs its banner and settings at every open unless told
      * otherwise: errors only, unless the user set SVT_LOG. */
     setenv("SVT_LOG", "1", 0);
@@ -85,6 +94,14 @@ int32_t shim_svt_open(uint32_t width, uint32_t height, uint32_t fps, uint32_t bi
     e->height = height;
     *out = e;
     return 0;
+}
+
+int32_t shim_svt_open(uint32_t width, uint32_t height, uint32_t fps, uint32_t bitrate_bps, int32_t preset,
+                      ShimEncoder **out) {
+    pthread_mutex_lock(&lifecycle);
+    int32_t err = open_locked(width, height, fps, bitrate_bps, preset, out);
+    pthread_mutex_unlock(&lifecycle);
+    return err;
 }
 
 /* The sequence header OBU (the stream header). Copies at most cap bytes
@@ -141,25 +158,57 @@ int32_t shim_svt_receive(ShimEncoder *e, uint8_t *buf, uint32_t cap, int32_t *ke
     return (int32_t)n;
 }
 
-void shim_svt_close(ShimEncoder *e) {
-    if (!e) return;
-    /* End of stream, then drain: the library wants EOS before deinit (and
-     * waits forever for one from an encoder that was sent no picture). */
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* End of stream, then drain until the library hands the end back: it wants
+ * that before deinit, and deinit otherwise drains itself, forever when the
+ * end never comes back, as with an encoder that was sent no picture (one
+ * dropped right after opening, say on an error): that one is sent a grey
+ * picture first. The drain polls for at most two seconds; an encoder whose
+ * end of stream did not come back by then is left open rather than hang its
+ * caller. Returns 0 when closed, 1 when left open. */
+int32_t shim_svt_close(ShimEncoder *e) {
+    if (!e) return 0;
+    pthread_mutex_lock(&lifecycle);
+    if (e->pts == 0) {
+        size_t luma = (size_t)e->width * e->height, chroma = luma / 4;
+        uint8_t *grey = malloc(luma + 2 * chroma);
+        if (grey) {
+            memset(grey, 128, luma + 2 * chroma);
+            (void)shim_svt_send(e, grey, grey + luma, grey + luma + chroma, e->width, e->width / 2, 0);
+            free(grey);
+        }
+    }
+    int ended = 0;
     EbBufferHeaderType eos;
     memset(&eos, 0, sizeof eos);
     eos.size = sizeof eos;
     eos.flags = EB_BUFFERFLAG_EOS;
     eos.pic_type = EB_AV1_INVALID_PICTURE;
     if (e->pts > 0 && svt_av1_enc_send_picture(e->handle, &eos) == EB_ErrorNone) {
-        for (;;) {
+        double deadline = now_seconds() + 2.0;
+        while (!ended && now_seconds() < deadline) {
             EbBufferHeaderType *packet = NULL;
-            if (svt_av1_enc_get_packet(e->handle, &packet, 1) != EB_ErrorNone || !packet) break;
-            uint32_t flags = packet->flags;
+            EbErrorType err = svt_av1_enc_get_packet(e->handle, &packet, 0);
+            if (err == EB_NoErrorEmptyQueue || (err == EB_ErrorNone && !packet)) {
+                struct timespec pause = {0, 1000000};
+                nanosleep(&pause, NULL);
+                continue;
+            }
+            if (err != EB_ErrorNone) break;
+            ended = (packet->flags & EB_BUFFERFLAG_EOS) != 0;
             svt_av1_enc_release_out_buffer(&packet);
-            if (flags & EB_BUFFERFLAG_EOS) break;
         }
     }
-    svt_av1_enc_deinit(e->handle);
-    svt_av1_enc_deinit_handle(e->handle);
-    free(e);
+    if (ended) {
+        svt_av1_enc_deinit(e->handle);
+        svt_av1_enc_deinit_handle(e->handle);
+        free(e);
+    }
+    pthread_mutex_unlock(&lifecycle);
+    return ended ? 0 : 1;
 }

@@ -42,7 +42,7 @@ extern "C" {
         force_key: i32,
     ) -> i32;
     fn shim_svt_receive(e: *mut c_void, buf: *mut u8, cap: u32, key: *mut i32) -> i32;
-    fn shim_svt_close(e: *mut c_void);
+    fn shim_svt_close(e: *mut c_void) -> i32;
 }
 
 /// An SVT-AV1 encoder for one resolution.
@@ -155,7 +155,14 @@ impl Av1Encoder {
     fn close(&mut self) {
         if !self.handle.is_null() {
             // SAFETY: opened by `open`, closed once.
-            unsafe { shim_svt_close(self.handle) };
+            if unsafe { shim_svt_close(self.handle) } != 0 {
+                // Leaked rather than a hung video task (see the shim).
+                tracing::warn!(
+                    width = self.width,
+                    height = self.height,
+                    "SVT-AV1 did not end its stream; encoder left open"
+                );
+            }
             self.handle = std::ptr::null_mut();
         }
     }
@@ -241,8 +248,18 @@ mod tests {
             .count()
     }
 
+    /// AV1 tests one at a time: the real-time check below counts every thread
+    /// of the process, and another test's encoder opening at that moment has
+    /// real-time threads until its open returns.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     #[test]
     fn keyframes_on_demand_with_a_sequence_header_and_packetized_as_keyframes() {
+        let _serial = one_at_a_time();
         let mut pattern = TestPattern::new(320, 180);
         let mut encoder = Av1Encoder::new(320, 180, 300_000, 30).unwrap();
         assert_eq!(realtime_threads(), 0, "SVT-AV1's threads keep real-time priority");
@@ -276,6 +293,7 @@ mod tests {
 
     #[test]
     fn keyframe_requests_on_every_frame_do_not_starve_the_stream() {
+        let _serial = one_at_a_time();
         let mut pattern = TestPattern::new(320, 180);
         let mut encoder = Av1Encoder::new(320, 180, 300_000, 30).unwrap();
         let (mut pictures, mut keys) = (0, 0);
@@ -288,5 +306,22 @@ mod tests {
         // Each request met opens a new encoder, losing the frames in the old
         // one's pipeline; none is met while a keyframe is still on its way.
         assert!(pictures >= 8 && keys >= 2, "{pictures} pictures, {keys} keyframes out of 30 frames");
+    }
+
+    /// An encoder dropped before its first frame (an error right after
+    /// opening) used to hang in SVT-AV1's deinit, which waits for an end of
+    /// stream such an encoder never produces; seen in CI when an assertion
+    /// failed between opening and the first frame.
+    #[test]
+    fn an_encoder_dropped_before_its_first_frame_closes() {
+        let _serial = one_at_a_time();
+        let (done, closed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                drop(Av1Encoder::new(320, 180, 300_000, 30).unwrap());
+            }
+            let _ = done.send(());
+        });
+        closed.recv_timeout(std::time::Duration::from_secs(20)).expect("closing an unused encoder hung");
     }
 }
