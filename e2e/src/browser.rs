@@ -51,6 +51,21 @@ pub fn find_chromium() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// The Chromium a browser test runs, or `None` to skip it: under `CI=true`
+/// a missing Chromium is a failure, never a skip.
+pub fn chromium_for_test() -> Option<PathBuf> {
+    match find_chromium() {
+        Some(path) => Some(path),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but no Chromium found: install it with `apt-get install -y chromium`")
+        }
+        None => {
+            eprintln!("SKIPPED: no Chromium found (apt-get install -y chromium, or set CHROMIUM=/path)");
+            None
+        }
+    }
+}
+
 /// The flags these machines need (see `shared/notes/webrtc-here.md`): no
 /// sandbox as root, no GPU, nothing that reaches out to the network, and
 /// WebRTC host candidates on loopback without mDNS.

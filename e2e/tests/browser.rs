@@ -8,23 +8,10 @@
 
 use std::time::Duration;
 
-use e2e::browser::{find_chromium, Browser};
+use e2e::browser::{chromium_for_test, Browser};
 use e2e::topology::{StreamerSpec, Topology};
 use mock_streamer::StreamerEvent;
 use proto::datachannel::ToStreamer;
-
-fn chromium_or_skip() -> Option<std::path::PathBuf> {
-    match find_chromium() {
-        Some(path) => Some(path),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but no Chromium found: install it with `apt-get install -y chromium`")
-        }
-        None => {
-            eprintln!("SKIPPED: no Chromium found (apt-get install -y chromium, or set CHROMIUM=/path)");
-            None
-        }
-    }
-}
 
 /// Held by each test for its whole run (an async mutex: tests have their own runtimes).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -32,7 +19,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_in_page_plays_the_stream_and_sends_clicks() {
     let _serial = SERIAL.lock().await;
-    let Some(chromium) = chromium_or_skip() else { return };
+    let Some(chromium) = chromium_for_test() else { return };
     let topology = Topology {
         streamers: vec![StreamerSpec { width: 640, height: 360, bitrate: 800_000, ..StreamerSpec::default() }],
         ..Topology::default()
@@ -45,7 +32,7 @@ async fn built_in_page_plays_the_stream_and_sends_clicks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_in_page_through_the_sfu() {
     let _serial = SERIAL.lock().await;
-    let Some(chromium) = chromium_or_skip() else { return };
+    let Some(chromium) = chromium_for_test() else { return };
     let topology = Topology {
         streamers: vec![StreamerSpec {
             width: 640,
@@ -66,7 +53,7 @@ async fn built_in_page_through_the_sfu() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_in_page_on_another_cluster_node_directly_and_through_the_sfu() {
     let _serial = SERIAL.lock().await;
-    let Some(chromium) = chromium_or_skip() else { return };
+    let Some(chromium) = chromium_for_test() else { return };
     let topology = |sfu: bool| Topology {
         signalling: e2e::topology::SignallingSpec { nodes: 2, ..Default::default() },
         streamers: vec![StreamerSpec {

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::browser::{find_chromium, Browser};
+use e2e::browser::{chromium_for_test, Browser};
 use e2e::browser_streamer::BrowserStreamer;
 use e2e::topology::{PlayerGroup, RunningPlayer, SfuSpec, StreamerSpec, Topology};
 use mock_player::rtp_stats::TrackSummary;
@@ -28,26 +28,13 @@ use testkit::wait_until;
 
 const CODECS: [&str; 4] = ["h264", "vp8", "vp9", "av1"];
 
-fn chromium_or_skip() -> Option<std::path::PathBuf> {
-    match find_chromium() {
-        Some(path) => Some(path),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but no Chromium found: install it with `apt-get install -y chromium`")
-        }
-        None => {
-            eprintln!("SKIPPED: no Chromium found (apt-get install -y chromium, or set CHROMIUM=/path)");
-            None
-        }
-    }
-}
-
 /// Held by each test for its whole run: Chromium's encoders take both cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_players_recognise_every_codec_a_libwebrtc_sender_sends() {
     let _serial = SERIAL.lock().await;
-    let Some(chromium) = chromium_or_skip() else { return };
+    let Some(chromium) = chromium_for_test() else { return };
     let mut running = Topology { streamers: vec![], ..Topology::default() }.start().await.expect("stack starts");
     let url = format!("ws://{}", running.player_server().player_addr());
     for (i, codec) in CODECS.iter().enumerate() {
@@ -260,7 +247,7 @@ async fn every_codec_through_the_sfu_with_simulcast_layers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_decodes_every_codec_of_our_streamer() {
     let _serial = SERIAL.lock().await;
-    let Some(chromium) = chromium_or_skip() else { return };
+    let Some(chromium) = chromium_for_test() else { return };
     let topology = Topology { streamers: vec![streamer(&[], false)], ..Topology::default() };
     let running = topology.start().await.expect("stack starts");
     let mut browser = Browser::launch(&chromium).await.expect("chromium starts");

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::browser::{find_chromium, Browser};
+use e2e::browser::{chromium_for_test, Browser};
 use e2e::browser_streamer::BrowserStreamer;
 use e2e::topology::{RunningPlayer, SfuSpec, Topology};
 
@@ -25,19 +25,6 @@ const WINDOW: Duration = Duration::from_secs(10);
 /// The canvas the browser streamer sends.
 const PICTURE: (u32, u32, u32) = (640, 360, 30);
 
-fn chromium_or_skip() -> Option<std::path::PathBuf> {
-    match find_chromium() {
-        Some(path) => Some(path),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but no Chromium found: install it with `apt-get install -y chromium`")
-        }
-        None => {
-            eprintln!("SKIPPED: no Chromium found (apt-get install -y chromium, or set CHROMIUM=/path)");
-            None
-        }
-    }
-}
-
 /// Held by each test for its whole run: two Chromiums and an encoder of noise
 /// per peer are all these machines can take at once.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -45,14 +32,14 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mock_player_gets_what_a_browser_viewer_gets_from_a_libwebrtc_sender() {
     let _serial = SERIAL.lock().await;
-    let Some(chromium) = chromium_or_skip() else { return };
+    let Some(chromium) = chromium_for_test() else { return };
     compare_viewers(&chromium, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_through_the_sfu() {
     let _serial = SERIAL.lock().await;
-    let Some(chromium) = chromium_or_skip() else { return };
+    let Some(chromium) = chromium_for_test() else { return };
     compare_viewers(&chromium, true).await;
 }
 
