@@ -22,6 +22,8 @@
 use std::collections::VecDeque;
 use std::ffi::c_void;
 
+use proto::rtp_payload::leb128;
+
 use crate::encoder::{EncodedPicture, EncoderError};
 use crate::pattern::I420Frame;
 
@@ -92,23 +94,13 @@ fn has_sequence_header(mut data: &[u8]) -> bool {
                 // [header][extension?][leb128 size][payload]
                 let at = 1 + usize::from(header & 0x04 != 0);
                 let Some((size, used)) = leb128(data.get(at..).unwrap_or_default()) else { return false };
-                data = data.get(at + used + size..).unwrap_or_default();
+                let Ok(size) = usize::try_from(size) else { return false };
+                data = data.get(at.saturating_add(used).saturating_add(size)..).unwrap_or_default();
             }
             _ => return false,
         }
     }
     false
-}
-
-fn leb128(data: &[u8]) -> Option<(usize, usize)> {
-    let mut value = 0usize;
-    for (i, &b) in data.iter().take(8).enumerate() {
-        value |= usize::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
 }
 
 impl Av1Encoder {

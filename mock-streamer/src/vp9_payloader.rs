@@ -26,20 +26,10 @@ impl Default for Vp9Payloader {
     }
 }
 
-/// Whether a VP9 frame (its uncompressed header, profile 0 or 1) is a key
+/// Whether a VP9 frame (by its uncompressed header) is a key
 /// frame, and its size when it is.
 fn keyframe_size(frame: &[u8]) -> Option<(u16, u16)> {
-    // frame_marker(2) profile(2) show_existing_frame(1) frame_type(1) …
-    let b0 = *frame.first()?;
-    if b0 >> 6 != 2 || b0 & 0x08 != 0 || b0 & 0x04 != 0 {
-        return None;
-    }
-    // Reuse the receiver's parser: wrap the frame in a minimal descriptor
-    // (B = 1, P = 0).
-    let mut probe = Vec::with_capacity(frame.len().min(32) + 1);
-    probe.push(0x08);
-    probe.extend_from_slice(&frame[..frame.len().min(32)]);
-    let (w, h) = proto::rtp_payload::vp9_keyframe_resolution(&probe)?;
+    let (w, h) = proto::rtp_payload::vp9_frame_keyframe_size(frame)?;
     Some((u16::try_from(w).ok()?, u16::try_from(h).ok()?))
 }
 

@@ -251,7 +251,13 @@ pub fn vp9_keyframe_resolution(payload: &[u8]) -> Option<(u32, u32)> {
     if let Some((w, h)) = start.ss_size.filter(|&(w, h)| w > 0 && h > 0) {
         return Some((w, h));
     }
-    let mut r = BitReader { data: start.frame, pos: 0 };
+    vp9_frame_keyframe_size(start.frame)
+}
+
+/// The size in a VP9 frame's uncompressed header (VP9 spec §6.2) when the
+/// frame is a keyframe, else `None`: for a sender, which has whole frames.
+pub fn vp9_frame_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
+    let mut r = BitReader { data: frame, pos: 0 };
     if r.bits(2)? != 2 {
         return None; // frame_marker
     }
@@ -328,7 +334,7 @@ fn av1_obu_elements(payload: &[u8]) -> Vec<&[u8]> {
 
 /// An unsigned LEB128 number (at most 8 bytes, as AV1 allows) and the bytes
 /// it took.
-fn leb128(data: &[u8]) -> Option<(u64, usize)> {
+pub fn leb128(data: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
     for (i, &b) in data.iter().take(8).enumerate() {
         value |= u64::from(b & 0x7f) << (7 * i);
