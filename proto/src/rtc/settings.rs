@@ -8,13 +8,15 @@ use ::rtc::ice::mdns::MulticastDnsMode;
 use ::rtc::ice::network_type::NetworkType;
 use ::rtc::interceptor::{
     NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot,
+    TwccReceiverBuilder,
 };
-use ::rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
 use ::rtc::peer_connection::configuration::media_engine::MediaEngine;
 use ::rtc::peer_connection::configuration::setting_engine::{SettingEngine, SettingEngineBuilder};
 use ::rtc::peer_connection::configuration::{RTCConfiguration, RTCConfigurationBuilder};
 use ::rtc::peer_connection::transport::{RTCDtlsRole, RTCIceServer};
-use ::rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind};
+use ::rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind, TYPE_RTCP_FB_TRANSPORT_CC,
+};
 use serde_json::Value;
 
 use super::crypto::ProcessCrypto;
@@ -26,6 +28,14 @@ use super::{IcePolicy, Interceptors, PeerSettings, RtcError};
 /// (webrtc 0.17's default was 8192: ~0.9 MB per stream, written out when the
 /// sender started, most of the streamer's memory per player.)
 pub const NACK_HISTORY: u16 = 1024;
+
+/// How often a receiver sends transport-wide congestion-control feedback:
+/// every 50 ms, as libwebrtc's receiver does for any stream above about
+/// 220 kbit/s (its `RemoteEstimatorProxy` sizes the interval so feedback
+/// takes 5 % of the received rate, clamped to 50–250 ms). webrtc-rs's default
+/// is 100 ms, and a sender's estimate ramped up more slowly on it than on a
+/// browser's feedback (`e2e/tests/feedback.rs`).
+pub const TWCC_FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The setting engine of one peer connection.
 pub fn setting_engine(settings: &PeerSettings, crypto: &ProcessCrypto) -> SettingEngine {
@@ -82,16 +92,32 @@ pub fn interceptors(kind: Interceptors, media: &mut MediaEngine) -> Result<Regis
             let r = Registry::new()
                 .with(Slot::NackResponder, NackResponderBuilder::new().with_size(NACK_HISTORY).build())
                 .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
-            configure_twcc_receiver_only(reports(r), media)?
+            twcc_receiver(reports(r), media)?
         }
         Interceptors::Receiver => {
             register_nack_feedback(media);
             let r = reports(Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build()));
-            configure_twcc_receiver_only(r, media)?
+            twcc_receiver(r, media)?
         }
         Interceptors::ReportsOnly => reports(Registry::new()),
     };
     Ok(registry.with(Slot::Custom(KEYFRAME_REQUESTS_SLOT), KeyframeRequestsToApplication::default()))
+}
+
+/// The transport-wide congestion-control receiver, sending feedback every
+/// [`TWCC_FEEDBACK_INTERVAL`], with its feedback and header extension
+/// registered for audio and video (as webrtc-rs's
+/// `configure_twcc_receiver_only` does, which offers no interval).
+fn twcc_receiver(registry: Registry, media: &mut MediaEngine) -> Result<Registry, RtcError> {
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        media.register_feedback(RTCPFeedback { typ: TYPE_RTCP_FB_TRANSPORT_CC.into(), ..Default::default() }, kind);
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability { uri: ::rtc::sdp::extmap::TRANSPORT_CC_URI.into() },
+            kind,
+            None,
+        )?;
+    }
+    Ok(registry.with(Slot::TwccReceiver, TwccReceiverBuilder::new().with_interval(TWCC_FEEDBACK_INTERVAL).build()))
 }
 
 fn register_nack_feedback(media: &mut MediaEngine) {
