@@ -20,12 +20,14 @@
 //!   `nack pli`, `transport-cc`), no REMB or FIR, which the player never sends;
 //! - the answer's video codecs in the order of Epic's frontend by default
 //!   (H.264 first, then the rest in Chromium's order), or `--codec-preference`'s
-//!   ([`answer_codec_order`]).
+//!   ([`answer_codec_order`]), each with its retransmission (`rtx`) format
+//!   when the offer pairs it with one, as a browser answers.
 
 use std::sync::Arc;
 
 use proto::rtc::{settings, IcePolicy, Interceptors, PeerSettings, ProcessCrypto};
-use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_RTX;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use serde_json::Value;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, SettingEngine,
@@ -70,7 +72,9 @@ impl RtcContext {
         let codec_order = answer_codec_order(preference)?;
         let crypto = proto::rtc::process_crypto().map_err(rtc)?;
         // No feedback of their own: the interceptors register what they send.
-        let media = proto::rtc::media_engine_with_feedback(proto::rtc::VideoCodecs::ALL, Vec::new()).map_err(rtc)?;
+        let mut media =
+            proto::rtc::media_engine_with_feedback(proto::rtc::VideoCodecs::ALL, Vec::new()).map_err(rtc)?;
+        register_rtx(&mut media)?;
         let settings = settings::setting_engine(&player_settings(Self::policy(loopback_only)), crypto);
         Ok(Arc::new(RtcContext { loopback_only, codec_order, crypto, media, settings }))
     }
@@ -168,17 +172,55 @@ pub fn answer_codec_order(preference: &[String]) -> Result<Vec<RTCRtpCodecParame
 /// offers) left the receiver dropping every packet.
 pub fn in_offer_terms(order: &[RTCRtpCodecParameters], offer_sdp: &str) -> Vec<RTCRtpCodecParameters> {
     let offered = offered_video_codecs(offer_sdp);
-    order
-        .iter()
-        .filter_map(|ours| {
-            let (pt, fmtp) =
-                offered.iter().find(|(_, name, fmtp)| same_format(ours, name, fmtp)).map(|(pt, _, f)| (*pt, f))?;
-            let mut codec = ours.clone();
-            codec.payload_type = pt;
-            codec.rtp_codec.sdp_fmtp_line = fmtp.clone();
-            Some(codec)
-        })
-        .collect()
+    let mut codecs = Vec::new();
+    for ours in order {
+        let Some((pt, fmtp)) =
+            offered.iter().find(|(_, name, fmtp)| same_format(ours, name, fmtp)).map(|(pt, _, f)| (*pt, f))
+        else {
+            continue;
+        };
+        let mut codec = ours.clone();
+        codec.payload_type = pt;
+        codec.rtp_codec.sdp_fmtp_line = fmtp.clone();
+        codecs.push(codec);
+        // Its retransmission format, when the offer has one (a browser's
+        // does; our own streamer's and sfu-stub's do not).
+        let apt = format!("apt={pt}");
+        if let Some((rtx_pt, ..)) = offered
+            .iter()
+            .find(|(_, name, fmtp)| name.eq_ignore_ascii_case("rtx") && fmtp.split(';').any(|p| p.trim() == apt))
+        {
+            codecs.push(RTCRtpCodecParameters { rtp_codec: rtx_codec(pt), payload_type: *rtx_pt });
+        }
+    }
+    codecs
+}
+
+/// Retransmissions (RTX, RFC 4588) received as a browser receives them: one
+/// `video/rtx` format per video codec. A libwebrtc sender resends lost
+/// packets and sends its bandwidth probes on the RTX stream when the answer
+/// has one; without it, its probes were padding on the media stream and, when
+/// a probe went unanswered, its estimate for the player only crept up
+/// additively where a browser's jumped (`e2e/tests/feedback.rs`).
+fn register_rtx(media: &mut MediaEngine) -> Result<(), PlayerError> {
+    for codec in proto::rtc::video_codecs() {
+        let rtx = RTCRtpCodecParameters {
+            rtp_codec: rtx_codec(codec.payload_type),
+            payload_type: codec.payload_type.wrapping_add(1),
+        };
+        media.register_codec(rtx, RtpCodecKind::Video).map_err(|e| PlayerError::Rtc(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn rtx_codec(apt: u8) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_RTX.into(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: format!("apt={apt}"),
+        rtcp_feedback: Vec::new(),
+    }
 }
 
 /// The first video section's codecs: (payload type, name, fmtp), in order.
@@ -282,5 +324,25 @@ mod tests {
         // An offer without VP8: only H.264 is preferred.
         let h264_only = offer.replace("a=rtpmap:96 VP8/90000\r\n", "");
         assert_eq!(in_offer_terms(&answer_codec_order(&[]).unwrap(), &h264_only).len(), 1);
+    }
+
+    #[test]
+    fn each_codec_brings_the_offers_retransmission_format() {
+        // Chromium pairs every video codec with an rtx format (apt = its payload type).
+        let offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 108 109\r\na=rtpmap:96 VP8/90000\r\n\
+                     a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:108 H264/90000\r\n\
+                     a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+                     a=rtpmap:109 rtx/90000\r\na=fmtp:109 apt=108\r\n";
+        let order = in_offer_terms(&answer_codec_order(&[]).unwrap(), offer);
+        let pts: Vec<(u8, &str)> = order.iter().map(|c| (c.payload_type, c.rtp_codec.sdp_fmtp_line.as_str())).collect();
+        assert_eq!(pts[1], (109, "apt=108"));
+        assert_eq!(pts[3], (97, "apt=96"));
+        assert_eq!(names(&order), ["video/H264", "video/rtx", "video/VP8", "video/rtx"]);
+        // An offer without rtx (our streamer's, sfu-stub's): none in the answer.
+        let plain = offer.replace("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n", "");
+        assert_eq!(
+            names(&in_offer_terms(&answer_codec_order(&[]).unwrap(), &plain)),
+            ["video/H264", "video/rtx", "video/VP8"]
+        );
     }
 }
