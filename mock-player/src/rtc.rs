@@ -185,15 +185,23 @@ pub fn in_offer_terms(order: &[RTCRtpCodecParameters], offer_sdp: &str) -> Vec<R
         codecs.push(codec);
         // Its retransmission format, when the offer has one (a browser's
         // does; our own streamer's and sfu-stub's do not).
-        let apt = format!("apt={pt}");
-        if let Some((rtx_pt, ..)) = offered
-            .iter()
-            .find(|(_, name, fmtp)| name.eq_ignore_ascii_case("rtx") && fmtp.split(';').any(|p| p.trim() == apt))
+        let apt = pt.to_string();
+        if let Some((rtx_pt, ..)) =
+            offered.iter().find(|(_, name, fmtp)| name.eq_ignore_ascii_case("rtx") && fmtp_param(fmtp, "apt") == apt)
         {
             codecs.push(RTCRtpCodecParameters { rtp_codec: rtx_codec(pt), payload_type: *rtx_pt });
         }
     }
     codecs
+}
+
+/// The value of `key` in an fmtp line (`a=b;c=d`), lowercased; empty when absent.
+fn fmtp_param(fmtp: &str, key: &str) -> String {
+    fmtp.split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 /// Retransmissions (RTX, RFC 4588) received as a browser receives them: one
@@ -264,23 +272,16 @@ fn same_format(ours: &RTCRtpCodecParameters, name: &str, fmtp: &str) -> bool {
     if !name.eq_ignore_ascii_case("h264") {
         return true;
     }
-    let param = |fmtp: &str, key: &str| -> String {
-        fmtp.split(';')
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.to_ascii_lowercase())
-            .unwrap_or_default()
-    };
     let ours = &ours.rtp_codec.sdp_fmtp_line;
     let mode = |f: &str| {
-        let m = param(f, "packetization-mode");
+        let m = fmtp_param(f, "packetization-mode");
         if m.is_empty() {
             "0".to_string()
         } else {
             m
         }
     };
-    let profile = |f: &str| param(f, "profile-level-id").chars().take(4).collect::<String>();
+    let profile = |f: &str| fmtp_param(f, "profile-level-id").chars().take(4).collect::<String>();
     mode(ours) == mode(fmtp) && profile(ours) == profile(fmtp)
 }
 
