@@ -72,6 +72,12 @@ struct Cli {
     /// Seconds between status lines (0 = no status).
     #[arg(long, default_value_t = 2)]
     status_interval: u64,
+
+    /// Put the mock players on a bad network, as `mock-player --impair` does:
+    /// e.g. `--impair "delay=40ms,jitter=10ms,loss=2%,rate=8mbit"` (with --players;
+    /// in a topology file each player group has its own `impair` key).
+    #[arg(long, value_name = "PROFILE")]
+    impair: Option<String>,
 }
 
 fn topology_from(cli: &Cli) -> anyhow::Result<Topology> {
@@ -91,11 +97,21 @@ fn topology_from(cli: &Cli) -> anyhow::Result<Topology> {
             }
             if cli.players > 0 {
                 let watch = if cli.sfu { Some("SFU".to_string()) } else { Some(streamer.id.clone()) };
-                t.players.push(PlayerGroup { streamer: watch, count: cli.players, ..PlayerGroup::default() });
+                t.players.push(PlayerGroup {
+                    streamer: watch,
+                    count: cli.players,
+                    impair: cli.impair.clone(),
+                    ..PlayerGroup::default()
+                });
+            } else if cli.impair.is_some() {
+                anyhow::bail!("--impair applies to the mock players: add --players N");
             }
             t
         }
     };
+    if cli.config.is_some() && cli.impair.is_some() {
+        anyhow::bail!("--impair with --config: set `impair` on the topology's player groups instead");
+    }
     topology.signalling.player_port = cli.player_port;
     topology.signalling.streamer_port = cli.streamer_port;
     topology.signalling.sfu_port = cli.sfu_port;

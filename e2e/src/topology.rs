@@ -56,6 +56,8 @@ pub enum TopologyError {
     Redis(String),
     #[error("streamer codecs: {0}")]
     Codecs(#[from] mock_streamer::config::CodecListError),
+    #[error("player group: {0}")]
+    Impairment(#[from] proto::impairment::ImpairmentError),
 }
 
 /// The name of cluster node `i`: `a`, `b`, … (then `n26`, …).
@@ -78,6 +80,11 @@ pub struct SignallingSpec {
     /// topology starts a `redis-server` and the nodes as one cluster
     /// (`a`, `b`, …); node `i` listens on each given port + 100 × `i`.
     pub nodes: usize,
+    /// ICE server URLs for `config`'s `peerConnectionOptions` (e.g. a local
+    /// coturn's `turn:127.0.0.1:3478?transport=udp`).
+    pub ice_servers: Vec<String>,
+    /// Mint coturn `use-auth-secret` credentials for the TURN URLs with this secret.
+    pub turn_secret: Option<String>,
 }
 
 /// One group of mock streamers.
@@ -140,6 +147,11 @@ pub struct PlayerGroup {
     /// The answer's video codec order (`--codec-preference`); empty: Epic's
     /// frontend's default (H.264 first).
     pub codec_preference: Vec<String>,
+    /// The group's network, as `mock-player --impair` takes it
+    /// (`"delay=40ms,jitter=10ms,loss=2%,rate=8mbit"`); absent: clean.
+    pub impair: Option<String>,
+    /// Ask for retransmissions of lost packets (`false`: `--no-nack`).
+    pub nack: bool,
 }
 
 impl Default for PlayerGroup {
@@ -152,6 +164,8 @@ impl Default for PlayerGroup {
             latency_test: false,
             reconnect: true,
             codec_preference: Vec::new(),
+            impair: None,
+            nack: true,
         }
     }
 }
@@ -228,6 +242,19 @@ impl Topology {
                 max_players: self.signalling.max_players,
                 // Local runs (harness, e2e tests) use /api: keep REST on, as it was before it went off by default.
                 rest_api: true,
+                peer_options: match self.signalling.ice_servers.is_empty() {
+                    true => serde_json::Map::new(),
+                    false => serde_json::json!({"iceServers": [{"urls": self.signalling.ice_servers}]})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                },
+                turn: self
+                    .signalling
+                    .turn_secret
+                    .as_deref()
+                    .and_then(signalling::config::Secret::new)
+                    .map(|secret| signalling::config::TurnConfig { secret, ttl: Duration::from_secs(86_400) }),
                 cluster: redis.as_ref().map(|r| signalling::cluster::ClusterConfig {
                     redis_url: r.url(),
                     node_id: node_name(i),
@@ -256,11 +283,11 @@ impl Topology {
         let mut players = Vec::new();
         let player_url = format!("ws://{}", player_server.player_addr());
         for group in &self.players {
-            let config = Arc::new(player_config(group, &player_url));
-            // One context per group: the answer's codec order is the group's.
+            let config = Arc::new(player_config(group, &player_url)?);
+            // One context per group: the answer's codec order and the network are the group's.
             let rtc = match group.count {
                 0 => None,
-                _ => Some(mock_player::rtc::RtcContext::with_codec_preference(true, &group.codec_preference)?),
+                _ => Some(mock_player::rtc::RtcContext::for_config(&config, config.impair)?),
             };
             for _ in 0..group.count {
                 players.push(RunningPlayer::spawn(players.len(), config.clone(), rtc.clone(), cancel.clone()));
@@ -291,9 +318,10 @@ pub fn streamer_config(spec: &StreamerSpec, url: &str) -> Result<StreamerConfig,
     Ok(config)
 }
 
-/// The mock-player settings for one group.
-pub fn player_config(group: &PlayerGroup, url: &str) -> PlayerConfig {
-    PlayerConfig {
+/// The mock-player settings for one group (an `impair` string that does
+/// not parse is an error naming what is wrong).
+pub fn player_config(group: &PlayerGroup, url: &str) -> Result<PlayerConfig, TopologyError> {
+    Ok(PlayerConfig {
         url: url.to_string(),
         streamer_id: group.streamer.clone(),
         layer: group.layer,
@@ -301,8 +329,10 @@ pub fn player_config(group: &PlayerGroup, url: &str) -> PlayerConfig {
         input_rate: group.input_rate,
         latency_test: group.latency_test,
         codec_preference: group.codec_preference.clone(),
+        impair: group.impair.as_deref().map(str::parse).transpose()?,
+        nack: group.nack,
         ..PlayerConfig::default()
-    }
+    })
 }
 
 /// One mock player running in the background.

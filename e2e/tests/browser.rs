@@ -72,6 +72,35 @@ async fn built_in_page_on_another_cluster_node_directly_and_through_the_sfu() {
 
 /// Open the page, wait for decoded frames of `size`, click at (25%, 75%) of
 /// the picture, and check the streamer decodes a MouseDown there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_page_with_force_turn_streams_through_coturn() {
+    let Some(chromium) = e2e::browser::chromium_for_test() else { return };
+    let secret = "page-turn-secret";
+    let Some(turn) = testkit::turn::TurnServer::start(secret).await else { return };
+    let mut topology = Topology::default();
+    topology.signalling.ice_servers = vec![turn.url()];
+    topology.signalling.turn_secret = Some(secret.into());
+    topology.streamers[0].width = 320;
+    topology.streamers[0].height = 240;
+    let running = topology.start().await.expect("stack starts");
+    let url = format!("http://{}/?ForceTURN=true", running.player_server().player_addr());
+    let mut browser = Browser::launch(&chromium).await.expect("chromium starts");
+    browser.navigate(&url).await.expect("page loads");
+    let playing =
+        "(() => { const v = document.getElementById('video'); return v.videoWidth === 320 && v.currentTime > 1; })()";
+    if let Err(e) = browser.wait_for(playing, Duration::from_secs(30)).await {
+        panic!("video never played through TURN: {e}\nconsole: {:#?}", browser.console);
+    }
+    // The pair in use is a relayed one.
+    let local_type = "(async () => { const r = await pc.getStats(); let t = null; \
+         r.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') \
+         t = r.get(s.localCandidateId).candidateType; }); return t; })()";
+    let kind = browser.eval(local_type).await.expect("stats");
+    assert_eq!(kind.as_str(), Some("relay"), "local candidate of the selected pair");
+    browser.close().await;
+    running.stop().await;
+}
+
 async fn watch_and_click(chromium: &std::path::Path, topology: Topology, query: &str, size: (u32, u32), shot: &str) {
     let running = topology.start().await.expect("stack starts");
     let mut events = running.streamers[0].events();
@@ -97,6 +126,16 @@ async fn watch_and_click(chromium: &std::path::Path, topology: Topology, query: 
     assert!(frames > 10, "only {frames} frames decoded");
     // The page waits for the streamer's Protocol message before sending input.
     browser.wait_for("streamerReady === true", Duration::from_secs(10)).await.expect("data channel ready");
+    // Its status line shows the frames' capture → arrival latency, from the
+    // streamer's abs-capture-time as Chromium reads it.
+    let latency = "/latency (-?[0-9]+) ms/.exec(document.getElementById('stats').textContent)";
+    if let Err(e) = browser.wait_for(&format!("{latency} !== null"), Duration::from_secs(10)).await {
+        let line = browser.eval("document.getElementById('stats').textContent").await;
+        panic!("no latency in the status line ({e}): {line:?}");
+    }
+    let ms = browser.eval(&format!("Number({latency}[1])")).await.expect("latency").as_f64().unwrap_or(f64::NAN);
+    assert!((0.0..500.0).contains(&ms), "latency {ms} ms on loopback");
+    eprintln!("page latency: {ms} ms");
 
     // Click a quarter of the way across and three quarters down the picture.
     let rect = browser

@@ -51,7 +51,8 @@ async fn seed_sequence_message_by_message_then_both_disconnects() {
         .await;
 
     let cancel = CancellationToken::new();
-    let config = player_config(&PlayerGroup { reconnect: false, ..PlayerGroup::default() }, &player_tap.url());
+    let config = player_config(&PlayerGroup { reconnect: false, ..PlayerGroup::default() }, &player_tap.url())
+        .expect("a clean group");
     let rtc = mock_player::rtc::RtcContext::new(true).unwrap();
     let player = RunningPlayer::spawn(0, std::sync::Arc::new(config), Some(rtc), cancel.clone());
     until("player streaming", WAIT, || player.streaming()).await;
@@ -123,7 +124,8 @@ async fn seed_sequence_message_by_message_then_both_disconnects() {
 
     // opt: the streamer leaves → a subscribed player gets streamerDisconnected.
     let cancel2 = CancellationToken::new();
-    let config = player_config(&PlayerGroup { reconnect: false, ..PlayerGroup::default() }, &player_tap.url());
+    let config = player_config(&PlayerGroup { reconnect: false, ..PlayerGroup::default() }, &player_tap.url())
+        .expect("a clean group");
     let rtc = mock_player::rtc::RtcContext::new(true).unwrap();
     let second = RunningPlayer::spawn(1, std::sync::Arc::new(config), Some(rtc), cancel2.clone());
     until("second player streaming", WAIT, || second.streaming()).await;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::client::{Buffers, ClientError, ClientOptions, SignallingReceiver, SignallingSender};
+use proto::rtc::repair_traffic::RepairTraffic;
 use proto::{IceCandidate, Message};
 use serde_json::Value;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -66,6 +67,8 @@ pub struct AttemptStats {
     pub sfu: Option<bool>,
     pub offers: u32,
     pub tracks: Vec<TrackSummary>,
+    /// The peer connection's NACKs, PLIs and FIRs.
+    pub repair: RepairTraffic,
     /// The data channel's, once subscribed.
     pub dc: Option<DcStats>,
 }
@@ -97,6 +100,8 @@ struct Subscribed {
     /// waits a second before nominating it.
     early_candidates: Vec<IceCandidate>,
     gathered: bool,
+    /// Our candidates sent so far (relay-only: none means TURN failed).
+    local_candidates: usize,
 }
 
 /// One join attempt in progress.
@@ -207,7 +212,11 @@ impl Attempt<'_> {
                 _ = cancel.cancelled() => ControlFlow::Break(AttemptEnd::Stop),
                 _ = sleep_until(deadlines.stop) => ControlFlow::Break(AttemptEnd::Stop),
                 _ = sleep_until(deadlines.join), if !self.report.stats.joined => {
-                    ControlFlow::Break(join_timeout(cfg, self.phase))
+                    let turn = self.subscribed.as_ref().and_then(|s| s.peer.as_ref()).and_then(PeerSession::turn_refusal);
+                    match turn {
+                        Some(refusal) => ControlFlow::Break(AttemptEnd::Lost(PlayerError::TurnRefused(refusal))),
+                        None => ControlFlow::Break(join_timeout(cfg, self.phase)),
+                    }
                 }
                 _ = relist.tick(), if self.subscribed.is_none() => self.on_relist_tick(),
                 _ = check.tick(), if stop_at_frames && self.subscribed.is_some() => self.on_frame_check(),
@@ -232,6 +241,7 @@ impl Attempt<'_> {
             sub.cancel.cancel();
             if let Some(p) = sub.peer {
                 self.report.stats.tracks.extend(p.track_summaries());
+                self.report.stats.repair = self.report.stats.repair + p.repair_traffic();
                 p.close().await;
             }
             self.report.stats.dc = Some(sub.dc.stats());
@@ -335,9 +345,21 @@ impl Attempt<'_> {
         self.send(&Message::Subscribe { streamer_id: streamer.clone() });
         let cancel = self.cancel.child_token();
         let dc =
-            DcSession::new(DcBehaviour { input_rate: cfg.input_rate, latency_test: cfg.latency_test }, cancel.clone());
-        self.subscribed =
-            Some(Subscribed { streamer, dc, cancel, peer: None, early_candidates: Vec::new(), gathered: false });
+            DcSession::new(DcBehaviour { input_rate: cfg.input_rate, latency_test: cfg.latency_test }, cancel.clone())
+                .with_live(self.ctx.live.clone());
+        if cfg.latency_test {
+            // Frame latencies wait for the first clock-offset estimate.
+            self.ctx.live.clock_offset.await_estimate();
+        }
+        self.subscribed = Some(Subscribed {
+            streamer,
+            dc,
+            cancel,
+            peer: None,
+            early_candidates: Vec::new(),
+            gathered: false,
+            local_candidates: 0,
+        });
         self.phase = "waiting for the offer";
     }
 
@@ -413,10 +435,24 @@ impl Attempt<'_> {
 
     async fn on_peer(&mut self, event: PeerEvent) -> ControlFlow<AttemptEnd> {
         match event {
-            PeerEvent::LocalCandidate(c) => self.send(&Message::IceCandidate { candidate: c, player_id: None }),
+            PeerEvent::LocalCandidate(c) => {
+                if let Some(sub) = self.subscribed.as_mut() {
+                    sub.local_candidates += 1;
+                }
+                self.send(&Message::IceCandidate { candidate: c, player_id: None })
+            }
             PeerEvent::GatheringDone => {
                 if let Some(sub) = self.subscribed.as_mut() {
                     sub.gathered = true;
+                    let relay_only = self.ctx.rtc.as_ref().is_some_and(|r| r.path.relay_only);
+                    if relay_only && sub.local_candidates == 0 {
+                        let why = sub.peer.as_ref().and_then(PeerSession::turn_refusal).unwrap_or_else(|| {
+                            "no relay candidate: no TURN server answered (iceServers of the server's config, \
+                             on 127.0.0.1 with --ice-loopback-only)"
+                                .to_string()
+                        });
+                        return ControlFlow::Break(AttemptEnd::Fatal(PlayerError::TurnRefused(why)));
+                    }
                     if let Some(p) = sub.peer.as_ref() {
                         for c in sub.early_candidates.drain(..) {
                             if let Err(e) = p.add_candidate(c).await {
@@ -442,7 +478,14 @@ impl Attempt<'_> {
             }
             PeerEvent::FirstKeyframe(t) => self.report.stats.times.first_keyframe_ms = self.ms(t),
             PeerEvent::SfuChannelsOpen => self.send(&Message::PeerDataChannelsReady { player_id: None }),
-            PeerEvent::Failed(why) => return ControlFlow::Break(AttemptEnd::Lost(PlayerError::PeerFailed(why))),
+            PeerEvent::Failed(why) => {
+                let turn = self.subscribed.as_ref().and_then(|s| s.peer.as_ref()).and_then(PeerSession::turn_refusal);
+                let e = match turn {
+                    Some(refusal) => PlayerError::TurnRefused(refusal),
+                    None => PlayerError::PeerFailed(why),
+                };
+                return ControlFlow::Break(AttemptEnd::Lost(e));
+            }
         }
         ControlFlow::Continue(())
     }

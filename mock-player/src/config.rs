@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use proto::impairment::Impairment;
+
 /// One player's behaviour. `Default` gives a player that joins the only
 /// streamer on `ws://127.0.0.1:8080` with loopback-only ICE and streams until
 /// cancelled.
@@ -41,6 +43,26 @@ pub struct PlayerConfig {
     /// Video codecs the answer prefers, first most (`h264`, `vp8`); empty:
     /// Epic's frontend's default, H.264 first (see `rtc::answer_codec_order`).
     pub codec_preference: Vec<String>,
+    /// Ask for retransmissions of lost packets (RTCP NACK), as browsers do.
+    pub nack: bool,
+    /// A bad network on the player's UDP path (`--impair`); `None`: clean.
+    pub impair: Option<Impairment>,
+    /// The share of a load run's players that get `impair` (0..=1; the
+    /// rest are clean), spread evenly over the players' indices.
+    pub impair_share: f64,
+    /// ICE over TURN relays only (`iceTransportPolicy: "relay"`).
+    pub relay_only: bool,
+}
+
+impl PlayerConfig {
+    /// The impairment of player `index` of a run: `impair` for an evenly
+    /// spread `impair_share` of the indices (index i when ⌊(i+1)·share⌋
+    /// passes ⌊i·share⌋), `None` for the others.
+    pub fn impairment_of(&self, index: usize) -> Option<Impairment> {
+        let share = self.impair_share.clamp(0.0, 1.0);
+        let gets = ((index + 1) as f64 * share).floor() > (index as f64 * share).floor();
+        self.impair.filter(|i| gets && !i.is_none())
+    }
 }
 
 impl Default for PlayerConfig {
@@ -61,6 +83,10 @@ impl Default for PlayerConfig {
             list_interval: Duration::from_secs(1),
             signalling_only: false,
             codec_preference: Vec::new(),
+            nack: true,
+            impair: None,
+            impair_share: 1.0,
+            relay_only: false,
         }
     }
 }
@@ -97,5 +123,21 @@ impl Default for LoadConfig {
             progress: ProgressMode::Off,
             sample_interval: Duration::from_secs(1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_impair_share_spreads_over_the_players() {
+        let cfg = PlayerConfig { impair: Some("loss=2%".parse().unwrap()), impair_share: 0.1, ..Default::default() };
+        let impaired: Vec<usize> = (0..40).filter(|i| cfg.impairment_of(*i).is_some()).collect();
+        assert_eq!(impaired, [9, 19, 29, 39]);
+        let all = PlayerConfig { impair_share: 1.0, ..cfg.clone() };
+        assert!((0..5).all(|i| all.impairment_of(i).is_some()));
+        let none = PlayerConfig { impair: None, ..all };
+        assert!(none.impairment_of(0).is_none());
     }
 }

@@ -76,6 +76,9 @@ pub struct DcStats {
     /// own processing (Unreal answers with encoder timings), so it is kept
     /// apart from the pure data-channel round trip.
     pub latency_test_ms: Vec<f64>,
+    /// The streamer's clock against ours, from the `LatencyTest` replies.
+    #[serde(skip)]
+    pub clock: crate::clock_offset::OffsetEstimate,
 }
 
 /// What the player asked the data channel to do.
@@ -87,7 +90,8 @@ pub struct DcBehaviour {
 
 #[derive(Default)]
 struct Pending {
-    latency: VecDeque<Instant>,
+    /// Sent at (monotonic, and ms since 1970).
+    latency: VecDeque<(Instant, f64)>,
     dc_latency: BTreeMap<u64, Instant>,
 }
 
@@ -99,6 +103,8 @@ pub struct DcSession {
     pending: Arc<Mutex<Pending>>,
     behaviour: DcBehaviour,
     cancel: CancellationToken,
+    /// Told the clock offset as `LatencyTest` replies estimate it.
+    live: Option<Arc<crate::live::Live>>,
 }
 
 impl DcSession {
@@ -108,7 +114,14 @@ impl DcSession {
             pending: Arc::new(Mutex::new(Pending::default())),
             behaviour,
             cancel,
+            live: None,
         }
+    }
+
+    /// The same, telling `live` the streamer's clock offset.
+    pub fn with_live(mut self, live: Arc<crate::live::Live>) -> Self {
+        self.live = Some(live);
+        self
     }
 
     pub fn stats(&self) -> DcStats {
@@ -198,9 +211,12 @@ impl DcSession {
             }
         }
         match &msg {
-            ToPlayer::LatencyTest(_) => {
-                if let Ok(mut p) = self.pending.lock() {
-                    latency = p.latency.pop_front().map(|t| now.duration_since(t));
+            ToPlayer::LatencyTest(json) => {
+                let sent = self.pending.lock().ok().and_then(|mut p| p.latency.pop_front());
+                if let Some((at, t1)) = sent {
+                    let elapsed = now.duration_since(at);
+                    latency = Some(elapsed);
+                    self.add_clock_sample(json, t1, t1 + elapsed.as_secs_f64() * 1000.0);
                 }
             }
             ToPlayer::DataChannelLatencyTest(json) => {
@@ -235,6 +251,22 @@ impl DcSession {
             }
             if self.behaviour.latency_test {
                 tokio::spawn(self.clone().latency_loop(send.clone()));
+            }
+        }
+    }
+
+    /// One `LatencyTest` exchange for the clock offset (t1, t4: ours).
+    fn add_clock_sample(&self, reply: &str, t1: f64, t4: f64) {
+        let v: serde_json::Value = serde_json::from_str(reply).unwrap_or_default();
+        let field = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        let (Some(t2), Some(t3)) = (field("ReceiptTimeMs"), field("TransmissionTimeMs")) else { return };
+        let estimate = self.stats.lock().ok().map(|mut s| {
+            s.clock.add(t1, t2, t3, t4);
+            s.clock
+        });
+        if let (Some(e), Some(live)) = (estimate, &self.live) {
+            if e.samples > 0 {
+                live.clock_offset.set(e.offset_ms);
             }
         }
     }
@@ -285,7 +317,7 @@ impl DcSession {
                 if p.latency.len() > 32 {
                     p.latency.pop_front();
                 }
-                p.latency.push_back(Instant::now());
+                p.latency.push_back((Instant::now(), proto::capture_time::unix_ms_now()));
                 while p.dc_latency.len() > 32 {
                     p.dc_latency.pop_first();
                 }

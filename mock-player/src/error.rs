@@ -21,6 +21,9 @@ pub enum PlayerError {
     Rtc(String),
     #[error("ICE/peer connection failed ({0})")]
     PeerFailed(String),
+    /// "TURN allocation refused: 401 Unauthorized", or no relay candidate at all.
+    #[error("{0}")]
+    TurnRefused(String),
     #[error("only {got} video frames, expected at least {want}")]
     TooFewFrames { got: u64, want: u64 },
     #[error("video frame rate {got:.2} fps below minimum {want:.2}")]
@@ -44,6 +47,7 @@ impl PlayerError {
             PlayerError::JoinTimeout { .. } => "join_timeout",
             PlayerError::Rtc(_) => "webrtc",
             PlayerError::PeerFailed(_) => "peer_failed",
+            PlayerError::TurnRefused(_) => "turn_refused",
             PlayerError::TooFewFrames { .. } => "too_few_frames",
             PlayerError::LowFps { .. } => "low_fps",
             PlayerError::NothingReceived => "nothing_received",

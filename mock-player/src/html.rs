@@ -1,6 +1,7 @@
-//! A self-contained HTML report: tables plus inline SVG charts (join-time
-//! histogram, players streaming over time, aggregate bitrate over time). No
-//! scripts, no external assets.
+//! A self-contained HTML report: tables (with the frame latency, freeze and
+//! repair figures per network profile) plus inline SVG charts (join-time
+//! histogram, players streaming, aggregate bitrate and freezes over time).
+//! No scripts, no external assets.
 
 use std::fmt::Write as _;
 
@@ -113,6 +114,22 @@ fn histogram(values: &[f64], buckets: usize) -> Vec<(String, f64)> {
     counts.into_iter().enumerate().map(|(i, c)| (format!("{:.0}", (i as f64 + 0.5) * width), c)).collect()
 }
 
+/// The latency, freeze and repair rows of one set of players.
+fn figure_rows(f: &crate::report::ProfileFigures) -> Vec<(String, &crate::report::Percentiles, f64)> {
+    vec![
+        ("frame latency p50 per player (ms)".into(), &f.latency_p50_ms, 1.0),
+        ("frame latency p99 per player (ms)".into(), &f.latency_p99_ms, 1.0),
+        ("frame latency max per player (ms)".into(), &f.latency_max_ms, 1.0),
+        ("freezes per player".into(), &f.freezes, 1.0),
+        ("frozen per player (s)".into(), &f.frozen_secs, 1.0),
+        ("frames complete (%)".into(), &f.frames_complete, 100.0),
+        ("NACKs sent per player".into(), &f.nacks_sent, 1.0),
+        ("PLIs sent per player".into(), &f.plis_sent, 1.0),
+        ("retransmitted packets per player".into(), &f.retransmitted, 1.0),
+        ("keyframes per player".into(), &f.keyframes, 1.0),
+    ]
+}
+
 /// The whole page.
 pub fn render(r: &LoadReport) -> String {
     let mut s = String::from(
@@ -142,6 +159,7 @@ pub fn render(r: &LoadReport) -> String {
         rows.push(("loss (%)".into(), &r.loss, 100.0));
         rows.push(("data-channel RTT (ms)".into(), &r.dc_rtt_ms, 1.0));
         rows.push(("LatencyTest round trip (ms)".into(), &r.latency_test_ms, 1.0));
+        rows.extend(figure_rows(&r.all));
     }
     for (name, p, k) in rows {
         let _ = write!(
@@ -169,6 +187,39 @@ pub fn render(r: &LoadReport) -> String {
         }
         s.push_str("</table>\n");
     }
+    if r.profiles.len() > 1 || r.profiles.keys().any(|k| k != "clean") {
+        for (name, f) in &r.profiles {
+            let _ = write!(
+                s,
+                "<h2>Profile {}</h2><p>{} players · {} passed · NACKs sent {} · retransmitted packets {} · frames complete {} · incomplete {}</p>\
+                 <table><tr><th></th><th>n</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>",
+                esc(name),
+                f.players,
+                f.passed,
+                f.repair.nacks_sent,
+                f.retransmitted.mean * f.retransmitted.n as f64,
+                f.frames_complete_total,
+                f.frames_incomplete_total
+            );
+            for (label, p, k) in figure_rows(f) {
+                let _ = write!(
+                    s,
+                    "<tr><th>{}</th><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
+                    esc(&label),
+                    p.n,
+                    p.p50 * k,
+                    p.p90 * k,
+                    p.p99 * k,
+                    p.max * k
+                );
+            }
+            s.push_str("</table>\n");
+        }
+    }
+    if !r.clock_offsets.is_empty() {
+        let ways: Vec<String> = r.clock_offsets.iter().map(|(k, n)| format!("{} × {n}", esc(k))).collect();
+        let _ = writeln!(s, "<p>Frame latency clock: {}</p>", ways.join(", "));
+    }
     let joins: Vec<f64> = r.player_stats.iter().filter_map(|p| p.join.joined_ms).collect();
     s.push_str(&bar_chart("Join time (ms to streaming)", &histogram(&joins, 20), "players"));
     let streaming: Vec<(f64, f64)> = r.timeline.iter().map(|t| (t.t_secs, t.streaming as f64)).collect();
@@ -176,6 +227,8 @@ pub fn render(r: &LoadReport) -> String {
     if !r.signalling_only {
         let bitrate: Vec<(f64, f64)> = r.timeline.iter().map(|t| (t.t_secs, t.bitrate_bps)).collect();
         s.push_str(&line_chart("Aggregate bitrate over time", &bitrate, "bit/s"));
+        let freezes: Vec<(f64, f64)> = r.timeline.iter().map(|t| (t.t_secs, t.freezes as f64)).collect();
+        s.push_str(&line_chart("Freezes so far, all players (WebRTC's definition)", &freezes, "freezes"));
     }
     s.push_str("</body></html>\n");
     s
@@ -191,12 +244,13 @@ mod tests {
         let r = LoadReport {
             timeline: vec![
                 Sample { t_secs: 1.0, streaming: 1, bitrate_bps: 1e6, ..Default::default() },
-                Sample { t_secs: 2.0, streaming: 2, bitrate_bps: 2e6, ..Default::default() },
+                Sample { t_secs: 2.0, streaming: 2, bitrate_bps: 2e6, freezes: 3, ..Default::default() },
             ],
             ..Default::default()
         };
         let html = render(&r);
         assert!(html.contains("<svg"));
+        assert!(html.contains("Freezes so far") && html.contains("frame latency p50 per player"));
         assert!(
             !html.contains("http://")
                 || html.matches("http://").count() == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()

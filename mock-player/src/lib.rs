@@ -10,12 +10,15 @@
 
 pub mod attempt;
 pub mod canned;
+pub mod clock_offset;
 pub mod config;
 pub mod datachannel;
 pub mod distributed;
 pub mod error;
+pub mod frame_delivery;
 pub mod html;
 pub mod keyframe_requests;
+pub mod latency_histogram;
 pub mod live;
 pub mod load;
 pub mod peer;
@@ -23,6 +26,8 @@ pub mod player;
 pub mod report;
 pub mod rtc;
 pub mod rtp_stats;
+pub mod turn_allocations;
+pub mod udp_path;
 
 use std::sync::Arc;
 
@@ -36,11 +41,7 @@ pub use report::LoadReport;
 
 /// Run one player to completion (its own WebRTC context).
 pub async fn run_player(cfg: PlayerConfig, cancel: CancellationToken) -> Result<PlayerStats, PlayerError> {
-    let rtc = if cfg.signalling_only {
-        None
-    } else {
-        Some(rtc::RtcContext::with_codec_preference(cfg.ice_loopback_only, &cfg.codec_preference)?)
-    };
+    let rtc = if cfg.signalling_only { None } else { Some(rtc::RtcContext::for_config(&cfg, cfg.impairment_of(0))?) };
     let player = Player::new(0, Arc::new(cfg), rtc, Arc::default());
     Ok(player.run(cancel, None).await)
 }

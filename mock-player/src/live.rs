@@ -23,6 +23,10 @@ pub struct Live {
     ever_streamed: AtomicU8,
     /// The streamer it is subscribed to (follows `streamerIdChanged`).
     streamer: std::sync::Mutex<Option<String>>,
+    /// Our clock minus the streamer's, for frame latencies.
+    pub clock_offset: crate::clock_offset::SharedClockOffset,
+    /// Freezes so far (all video tracks), for the timeline.
+    pub freezes: AtomicU64,
 }
 
 impl Live {

@@ -47,10 +47,14 @@ pub async fn run_load_with(
     hooks: LoadHooks,
     cancel: CancellationToken,
 ) -> Result<LoadReport, PlayerError> {
-    let rtc = if cfg.signalling_only {
-        None
+    // One context per network profile: clean, and `--impair`'s for the
+    // players `impair_share` picks.
+    let (clean, impaired) = if cfg.signalling_only {
+        (None, None)
     } else {
-        Some(RtcContext::with_codec_preference(cfg.ice_loopback_only, &cfg.codec_preference)?)
+        let impaired =
+            cfg.impair.filter(|i| !i.is_none()).map(|i| RtcContext::for_config(&cfg, Some(i))).transpose()?;
+        (Some(RtcContext::for_config(&cfg, None)?), impaired)
     };
     let signalling_only = cfg.signalling_only;
     let cfg = Arc::new(cfg);
@@ -80,7 +84,12 @@ pub async fn run_load_with(
                 joining.clone().acquire_owned().await
             } => match p { Ok(p) => p, Err(_) => break },
         };
-        let player = Player::new(hooks.first_index + i, cfg.clone(), rtc.clone(), live.clone());
+        let index = hooks.first_index + i;
+        let rtc = match cfg.impairment_of(index) {
+            Some(_) => impaired.clone(),
+            None => clean.clone(),
+        };
+        let player = Player::new(index, cfg.clone(), rtc, live.clone());
         let c = cancel.clone();
         let started_at = start.elapsed().as_secs_f64();
         started.fetch_add(1, Ordering::Relaxed);
@@ -132,6 +141,7 @@ async fn sample(
             }
             frames += l.frames.load(Ordering::Relaxed);
             bytes += l.bytes.load(Ordering::Relaxed);
+            s.freezes += l.freezes.load(Ordering::Relaxed);
         }
         let now = Instant::now();
         let dt = now.duration_since(last_t).as_secs_f64();

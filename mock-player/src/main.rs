@@ -36,6 +36,24 @@ struct Cli {
     /// vp8, vp9 and av1 (frames, keyframes and picture size read without decoding).
     #[arg(long, value_name = "CODECS", value_delimiter = ',')]
     codec_preference: Vec<String>,
+    /// Do not ask for retransmissions of lost packets (no RTCP NACK, no `nack` in the answer).
+    /// By default players NACK, as browsers do.
+    #[arg(long)]
+    no_nack: bool,
+    /// Put the player's peer connection on a bad network: delay, jitter (± around the delay,
+    /// order kept), random loss and a rate limit, each direction, applied in the player's own UDP
+    /// path (no netem or root needed), e.g. `--impair "delay=40ms,jitter=10ms,loss=2%,rate=8mbit"`.
+    #[arg(long, value_name = "PROFILE", value_parser = parse_impairment)]
+    impair: Option<proto::impairment::Impairment>,
+    /// With --impair and --players: the share of players that get it (0..1, spread evenly over
+    /// the players; the rest are clean). The report splits its figures by profile.
+    #[arg(long, default_value_t = 1.0, value_name = "SHARE", value_parser = parse_share)]
+    impair_share: f64,
+    /// `all` (default) or `relay`: ICE through TURN relays only, as `iceTransportPolicy: "relay"`
+    /// (the TURN servers are the `iceServers` of the server's `config`; with --ice-loopback-only,
+    /// those on 127.0.0.1). A refused TURN credential fails the join with the server's reason.
+    #[arg(long, default_value = "all", value_parser = ["all", "relay"])]
+    ice_transport_policy: String,
     /// Send `layerPreference` (spatial,temporal) after answering, e.g. `--layer 1,0` (for SFUs).
     #[arg(long, value_name = "S,T", value_parser = parse_layer)]
     layer: Option<(i64, i64)>,
@@ -132,6 +150,17 @@ struct AgentArgs {
     keep_results: Option<PathBuf>,
 }
 
+fn parse_impairment(s: &str) -> Result<proto::impairment::Impairment, String> {
+    s.parse().map_err(|e: proto::impairment::ImpairmentError| e.to_string())
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: a share between 0 and 1 (0.1 = every tenth player)")),
+    }
+}
+
 fn parse_layer(s: &str) -> Result<(i64, i64), String> {
     let (a, b) = s.split_once(',').ok_or("expected S,T")?;
     Ok((
@@ -193,6 +222,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         list_interval: Duration::from_secs(1),
         signalling_only: cli.signalling_only,
         codec_preference: cli.codec_preference.clone(),
+        nack: !cli.no_nack,
+        impair: cli.impair,
+        impair_share: cli.impair_share,
+        relay_only: cli.ice_transport_policy == "relay",
     };
     let load = LoadConfig {
         players: cli.players,

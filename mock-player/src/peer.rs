@@ -1,9 +1,11 @@
 //! One WebRTC peer connection to the streamer (or SFU): answer the offer,
 //! trickle ICE, read RTP into [`RtpStats`], wire the data channel.
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use proto::rtc::repair_traffic::{RepairCounters, RepairTraffic};
 use proto::IceCandidate;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use serde_json::Value;
@@ -22,7 +24,12 @@ use crate::keyframe_requests::KeyframeRequests;
 use crate::live::Live;
 use crate::rtc::{filter_sdp_candidates, RtcContext};
 use crate::rtc::{from_rtc_candidate, to_rtc_candidate};
-use crate::rtp_stats::{Codec, RtpStats, TrackSummary};
+use crate::rtp_stats::{Arrival, Codec, RtpStats, TrackSummary};
+use crate::turn_allocations::TurnAllocations;
+
+/// The negotiated `abs-capture-time` id (0: none), set by the answer and read
+/// by the track readers.
+type CaptureTimeId = Arc<AtomicU16>;
 
 /// What the peer connection reports to the player's loop.
 #[derive(Debug)]
@@ -51,6 +58,7 @@ type Tracks = Arc<Mutex<Vec<Arc<Mutex<RtpStats>>>>>;
 struct PeerEvents {
     events: mpsc::UnboundedSender<PeerEvent>,
     tracks: Tracks,
+    capture_time_id: CaptureTimeId,
     live: Arc<Live>,
     dc: DcSession,
     cancel: CancellationToken,
@@ -97,6 +105,7 @@ impl PeerConnectionEventHandler for PeerEvents {
         tokio::spawn(read_track(
             track,
             self.tracks.clone(),
+            self.capture_time_id.clone(),
             self.events.clone(),
             self.live.clone(),
             self.cancel.clone(),
@@ -115,6 +124,9 @@ pub struct PeerSession {
     pc: Arc<dyn PeerConnection>,
     ctx: Arc<RtcContext>,
     tracks: Tracks,
+    capture_time_id: CaptureTimeId,
+    repair: Arc<RepairCounters>,
+    turn: Arc<Mutex<TurnAllocations>>,
     pub dc: DcSession,
     cancel: CancellationToken,
 }
@@ -129,9 +141,20 @@ impl PeerSession {
         cancel: CancellationToken,
     ) -> Result<PeerSession, PlayerError> {
         let tracks = Tracks::default();
-        let handler = PeerEvents { events, tracks: tracks.clone(), live, dc: dc.clone(), cancel: cancel.clone() };
-        let pc = ctx.new_peer_connection(peer_connection_options, Arc::new(handler)).await?;
-        Ok(PeerSession { pc, ctx, tracks, dc, cancel })
+        let capture_time_id = CaptureTimeId::default();
+        let handler = PeerEvents {
+            events,
+            tracks: tracks.clone(),
+            capture_time_id: capture_time_id.clone(),
+            live,
+            dc: dc.clone(),
+            cancel: cancel.clone(),
+        };
+        let repair = Arc::new(RepairCounters::default());
+        let turn = Arc::new(Mutex::new(TurnAllocations::default()));
+        let pc =
+            ctx.new_peer_connection(peer_connection_options, Arc::new(handler), repair.clone(), turn.clone()).await?;
+        Ok(PeerSession { pc, ctx, tracks, capture_time_id, repair, turn, dc, cancel })
     }
 
     /// Apply the remote offer and return our answer's SDP. Candidates are
@@ -155,6 +178,10 @@ impl PeerSession {
         }
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer.clone()).await?;
+        // The answer takes the offer's ids; both must have the extension.
+        let id = proto::capture_time::sdp_extension_id(offer_sdp)
+            .filter(|_| proto::capture_time::sdp_extension_id(&answer.sdp).is_some());
+        self.capture_time_id.store(id.map_or(0, u16::from), Ordering::Relaxed);
         Ok(answer.sdp)
     }
 
@@ -199,6 +226,16 @@ impl PeerSession {
         Ok(())
     }
 
+    /// The NACKs, PLIs and FIRs this connection sent (and what it received).
+    pub fn repair_traffic(&self) -> RepairTraffic {
+        self.repair.snapshot()
+    }
+
+    /// Why a TURN server refused this connection's allocation, if one did.
+    pub fn turn_refusal(&self) -> Option<String> {
+        self.turn.lock().ok().and_then(|t| t.refusal().map(String::from))
+    }
+
     pub fn track_summaries(&self) -> Vec<TrackSummary> {
         self.tracks
             .lock()
@@ -219,6 +256,7 @@ impl PeerSession {
 async fn read_track(
     track: Arc<dyn TrackRemote>,
     tracks: Tracks,
+    capture_time_id: CaptureTimeId,
     events: mpsc::UnboundedSender<PeerEvent>,
     live: Arc<Live>,
     cancel: CancellationToken,
@@ -257,10 +295,29 @@ async fn read_track(
             codec_known = set_codec(&*track, pkt.header.ssrc, &stats).await;
         }
         let now = Instant::now();
+        let capture_ms = match capture_time_id.load(Ordering::Relaxed) {
+            0 => None,
+            id => pkt.header.get_extension(id as u8).and_then(|v| proto::capture_time::decode_unix_ms(&v)),
+        };
+        let arrival = Arrival {
+            now,
+            now_unix_ms: proto::capture_time::unix_ms_now(),
+            seq: pkt.header.sequence_number,
+            timestamp: pkt.header.timestamp,
+            marker: pkt.header.marker,
+            payload: &pkt.payload,
+            capture_ms,
+            clock_offset_ms: live.clock_offset.get(),
+        };
         let (new_frame, new_key, request_keyframe) = match stats.lock() {
             Ok(mut s) => {
-                let (new_frame, new_key) =
-                    s.on_packet(now, pkt.header.sequence_number, pkt.header.timestamp, &pkt.payload);
+                let freezes = |s: &RtpStats| s.delivery.as_ref().map_or(0, |d| d.freezes);
+                let before = freezes(&s);
+                let (new_frame, new_key) = s.on_arrival(&arrival);
+                let new_freezes = freezes(&s) - before;
+                if new_freezes > 0 {
+                    live.freezes.fetch_add(new_freezes, Ordering::Relaxed);
+                }
                 let request = is_video && s.codec.needs_keyframe() && keyframes.on_packet(now, new_key, s.lost());
                 s.plis_sent = keyframes.sent;
                 (new_frame, new_key, request)

@@ -12,12 +12,15 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt::{run_attempt, AttemptContext, AttemptEnd, AttemptStats};
+use crate::clock_offset::ClockOffsetReport;
 use crate::config::PlayerConfig;
 use crate::datachannel::DcStats;
 use crate::error::PlayerError;
+use crate::latency_histogram::LatencySummary;
 use crate::live::{Live, Phase};
 use crate::rtc::RtcContext;
 use crate::rtp_stats::TrackSummary;
+use proto::rtc::repair_traffic::RepairTraffic;
 
 /// Milliseconds from the start of a join attempt to each phase.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -54,6 +57,22 @@ pub struct PlayerStats {
     pub bitrate_bps: f64,
     pub loss: f64,
     pub jitter_ms: f64,
+    /// The network profile this player ran on: `clean`, or its `--impair`.
+    pub profile: String,
+    /// Capture → decodable latency of each video frame (the video track
+    /// with the most frames), with the clock offset it was corrected by.
+    pub latency: LatencySummary,
+    pub clock_offset: ClockOffsetReport,
+    /// Video frames released complete and given up incomplete.
+    pub frames_complete: u64,
+    pub frames_incomplete: u64,
+    /// Freezes (WebRTC's definition) and the time spent frozen.
+    pub freezes: u64,
+    pub frozen_secs: f64,
+    /// Packets that arrived late to fill a gap (retransmissions).
+    pub retransmitted: u64,
+    /// NACKs, PLIs and FIRs this player sent (and received).
+    pub repair: RepairTraffic,
     pub dc: DcStats,
     /// Offers received (renegotiations included).
     pub offers: u32,
@@ -88,8 +107,12 @@ impl Player {
     pub async fn run(self, cancel: CancellationToken, mut join_permit: Option<OwnedSemaphorePermit>) -> PlayerStats {
         let start = Instant::now();
         let stop_at = self.cfg.duration.map(|d| start + d);
-        let mut stats =
-            PlayerStats { index: self.index, streamer_id: self.cfg.streamer_id.clone(), ..Default::default() };
+        let mut stats = PlayerStats {
+            index: self.index,
+            streamer_id: self.cfg.streamer_id.clone(),
+            profile: self.rtc.as_ref().and_then(|r| r.path.impairment).map_or("clean".into(), |i| i.to_string()),
+            ..Default::default()
+        };
         let mut attempt = 0u32;
         let result = loop {
             let ctx = AttemptContext {
@@ -180,6 +203,7 @@ impl PlayerStats {
         }
         self.offers += a.offers;
         self.tracks.extend(a.tracks);
+        self.repair = self.repair + a.repair;
         if let Some(dc) = a.dc {
             merge_dc(&mut self.dc, dc);
         }
@@ -202,6 +226,9 @@ fn merge_dc(into: &mut DcStats, from: DcStats) {
         *into.received.entry(k).or_default() += v;
     }
     into.rtt_ms.extend(from.rtt_ms);
+    if from.clock.samples > 0 && (into.clock.samples == 0 || from.clock.network_rtt_ms < into.clock.network_rtt_ms) {
+        into.clock = from.clock;
+    }
     into.latency_test_ms.extend(from.latency_test_ms);
 }
 
@@ -224,4 +251,22 @@ fn summarise_media(s: &mut PlayerStats) {
     if !video.is_empty() {
         s.jitter_ms = video.iter().map(|t| t.jitter_ms).sum::<f64>() / video.len() as f64;
     }
+    s.frames_complete = video.iter().map(|t| t.delivery.frames_complete).sum();
+    s.frames_incomplete = video.iter().map(|t| t.delivery.frames_incomplete).sum();
+    s.freezes = video.iter().map(|t| t.delivery.freezes).sum();
+    s.frozen_secs = video.iter().map(|t| t.delivery.frozen_secs).sum();
+    s.retransmitted = s.tracks.iter().map(|t| t.retransmitted).sum();
+    if let Some(main) = video.iter().max_by_key(|t| t.delivery.latency.n) {
+        s.latency = main.delivery.latency;
+    }
+    s.clock_offset = match s.dc.clock.samples {
+        0 => ClockOffsetReport { offset_ms: 0.0, source: "assumed: one clock (no --latency-test)".into() },
+        n => ClockOffsetReport {
+            offset_ms: s.dc.clock.offset_ms,
+            source: format!(
+                "estimated: LatencyTest exchanges, the least delayed of {n} (network round trip {:.1} ms)",
+                s.dc.clock.network_rtt_ms
+            ),
+        },
+    };
 }

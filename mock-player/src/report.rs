@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::player::{JoinTimes, PlayerStats};
+use proto::rtc::repair_traffic::RepairTraffic;
 
 /// Nearest-rank percentiles of a set of values.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -55,6 +56,9 @@ pub struct Sample {
     pub fps: f64,
     /// Media bits per second over all players.
     pub bitrate_bps: f64,
+    /// Freezes so far over all players (WebRTC's definition).
+    #[serde(default)]
+    pub freezes: u64,
 }
 
 impl Sample {
@@ -71,6 +75,65 @@ impl Sample {
             self.fps,
             self.bitrate_bps / 1e6
         )
+    }
+}
+
+/// What the players of one network profile saw (`clean`, or an `--impair`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ProfileFigures {
+    pub players: usize,
+    pub passed: usize,
+    pub fps: Percentiles,
+    pub loss: Percentiles,
+    /// Per player: its frames' latency p50, p99 and maximum (ms).
+    pub latency_p50_ms: Percentiles,
+    pub latency_p99_ms: Percentiles,
+    pub latency_max_ms: Percentiles,
+    pub freezes: Percentiles,
+    pub frozen_secs: Percentiles,
+    /// Per player: frames complete ÷ (complete + incomplete).
+    pub frames_complete: Percentiles,
+    pub nacks_sent: Percentiles,
+    pub plis_sent: Percentiles,
+    pub retransmitted: Percentiles,
+    pub keyframes: Percentiles,
+    /// Sums over the profile's players.
+    pub repair: RepairTraffic,
+    pub frames_complete_total: u64,
+    pub frames_incomplete_total: u64,
+}
+
+impl ProfileFigures {
+    fn of(players: &[&PlayerStats]) -> ProfileFigures {
+        let streamed: Vec<&&PlayerStats> = players.iter().filter(|s| !s.tracks.is_empty()).collect();
+        let per = |f: &dyn Fn(&PlayerStats) -> f64| Percentiles::of(streamed.iter().map(|s| f(s)).collect());
+        let timed: Vec<&&&PlayerStats> = streamed.iter().filter(|s| s.latency.n > 0).collect();
+        let lat = |f: &dyn Fn(&PlayerStats) -> f64| Percentiles::of(timed.iter().map(|s| f(s)).collect());
+        ProfileFigures {
+            players: players.len(),
+            passed: players.iter().filter(|s| s.passed).count(),
+            fps: per(&|s| s.fps),
+            loss: per(&|s| s.loss),
+            latency_p50_ms: lat(&|s| s.latency.p50_ms),
+            latency_p99_ms: lat(&|s| s.latency.p99_ms),
+            latency_max_ms: lat(&|s| s.latency.max_ms),
+            freezes: per(&|s| s.freezes as f64),
+            frozen_secs: per(&|s| s.frozen_secs),
+            frames_complete: Percentiles::of(
+                streamed
+                    .iter()
+                    .filter(|s| s.frames_complete + s.frames_incomplete > 0)
+                    .map(|s| s.frames_complete as f64 / (s.frames_complete + s.frames_incomplete) as f64)
+                    .collect(),
+            ),
+            nacks_sent: per(&|s| s.repair.nacks_sent as f64),
+            plis_sent: per(&|s| s.repair.plis_sent as f64),
+            retransmitted: per(&|s| s.retransmitted as f64),
+            keyframes: per(&|s| s.keyframes as f64),
+            repair: players.iter().fold(RepairTraffic::default(), |a, s| a + s.repair),
+            frames_complete_total: players.iter().map(|s| s.frames_complete).sum(),
+            frames_incomplete_total: players.iter().map(|s| s.frames_incomplete).sum(),
+        }
     }
 }
 
@@ -102,6 +165,12 @@ pub struct LoadReport {
     pub dc_rtt_ms: Percentiles,
     /// `LatencyTest` round trips (include the streamer's processing).
     pub latency_test_ms: Percentiles,
+    /// Every player together; [`LoadReport::profiles`] splits them by network profile.
+    pub all: ProfileFigures,
+    /// By network profile (`clean`, or the `--impair` string).
+    pub profiles: BTreeMap<String, ProfileFigures>,
+    /// How the players' clock offsets (for frame latency) were found, and how many players each way.
+    pub clock_offsets: BTreeMap<String, usize>,
     pub total_video_frames: u64,
     pub total_input_sent: u64,
     pub reconnects: u64,
@@ -145,6 +214,18 @@ impl LoadReport {
                     .count += 1;
             }
         }
+        let mut by_profile: BTreeMap<String, Vec<&PlayerStats>> = BTreeMap::new();
+        for s in &stats {
+            let name = if s.profile.is_empty() { "clean" } else { s.profile.as_str() };
+            by_profile.entry(name.to_string()).or_default().push(s);
+        }
+        let profiles = by_profile.iter().map(|(k, v)| (k.clone(), ProfileFigures::of(v))).collect();
+        let everyone: Vec<&PlayerStats> = stats.iter().collect();
+        let mut clock_offsets = BTreeMap::new();
+        for s in stats.iter().filter(|s| s.latency.n > 0) {
+            let how = s.clock_offset.source.split(" (").next().unwrap_or_default().to_string();
+            *clock_offsets.entry(how).or_insert(0) += 1;
+        }
         let mut failures: Vec<FailureGroup> = groups.into_values().collect();
         failures.sort_by_key(|f| std::cmp::Reverse(f.count));
 
@@ -162,6 +243,9 @@ impl LoadReport {
             jitter_ms: per(|s| s.jitter_ms),
             dc_rtt_ms: Percentiles::of(stats.iter().flat_map(|s| s.dc.rtt_ms.iter().copied()).collect()),
             latency_test_ms: Percentiles::of(stats.iter().flat_map(|s| s.dc.latency_test_ms.iter().copied()).collect()),
+            all: ProfileFigures::of(&everyone),
+            profiles,
+            clock_offsets,
             total_video_frames: stats.iter().map(|s| s.video_frames).sum(),
             total_input_sent: stats.iter().map(|s| s.dc.input_sent).sum(),
             reconnects: stats.iter().map(|s| u64::from(s.reconnects)).sum(),
@@ -218,11 +302,55 @@ impl LoadReport {
             row("jitter", &self.jitter_ms, "ms", 1.0);
             row("dc rtt", &self.dc_rtt_ms, "ms", 1.0);
             row("latency test", &self.latency_test_ms, "ms", 1.0);
+            figures_rows(&mut row, &self.all);
             let _ = writeln!(
                 o,
                 "video frames {}  input sent {}  reconnects {}",
                 self.total_video_frames, self.total_input_sent, self.reconnects
             );
+        }
+        if !self.signalling_only && self.all.repair != RepairTraffic::default() {
+            let r = &self.all.repair;
+            let _ = writeln!(
+                o,
+                "repair: NACKs sent {} (for {} packets)  retransmissions received {}  PLIs sent {}  FIRs sent {}  \
+                 frames complete {} incomplete {}",
+                r.nacks_sent,
+                r.nacked_packets_sent,
+                self.player_stats.iter().map(|s| s.retransmitted).sum::<u64>(),
+                r.plis_sent,
+                r.firs_sent,
+                self.all.frames_complete_total,
+                self.all.frames_incomplete_total,
+            );
+        }
+        if !self.clock_offsets.is_empty() {
+            let ways: Vec<String> = self.clock_offsets.iter().map(|(k, n)| format!("{k} × {n}")).collect();
+            let _ = writeln!(o, "latency clock: {}", ways.join(", "));
+        }
+        if self.profiles.len() > 1 || self.profiles.keys().any(|k| k != "clean") {
+            for (name, f) in &self.profiles {
+                let _ = writeln!(o, "profile {name}: {} players, {} passed", f.players, f.passed);
+                let mut row = |label: &str, p: &Percentiles, unit: &str, scale: f64| {
+                    let label = format!("{label} ({unit})");
+                    if p.n == 0 {
+                        let _ = writeln!(o, "{label:<22} {:>6} {:>10}", 0, "-");
+                        return;
+                    }
+                    let _ = writeln!(
+                        o,
+                        "{label:<22} {:>6} {:>10} {:>10} {:>10} {:>10}",
+                        p.n,
+                        fmt(p.p50 * scale),
+                        fmt(p.p90 * scale),
+                        fmt(p.p99 * scale),
+                        fmt(p.max * scale)
+                    );
+                };
+                row("fps", &f.fps, "1/s", 1.0);
+                row("loss", &f.loss, "%", 100.0);
+                figures_rows(&mut row, f);
+            }
         }
         if !self.media.is_empty() {
             let kinds: Vec<String> = self.media.iter().map(|(k, n)| format!("{k} × {n}")).collect();
@@ -238,6 +366,20 @@ impl LoadReport {
         }
         o
     }
+}
+
+/// The latency, freeze and repair rows of one set of players.
+fn figures_rows(row: &mut impl FnMut(&str, &Percentiles, &str, f64), f: &ProfileFigures) {
+    row("frame latency p50", &f.latency_p50_ms, "ms", 1.0);
+    row("frame latency p99", &f.latency_p99_ms, "ms", 1.0);
+    row("frame latency max", &f.latency_max_ms, "ms", 1.0);
+    row("freezes", &f.freezes, "count", 1.0);
+    row("frozen", &f.frozen_secs, "s", 1.0);
+    row("frames complete", &f.frames_complete, "%", 100.0);
+    row("NACKs sent", &f.nacks_sent, "count", 1.0);
+    row("PLIs sent", &f.plis_sent, "count", 1.0);
+    row("retransmitted", &f.retransmitted, "pkts", 1.0);
+    row("keyframes", &f.keyframes, "count", 1.0);
 }
 
 /// Players per distinct track (kind, codec, picture size); a player with two

@@ -18,6 +18,10 @@
 //!   from it; without it a sender never ramps up), and PLIs
 //!   (`keyframe_requests`); the answer advertises exactly these (`nack`,
 //!   `nack pli`, `transport-cc`), no REMB or FIR, which the player never sends;
+//! - with `--no-nack`, no NACK generator and no `nack` in the answer;
+//! - its UDP sockets through [`crate::udp_path`] when it is impaired
+//!   (`--impair`) or has ICE servers (to tell why a TURN server refused);
+//! - ICE over relays only with `--ice-transport-policy relay`;
 //! - the answer's video codecs in the order of Epic's frontend by default
 //!   (H.264 first, then the rest in Chromium's order), or `--codec-preference`'s
 //!   ([`answer_codec_order`]), each with its retransmission (`rtx`) format
@@ -25,6 +29,8 @@
 
 use std::sync::Arc;
 
+use proto::impairment::Impairment;
+use proto::rtc::repair_traffic::RepairCounters;
 use proto::rtc::{settings, IcePolicy, Interceptors, PeerSettings, ProcessCrypto};
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_RTX;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
@@ -36,10 +42,28 @@ use webrtc::peer_connection::{
 pub use proto::rtc::{candidate_is_loopback, filter_sdp_candidates, from_rtc_candidate, to_rtc_candidate};
 
 use crate::error::PlayerError;
+use crate::turn_allocations::TurnAllocations;
+use crate::udp_path::PlayerRuntime;
 
 /// How a player's peer connections are built (see the module doc).
-fn player_settings(ice: IcePolicy) -> PeerSettings {
-    PeerSettings { answer_as_dtls_server: true, ..PeerSettings::answerer(ice, Interceptors::Receiver) }
+fn player_settings(ice: IcePolicy, interceptors: Interceptors) -> PeerSettings {
+    PeerSettings { answer_as_dtls_server: true, ..PeerSettings::answerer(ice, interceptors) }
+}
+
+/// What a player's connections do beyond the ICE policy and codec order.
+#[derive(Debug, Clone, Copy)]
+pub struct PathOptions {
+    /// Ask for retransmissions (RTCP NACK).
+    pub nack: bool,
+    pub impairment: Option<Impairment>,
+    /// `iceTransportPolicy: "relay"`.
+    pub relay_only: bool,
+}
+
+impl Default for PathOptions {
+    fn default() -> Self {
+        PathOptions { nack: true, impairment: None, relay_only: false }
+    }
 }
 
 /// What every player of a process shares to build its peer connections.
@@ -47,6 +71,7 @@ pub struct RtcContext {
     pub loopback_only: bool,
     /// The answer's video codecs, most preferred first.
     pub codec_order: Vec<RTCRtpCodecParameters>,
+    pub path: PathOptions,
     crypto: &'static ProcessCrypto,
     media: MediaEngine,
     settings: SettingEngine,
@@ -68,6 +93,24 @@ impl RtcContext {
     /// (case-insensitive MIME subtypes: `h264`, `vp8`, `vp9`, `av1`); empty: Epic's
     /// frontend's default. An unknown name is an error.
     pub fn with_codec_preference(loopback_only: bool, preference: &[String]) -> Result<Arc<RtcContext>, PlayerError> {
+        Self::with_path(loopback_only, preference, PathOptions::default())
+    }
+
+    /// The context of the players of `cfg` that get `impairment`.
+    pub fn for_config(
+        cfg: &crate::PlayerConfig,
+        impairment: Option<Impairment>,
+    ) -> Result<Arc<RtcContext>, PlayerError> {
+        let path = PathOptions { nack: cfg.nack, impairment, relay_only: cfg.relay_only };
+        Self::with_path(cfg.ice_loopback_only, &cfg.codec_preference, path)
+    }
+
+    /// Players with `path`'s options.
+    pub fn with_path(
+        loopback_only: bool,
+        preference: &[String],
+        path: PathOptions,
+    ) -> Result<Arc<RtcContext>, PlayerError> {
         let rtc = |e: proto::rtc::RtcError| PlayerError::Rtc(e.to_string());
         let codec_order = answer_codec_order(preference)?;
         let crypto = proto::rtc::process_crypto().map_err(rtc)?;
@@ -75,8 +118,9 @@ impl RtcContext {
         let mut media =
             proto::rtc::media_engine_with_feedback(proto::rtc::VideoCodecs::ALL, Vec::new()).map_err(rtc)?;
         register_rtx(&mut media)?;
-        let settings = settings::setting_engine(&player_settings(Self::policy(loopback_only)), crypto);
-        Ok(Arc::new(RtcContext { loopback_only, codec_order, crypto, media, settings }))
+        let ice = Self::policy(loopback_only);
+        let settings = settings::setting_engine(&player_settings(ice, path.interceptors()), crypto);
+        Ok(Arc::new(RtcContext { loopback_only, codec_order, path, crypto, media, settings }))
     }
 
     fn policy(loopback_only: bool) -> IcePolicy {
@@ -87,40 +131,56 @@ impl RtcContext {
         }
     }
 
-    /// A new peer connection whose events go to `handler`. The handler must
-    /// not own the connection (or its channels): the connection owns it.
-    /// Malformed ICE servers in `peer_connection_options` are ignored with a
-    /// warning: the player can still join on host candidates.
+    /// A new peer connection whose events go to `handler`, counting its
+    /// repair traffic into `repair` and its TURN refusals into `turn`. The
+    /// handler must not own the connection (or its channels): the
+    /// connection owns it. Malformed ICE servers in `peer_connection_options`
+    /// are ignored with a warning: the player can still join on host
+    /// candidates.
     pub async fn new_peer_connection(
         &self,
         peer_connection_options: &Value,
         handler: Arc<dyn PeerConnectionEventHandler>,
+        repair: Arc<RepairCounters>,
+        turn: Arc<std::sync::Mutex<TurnAllocations>>,
     ) -> Result<Arc<dyn PeerConnection>, PlayerError> {
         let rtc = |e: proto::rtc::RtcError| PlayerError::Rtc(e.to_string());
         let policy = Self::policy(self.loopback_only);
-        let configuration = settings::rtc_configuration(peer_connection_options, policy, self.crypto)
+        let relay = self.path.relay_only;
+        let configuration = settings::rtc_configuration_with(peer_connection_options, policy, self.crypto, relay)
             .or_else(|e| {
                 tracing::warn!(error = %e, "ignoring the server's peerConnectionOptions");
-                settings::rtc_configuration(&Value::Null, policy, self.crypto)
+                settings::rtc_configuration_with(&Value::Null, policy, self.crypto, relay)
             })
             .map_err(rtc)?;
+        let has_ice_servers = !configuration.ice_servers().is_empty();
         let mut media = self.media.clone();
-        let registry = settings::interceptors(Interceptors::Receiver, &mut media).map_err(rtc)?;
-        let pc = PeerConnectionBuilder::new()
+        let registry = settings::interceptors(self.path.interceptors(), &mut media, repair).map_err(rtc)?;
+        let mut builder = PeerConnectionBuilder::new()
             .with_configuration(configuration)
             .with_media_engine(media)
             .with_setting_engine(self.settings.clone())
             .with_interceptor_registry(registry)
             .with_handler(handler)
-            .with_udp_addrs(settings::bind_addresses(policy))
-            .build()
-            .await?;
-        Ok(Arc::new(pc))
+            .with_udp_addrs(settings::bind_addresses(policy));
+        if self.path.impairment.is_some() || has_ice_servers {
+            builder = builder.with_runtime(Arc::new(PlayerRuntime::new(self.path.impairment, turn)));
+        }
+        Ok(Arc::new(builder.build().await?))
     }
 
     /// Whether a remote candidate may be used under the ICE policy.
     pub fn accept_remote_candidate(&self, candidate: &str) -> bool {
         !self.loopback_only || candidate_is_loopback(candidate)
+    }
+}
+
+impl PathOptions {
+    fn interceptors(&self) -> Interceptors {
+        match self.nack {
+            true => Interceptors::Receiver,
+            false => Interceptors::ReceiverWithoutNack,
+        }
     }
 }
 

@@ -4,14 +4,37 @@
 //! keyframes and the picture size (H.264 from each SPS, VP8 and VP9 from each
 //! keyframe's header, AV1 from each sequence header OBU: see
 //! [`proto::rtp_payload`]),
-//! sequence gaps (RFC 3550 expected − received) and interarrival jitter
-//! (RFC 3550 §6.4.1).
+//! sequence gaps (RFC 3550 expected − received), interarrival jitter
+//! (RFC 3550 §6.4.1), retransmissions (a missing sequence number that
+//! arrives late) and duplicates, and for video each frame's delivery
+//! ([`FrameDelivery`]: latency, freezes, completeness).
 
 use std::time::Instant;
 
 use serde::Serialize;
 
 pub use proto::rtp_payload::Codec;
+
+use crate::frame_delivery::{DeliverySummary, FrameDelivery};
+
+/// One arriving RTP packet, as the track reader hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    pub now: Instant,
+    /// `now` on the wall clock, ms since 1970.
+    pub now_unix_ms: f64,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: &'a [u8],
+    /// The packet's `abs-capture-time`, ms since 1970 on the sender's clock.
+    pub capture_ms: Option<f64>,
+    /// Our clock minus the sender's, ms; `None`: not known yet.
+    pub clock_offset_ms: Option<f64>,
+}
+
+/// Sequence numbers seen lately (for retransmissions and duplicates).
+const SEEN_SPAN: u64 = 4096;
 
 /// Running statistics for one track.
 #[derive(Debug, Clone)]
@@ -35,6 +58,14 @@ pub struct RtpStats {
     pub plis_sent: u64,
     /// From the last H.264 SPS or VP8 key frame header seen.
     pub resolution: Option<(u32, u32)>,
+    /// Packets that filled a gap in the sequence (arrived after later ones:
+    /// retransmissions, on a path that keeps order).
+    pub retransmitted: u64,
+    /// Packets received twice (not counted in `packets`).
+    pub duplicates: u64,
+    /// Video only.
+    pub delivery: Option<FrameDelivery>,
+    seen: Vec<u64>,
     last_timestamp: Option<u32>,
     frame_is_key: bool,
     // Sequence tracking (RFC 3550 appendix A.1, simplified).
@@ -69,6 +100,11 @@ pub struct TrackSummary {
     /// none was seen, and for audio).
     pub width: u32,
     pub height: u32,
+    /// Packets that arrived to fill a gap (retransmissions).
+    pub retransmitted: u64,
+    pub duplicates: u64,
+    /// Video: frames complete, latency, freezes.
+    pub delivery: DeliverySummary,
 }
 
 impl RtpStats {
@@ -87,6 +123,10 @@ impl RtpStats {
             last_packet: None,
             plis_sent: 0,
             resolution: None,
+            retransmitted: 0,
+            duplicates: 0,
+            delivery: (kind == "video").then(FrameDelivery::default),
+            seen: vec![0; (SEEN_SPAN / 64) as usize],
             last_timestamp: None,
             frame_is_key: false,
             base_seq: 0,
@@ -97,16 +137,46 @@ impl RtpStats {
         }
     }
 
-    /// Account for one packet. Returns `(new_frame, new_keyframe)`.
+    /// Account for one packet (test shorthand: no marker, no capture time).
     pub fn on_packet(&mut self, now: Instant, seq: u16, timestamp: u32, payload: &[u8]) -> (bool, bool) {
+        let arrival = Arrival {
+            now,
+            now_unix_ms: 0.0,
+            seq,
+            timestamp,
+            marker: false,
+            payload,
+            capture_ms: None,
+            clock_offset_ms: None,
+        };
+        self.on_arrival(&arrival)
+    }
+
+    /// Account for one packet. Returns `(new_frame, new_keyframe)`.
+    pub fn on_arrival(&mut self, a: &Arrival<'_>) -> (bool, bool) {
+        let (now, timestamp, payload) = (a.now, a.timestamp, a.payload);
+        let previous_max = self.max_ext_seq;
+        let ext = self.on_seq(a.seq);
+        if previous_max.is_some() && self.was_seen(ext) {
+            self.duplicates += 1;
+            return (false, false);
+        }
+        if previous_max.is_some_and(|m| ext < u64::from(m)) {
+            self.retransmitted += 1;
+        }
+        self.mark_seen(ext);
         self.packets += 1;
         self.bytes += payload.len() as u64;
         if self.first_packet.is_none() {
             self.first_packet = Some(now);
         }
         self.last_packet = Some(now);
-        self.on_seq(seq);
         self.on_jitter(now, timestamp);
+        if let Some(d) = self.delivery.as_mut() {
+            d.clock_offset_ms = a.clock_offset_ms;
+            let key = self.codec.is_keyframe_start(payload);
+            d.on_packet(now, a.now_unix_ms, ext, timestamp, a.marker, key, a.capture_ms);
+        }
 
         let new_frame = self.last_timestamp != Some(timestamp);
         if new_frame {
@@ -130,12 +200,33 @@ impl RtpStats {
         (new_frame, new_key)
     }
 
-    fn on_seq(&mut self, seq: u16) {
+    fn bit(ext: u64) -> (usize, u64) {
+        let i = ext % SEEN_SPAN;
+        ((i / 64) as usize, 1 << (i % 64))
+    }
+
+    fn was_seen(&self, ext: u64) -> bool {
+        let max = self.max_ext_seq.map_or(0, u64::from);
+        if max >= ext + SEEN_SPAN {
+            return false; // too old to tell
+        }
+        let (w, b) = Self::bit(ext);
+        self.seen[w] & b != 0
+    }
+
+    fn mark_seen(&mut self, ext: u64) {
+        let (w, b) = Self::bit(ext);
+        self.seen[w] |= b;
+    }
+
+    /// The extended sequence number of `seq`, after updating the highest.
+    fn on_seq(&mut self, seq: u16) -> u64 {
         let seq = u32::from(seq);
         match self.max_ext_seq {
             None => {
                 self.base_seq = seq;
                 self.max_ext_seq = Some(seq);
+                u64::from(seq)
             }
             Some(max) => {
                 // Extend `seq` to the 32-bit value closest to `max`.
@@ -148,8 +239,14 @@ impl RtpStats {
                     ext -= 0x1_0000;
                 }
                 if ext > max {
+                    // Forget what the window moves over.
+                    for s in (u64::from(max) + 1..=u64::from(ext)).take(SEEN_SPAN as usize) {
+                        let (w, b) = Self::bit(s);
+                        self.seen[w] &= !b;
+                    }
                     self.max_ext_seq = Some(ext);
                 }
+                u64::from(ext)
             }
         }
     }
@@ -206,6 +303,9 @@ impl RtpStats {
             bitrate_bps: per_sec(self.bytes as f64 * 8.0),
             width: self.resolution.map_or(0, |r| r.0),
             height: self.resolution.map_or(0, |r| r.1),
+            retransmitted: self.retransmitted,
+            duplicates: self.duplicates,
+            delivery: self.delivery.as_ref().map(FrameDelivery::summary).unwrap_or_default(),
         }
     }
 }
@@ -253,5 +353,19 @@ mod tests {
         let sum = s.summary();
         assert!((sum.fps - 30.3).abs() < 1.0, "{}", sum.fps);
         assert!(sum.jitter_ms < 5.0);
+        // The missing packet, late (a retransmission), then once more (a duplicate).
+        let late = Arrival {
+            now: t0 + Duration::from_millis(400),
+            now_unix_ms: 0.0,
+            seq: 65_530u16.wrapping_add(16),
+            timestamp: 15_000,
+            marker: false,
+            payload: &[0x41, 0],
+            capture_ms: None,
+            clock_offset_ms: None,
+        };
+        s.on_arrival(&late);
+        s.on_arrival(&late);
+        assert_eq!((s.lost(), s.retransmitted, s.duplicates, s.packets), (0, 1, 1, 30));
     }
 }

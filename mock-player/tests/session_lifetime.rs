@@ -40,8 +40,15 @@ impl PeerConnectionEventHandler for RemoteCandidates {
 async fn a_closed_session_frees_its_connection_and_handler() {
     let ctx = RtcContext::new(true).expect("webrtc context");
     let (remote_candidates_tx, mut remote_candidates) = mpsc::unbounded_channel();
-    let remote =
-        ctx.new_peer_connection(&Value::Null, Arc::new(RemoteCandidates(remote_candidates_tx))).await.expect("remote");
+    let remote = ctx
+        .new_peer_connection(
+            &Value::Null,
+            Arc::new(RemoteCandidates(remote_candidates_tx)),
+            Arc::default(),
+            Arc::default(),
+        )
+        .await
+        .expect("remote");
     let remote_channel = remote.create_data_channel("datachannel", None).await.expect("data channel");
     let offer = remote.create_offer(None).await.expect("offer");
     remote.set_local_description(offer.clone()).await.expect("local offer");

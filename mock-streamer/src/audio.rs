@@ -64,9 +64,13 @@ fn run(mut encoder: OpusEncoder, fanout: Arc<Fanout>, stats: Arc<StreamerStats>,
                     stats.audio_frames_encoded.fetch_add(1, Relaxed);
                     let bytes = packet.len();
                     match packetizer.packetize(Instant::now(), &Bytes::from(packet), FRAME_SAMPLES as u32) {
-                        Ok(packets) => {
-                            fanout.publish(Arc::new(VideoFrame { number: n, keyframe: true, bytes, packets }))
-                        }
+                        Ok(packets) => fanout.publish(Arc::new(VideoFrame {
+                            number: n,
+                            keyframe: true,
+                            bytes,
+                            packets,
+                            capture_time: None,
+                        })),
                         Err(e) => tracing::warn!(error = %e, "opus packetize failed"),
                     }
                 }

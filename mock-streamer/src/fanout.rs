@@ -36,6 +36,8 @@ pub struct VideoFrame {
     /// Encoded size (Annex-B bytes).
     pub bytes: usize,
     pub packets: Vec<Packet>,
+    /// The `abs-capture-time` value of the frame's capture (video only).
+    pub capture_time: Option<Bytes>,
 }
 
 struct Subscriber {
@@ -45,10 +47,16 @@ struct Subscriber {
     stats: Arc<PlayerStats>,
 }
 
-/// RTP header extensions added to every packet sent to one player: the mid
-/// and rid of a simulcast encoding (webrtc 0.21 adds none itself), as
-/// (negotiated id, value).
-pub type PacketExtensions = Vec<(u8, Bytes)>;
+/// RTP header extensions added to the packets sent to one player (webrtc
+/// 0.21 adds none itself), by their negotiated ids.
+#[derive(Debug, Clone, Default)]
+pub struct PacketExtensions {
+    /// The same on every packet: the mid and rid of a simulcast encoding.
+    pub fixed: Vec<(u8, Bytes)>,
+    /// `abs-capture-time`, each packet with its frame's capture time, when
+    /// the player accepted it: players measure each frame's latency with it.
+    pub capture_time: Option<u8>,
+}
 
 /// The set of players receiving one streamer's video (or audio).
 pub struct Fanout {
@@ -188,8 +196,9 @@ impl Writer {
         let mut bytes = 0;
         for packet in &frame.packets {
             let mut packet = packet.clone();
-            for (id, value) in &self.extensions {
-                if let Err(e) = packet.header.set_extension(*id, value.clone()) {
+            let capture_time = self.extensions.capture_time.zip(frame.capture_time.clone());
+            for (id, value) in self.extensions.fixed.iter().cloned().chain(capture_time) {
+                if let Err(e) = packet.header.set_extension(id, value) {
                     tracing::debug!(error = %e, id, "RTP header extension not set");
                 }
             }

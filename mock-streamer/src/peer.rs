@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use proto::capture_time::ABS_CAPTURE_TIME_URI;
 use proto::client::SignallingSender;
 use proto::rtc::keyframe_requests::keyframe_request_ssrcs;
 use proto::rtc::media::opus_codec;
@@ -89,7 +90,14 @@ pub async fn run_peer(params: PeerParams, commands: mpsc::UnboundedReceiver<Peer
     let shared = params.shared.clone();
     let player_id = params.player_id.clone();
     let (handler, events) = event_channel();
-    match proto::rtc::new_peer_connection(&shared.settings, &params.peer_options, handler).await {
+    match proto::rtc::new_peer_connection_counted(
+        &shared.settings,
+        &params.peer_options,
+        handler,
+        shared.stats.repair.clone(),
+    )
+    .await
+    {
         Ok(pc) => {
             match setup(&params, pc.as_ref()).await {
                 Ok(senders) => drive(&params, pc.as_ref(), senders, events, commands, cancel).await,
@@ -332,31 +340,38 @@ async fn subscribe(p: &PeerParams, pc: &dyn PeerConnection, sender: &Sender) -> 
     if simulcast && mid_and_rid_ids.is_none() {
         tracing::warn!(player = %p.player_id, "simulcast without negotiated mid/rid header extensions");
     }
+    let capture_time = match sender.video {
+        true => extension_id(sender.sender.as_ref(), ABS_CAPTURE_TIME_URI).await,
+        false => None,
+    };
     let mut subscriptions = Vec::with_capacity(sender.layers.len());
     for (fanout, rid) in &sender.layers {
         let stats = match sender.video {
             true => p.shared.stats.player(&p.player_id),
             false => Arc::default(),
         };
-        let mut extensions = PacketExtensions::new();
+        let mut extensions = PacketExtensions { capture_time, ..Default::default() };
         if let (Some((mid_id, mid, rid_id)), Some(rid)) = (&mid_and_rid_ids, rid) {
-            extensions.push((*mid_id, Bytes::from(mid.clone().into_bytes())));
-            extensions.push((*rid_id, Bytes::from_static(rid.as_bytes())));
+            extensions.fixed.push((*mid_id, Bytes::from(mid.clone().into_bytes())));
+            extensions.fixed.push((*rid_id, Bytes::from_static(rid.as_bytes())));
         }
         subscriptions.push(fanout.subscribe(sender.track.clone(), extensions, stats));
     }
     subscriptions
 }
 
+/// The negotiated id of the header extension `uri` on `sender`, if any.
+async fn extension_id(sender: &dyn RtpSender, uri: &str) -> Option<u8> {
+    let parameters = sender.get_parameters().await.ok()?;
+    let ext = parameters.rtp_parameters.header_extensions.iter().find(|e| e.uri == uri)?;
+    u8::try_from(ext.id).ok()
+}
+
 /// The negotiated id of the mid extension, the sender's mid, and the id of
 /// the rid extension.
 async fn extension_ids(pc: &dyn PeerConnection, sender: &dyn RtpSender) -> Option<(u8, String, u8)> {
-    let parameters = sender.get_parameters().await.ok()?;
-    let id = |uri: &str| {
-        let ext = parameters.rtp_parameters.header_extensions.iter().find(|e| e.uri == uri)?;
-        u8::try_from(ext.id).ok()
-    };
-    let (mid_id, rid_id) = (id(SDES_MID_URI)?, id(SDES_RTP_STREAM_ID_URI)?);
+    let mid_id = extension_id(sender, SDES_MID_URI).await?;
+    let rid_id = extension_id(sender, SDES_RTP_STREAM_ID_URI).await?;
     for transceiver in pc.get_transceivers().await {
         if let Ok(Some(s)) = transceiver.sender().await {
             if s.id() == sender.id() {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use proto::rtc::repair_traffic::{RepairCounters, RepairTraffic};
 use proto::rtp_payload::Codec;
 use serde::Serialize;
 
@@ -80,6 +81,8 @@ pub struct StreamerStats {
     departed: Mutex<Vec<PlayerSnapshot>>,
     input_counts: Mutex<BTreeMap<String, u64>>,
     encoders: Mutex<BTreeMap<&'static str, EncoderCounts>>,
+    /// Every peer connection's repair traffic (see `proto::rtc::repair_traffic`).
+    pub repair: Arc<RepairCounters>,
 }
 
 /// Encoders of one codec (one per simulcast layer in use).
@@ -114,6 +117,10 @@ pub struct StreamerSnapshot {
     /// Encoders by codec name: each codec in use is encoded once per
     /// layer, whatever the number of its players.
     pub encoders: BTreeMap<String, EncoderCounts>,
+    /// What the players asked again and what was resent: NACKs received and
+    /// the packets they named, RTP packets resent (answering them), PLIs
+    /// and FIRs received (each answered with a keyframe, `keyframes_encoded`).
+    pub repair: RepairTraffic,
 }
 
 impl StreamerStats {
@@ -191,6 +198,7 @@ impl StreamerStats {
             totals,
             input_counts: self.input_counts(),
             encoders: lock(&self.encoders).iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            repair: self.repair.snapshot(),
         }
     }
 }
@@ -228,6 +236,13 @@ impl StatsSnapshot {
                 .collect();
             if !running.is_empty() {
                 out.push_str(&format!("  encoders: {}\n", running.join(", ")));
+            }
+            let r = &s.repair;
+            if r.nacks_received + r.plis_received + r.firs_received > 0 {
+                out.push_str(&format!(
+                    "  repair: resent {} packets for {} NACKs (asking for {}); PLIs {} FIRs {} received\n",
+                    r.rtp_resent, r.nacks_received, r.nacked_packets_received, r.plis_received, r.firs_received
+                ));
             }
             for p in &s.players {
                 out.push_str(&format!(

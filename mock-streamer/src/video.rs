@@ -217,10 +217,16 @@ fn encode_layer(
                 *t = FrameTimings { pre_capture_ms, post_capture_ms, pre_encode_ms: post_capture_ms, post_encode_ms };
             }
             let bytes = encoded.data.len();
+            let captured = std::time::Duration::from_secs_f64(pre_capture_ms.max(0.0) / 1000.0);
+            let capture_time = Some(Bytes::copy_from_slice(&proto::capture_time::encode(captured)));
             match layer.packetizer.packetize(Instant::now(), &Bytes::from(encoded.data), samples) {
-                Ok(packets) => {
-                    fanout.publish(Arc::new(VideoFrame { number: n, keyframe: encoded.keyframe, bytes, packets }))
-                }
+                Ok(packets) => fanout.publish(Arc::new(VideoFrame {
+                    number: n,
+                    keyframe: encoded.keyframe,
+                    bytes,
+                    packets,
+                    capture_time,
+                })),
                 Err(e) => tracing::warn!(error = %e, "packetize failed"),
             }
         }

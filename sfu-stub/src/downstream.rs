@@ -19,12 +19,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto::capture_time::ABS_CAPTURE_TIME_URI;
 use proto::client::SignallingSender;
 use proto::rtc::keyframe_requests::is_keyframe_request;
 use proto::rtc::{event_channel, set_local, to_rtc_candidate, PeerEvent, PeerSettings};
 use proto::{IceCandidate, Message};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -84,7 +85,7 @@ pub async fn run_downstream(
     // sends us): the player cannot pick another.
     let forwarded: Vec<_> = p.media.iter().map(|f| f.codec).filter(|c| c.needs_keyframe()).collect();
     let settings = PeerSettings { video_codecs: proto::rtc::VideoCodecs::new(&forwarded), ..p.settings };
-    match proto::rtc::new_peer_connection(&settings, &p.peer_options, handler).await {
+    match proto::rtc::new_peer_connection_counted(&settings, &p.peer_options, handler, p.stats.repair.clone()).await {
         Ok(pc) => {
             match setup(&p, pc.as_ref()).await {
                 Ok((tracks, opened)) => drive(&p, pc.as_ref(), tracks, events, opened, commands, &cancel).await,
@@ -264,9 +265,23 @@ async fn subscribe(p: &DownstreamParams, tracks: &[PlayerTrack], subscriptions: 
     }
     tracing::debug!(player = %p.player_id, "starting media");
     for t in tracks {
-        let stream = PlayerStream { ssrc: t.ssrc, payload_type: payload_type(t).await };
+        let stream = PlayerStream {
+            ssrc: t.ssrc,
+            payload_type: payload_type(t).await,
+            capture_time_id: capture_time_id(t).await,
+        };
         subscriptions.push(t.forwarder.subscribe(t.track.clone(), stream, p.control.clone()));
     }
+}
+
+/// The player's `abs-capture-time` extension id (video only: the streamer stamps video).
+async fn capture_time_id(t: &PlayerTrack) -> Option<u8> {
+    if t.forwarder.info.kind != RtpCodecKind::Video {
+        return None;
+    }
+    let params = t.sender.get_parameters().await.ok()?;
+    let ext = params.rtp_parameters.header_extensions.iter().find(|e| e.uri == ABS_CAPTURE_TIME_URI)?;
+    u8::try_from(ext.id).ok()
 }
 
 /// The payload type negotiated for the forwarded codec (ours: we offered).

@@ -64,6 +64,8 @@ pub struct TrackInfo {
     pub codec: RTCRtpCodec,
     pub track_id: String,
     pub stream_id: String,
+    /// The upstream's `abs-capture-time` extension id (from the streamer's offer).
+    pub capture_time_id: Option<u8>,
 }
 
 /// A player's stream of one forwarded track: the SSRC its track declares
@@ -72,6 +74,8 @@ pub struct TrackInfo {
 pub struct PlayerStream {
     pub ssrc: u32,
     pub payload_type: u8,
+    /// The player's `abs-capture-time` extension id, when it accepted it.
+    pub capture_time_id: Option<u8>,
 }
 
 /// What the forwarder's lock guards: the players and the per-layer caches
@@ -334,10 +338,17 @@ impl Writer {
                     out.header.timestamp = timestamp;
                     out.header.ssrc = self.stream.ssrc;
                     out.header.payload_type = self.stream.payload_type;
-                    // Upstream extension ids (mid, rid, …) mean nothing to the player.
+                    // Upstream extension ids (mid, rid, …) mean nothing to the
+                    // player; the capture time is passed on under the player's id.
+                    let capture_time = f.info.capture_time_id.and_then(|id| p.header.get_extension(id));
                     out.header.extension = false;
                     out.header.extension_profile = 0;
                     out.header.extensions.clear();
+                    if let (Some(id), Some(value)) = (self.stream.capture_time_id, capture_time) {
+                        if let Err(e) = out.header.set_extension(id, value) {
+                            tracing::debug!(error = %e, "abs-capture-time not set");
+                        }
+                    }
                     let size = out.marshal_size() as u64;
                     match self.track.write_rtp(out).await {
                         Ok(()) => {

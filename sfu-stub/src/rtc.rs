@@ -13,10 +13,11 @@ pub fn upstream_settings(policy: IcePolicy) -> PeerSettings {
 }
 
 /// Every player connection (we offer, so we are the controlling ICE agent):
-/// sender/receiver reports only (no NACK responder buffer per player and
-/// track).
+/// sender/receiver reports and a NACK responder, so a player's lost packets
+/// are resent from here (as a real SFU does) rather than asked of the
+/// streamer or replaced by a keyframe.
 pub fn downstream_settings(policy: IcePolicy) -> PeerSettings {
-    PeerSettings::offerer(policy, Interceptors::ReportsOnly)
+    PeerSettings::offerer(policy, Interceptors::Forwarder)
 }
 
 /// Whether a remote candidate may be used under the ICE policy.

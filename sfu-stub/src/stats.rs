@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
+use std::sync::Arc;
+
+use proto::rtc::repair_traffic::{RepairCounters, RepairTraffic};
 use serde::Serialize;
 
 /// Live counters, updated by every task of the SFU.
@@ -33,6 +36,9 @@ pub struct SfuStats {
     pub dc_to_streamer: AtomicU64,
     pub dc_to_player: AtomicU64,
     pub dc_dropped: AtomicU64,
+    /// Both sides' repair traffic: NACKs and PLIs sent to the streamer,
+    /// NACKs and PLIs/FIRs received from players, packets resent to them.
+    pub repair: Arc<RepairCounters>,
 }
 
 /// What [`SfuStats`] held at one moment.
@@ -56,6 +62,8 @@ pub struct SfuSnapshot {
     pub dc_to_streamer: u64,
     pub dc_to_player: u64,
     pub dc_dropped: u64,
+    /// Both sides' repair traffic (see [`SfuStats::repair`]).
+    pub repair: RepairTraffic,
 }
 
 impl SfuStats {
@@ -79,6 +87,7 @@ impl SfuStats {
             dc_to_streamer: self.dc_to_streamer.load(Relaxed),
             dc_to_player: self.dc_to_player.load(Relaxed),
             dc_dropped: self.dc_dropped.load(Relaxed),
+            repair: self.repair.snapshot(),
         }
     }
 }
@@ -88,7 +97,8 @@ impl SfuSnapshot {
     pub fn summary(&self) -> String {
         format!(
             "streaming={} players={} (total {}) rtp in={} forwarded={} dropped={} keyframe requests={} (wanted {}) \
-             layer switches={} cached starts={} dc to streamer={} to players={}",
+             layer switches={} cached starts={} dc to streamer={} to players={} | resent={} for {} NACKs from players \
+             (asking {}); NACKs to streamer={}",
             self.streaming,
             self.players,
             self.players_total,
@@ -101,6 +111,10 @@ impl SfuSnapshot {
             self.cached_starts,
             self.dc_to_streamer,
             self.dc_to_player,
+            self.repair.rtp_resent,
+            self.repair.nacks_received,
+            self.repair.nacked_packets_received,
+            self.repair.nacks_sent,
         )
     }
 }

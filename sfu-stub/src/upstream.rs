@@ -88,7 +88,7 @@ pub async fn run_upstream(
     let events = p.events.clone();
     let task_cancel = cancel.child_token();
     let (handler, peer_events) = event_channel();
-    match proto::rtc::new_peer_connection(&p.settings, &p.peer_options, handler).await {
+    match proto::rtc::new_peer_connection_counted(&p.settings, &p.peer_options, handler, p.stats.repair.clone()).await {
         Ok(pc) => {
             match answer(&p, pc.as_ref()).await {
                 Ok(()) => {
@@ -278,6 +278,7 @@ impl Upstream<'_> {
             codec,
             track_id: non_empty(track.track_id().await, &format!("sfu-{kind}")),
             stream_id: non_empty(track.stream_id().await, "pixelstreaming_av_stream_id"),
+            capture_time_id: proto::capture_time::sdp_extension_id(&self.p.offer_sdp),
         };
         let (queue, cache) = (self.p.config.player_queue, self.p.config.keyframe_cache);
         let forwarder = {

@@ -51,6 +51,11 @@ pub struct PlayersChild {
     pub duration: f64,
     #[arg(long)]
     pub report: PathBuf,
+    /// `mock-player --impair` (checked by the parent).
+    #[arg(long)]
+    pub impair: Option<String>,
+    #[arg(long, default_value_t = 1.0)]
+    pub impair_share: f64,
 }
 
 /// `bench child-player-churn`: one long-lived mock-player process joining in rounds. It
@@ -128,6 +133,7 @@ pub fn sfu(a: SfuChild) -> anyhow::Result<()> {
 }
 
 pub fn players(a: PlayersChild) -> anyhow::Result<()> {
+    let impair = a.impair.as_deref().map(str::parse).transpose()?;
     let report = runtime()?.block_on(async {
         let cfg = mock_player::PlayerConfig {
             url: a.url,
@@ -135,6 +141,8 @@ pub fn players(a: PlayersChild) -> anyhow::Result<()> {
             duration: Some(Duration::from_secs_f64(a.duration.clamp(0.5, 3600.0))),
             join_timeout: Duration::from_secs(20),
             list_interval: Duration::from_millis(200),
+            impair,
+            impair_share: a.impair_share,
             ..mock_player::PlayerConfig::default()
         };
         // All at once: no ramp, every join in flight.

@@ -34,6 +34,12 @@ pub struct MediaOpts {
     pub fps: u32,
     #[arg(long, default_value_t = 1_000_000)]
     pub bitrate: u32,
+    /// Put the players on a bad network, as `mock-player --impair` takes it
+    /// (e.g. "delay=40ms,jitter=10ms,loss=2%"); with --impair-share, only a share of them.
+    #[arg(long, value_name = "PROFILE")]
+    pub impair: Option<String>,
+    #[arg(long, default_value_t = 1.0, value_name = "SHARE")]
+    pub impair_share: f64,
 }
 
 pub async fn run(target: &TargetOpts, o: &MediaOpts, runs: usize, smoke: bool) -> anyhow::Result<BenchReport> {
@@ -45,6 +51,12 @@ pub async fn run(target: &TargetOpts, o: &MediaOpts, runs: usize, smoke: bool) -
         }
     }
     let secs = if smoke { 2.0 } else { o.duration.clamp(1.0, 3600.0) };
+    if let Some(profile) = &o.impair {
+        profile.parse::<proto::impairment::Impairment>()?;
+        if !(0.0..=1.0).contains(&o.impair_share) {
+            bail!("--impair-share {}: a share between 0 and 1", o.impair_share);
+        }
+    }
     let mut report = BenchReport::new("media", "", smoke);
     let mut per_run: Vec<Vec<_>> = vec![Vec::new(); runs];
     for mode in &modes {
@@ -67,6 +79,8 @@ pub async fn run(target: &TargetOpts, o: &MediaOpts, runs: usize, smoke: bool) -
                 figs.push(fig(&k("offer received p50"), "ms", g("offer_ms_p50"), Goal::None));
                 figs.push(fig(&k("ICE connected p50"), "ms", g("ice_connected_ms_p50"), Goal::None));
                 figs.push(fig(&k("DTLS connected p50"), "ms", g("dtls_connected_ms_p50"), Goal::None));
+                figs.push(fig(&k("frame latency p50"), "ms", g("frame_latency_p50_ms"), Goal::None));
+                figs.push(fig(&k("freezes per player p50"), "count", g("freezes_per_player_p50"), Goal::None));
                 for p in ["players", "streamer", "sfu", "server"] {
                     let cpu = g(&format!("{p}_cpu_pct_per_player"));
                     let mem = g(&format!("{p}_kib_per_player"));
@@ -111,7 +125,7 @@ async fn one_run(t: &Target, o: &MediaOpts, mode: &str, n: usize, secs: f64, run
     let dir = tempfile::tempdir().context("temp dir")?;
     let report_path = dir.path().join("players.json");
     let t0 = Instant::now();
-    let mut players = spawn_self(&[
+    let mut args = vec![
         s("child-players"),
         s("--url"),
         t.player_url.clone(),
@@ -123,7 +137,11 @@ async fn one_run(t: &Target, o: &MediaOpts, mode: &str, n: usize, secs: f64, run
         secs.to_string(),
         s("--report"),
         report_path.display().to_string(),
-    ])?;
+    ];
+    if let Some(profile) = &o.impair {
+        args.extend([s("--impair"), profile.clone(), s("--impair-share"), o.impair_share.to_string()]);
+    }
+    let mut players = spawn_self(&args)?;
     let ppid = players.id();
     let mut pl = ProcSample::read(ppid);
     let pl_cpu0 = pl.cpu_secs.unwrap_or(0.0);
@@ -191,6 +209,12 @@ async fn one_run(t: &Target, o: &MediaOpts, mode: &str, n: usize, secs: f64, run
         "players_cpu_pct_per_player": (pl.cpu_secs.unwrap_or(f64::NAN) - pl_cpu0) / wall * 100.0 / n as f64,
         "players_kib_per_player": pl.peak_rss_kib.map_or(f64::NAN, |k| k as f64) / n as f64,
         "failures": rep["failures"].clone(),
+        // What the players saw of the network: latency, freezes, repair traffic.
+        "frame_latency_p50_ms": rep["all"]["latency_p50_ms"]["p50"].clone(),
+        "frame_latency_p99_ms": rep["all"]["latency_p99_ms"]["p50"].clone(),
+        "freezes_per_player_p50": rep["all"]["freezes"]["p50"].clone(),
+        "repair": rep["all"]["repair"].clone(),
+        "profiles": rep["profiles"].clone(),
     });
     for (k, mut v) in phases {
         v.sort_by(|a, b| a.total_cmp(b));

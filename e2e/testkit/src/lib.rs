@@ -1,6 +1,7 @@
 //! Helpers for the workspace's tests and benches, written once: waiting on
 //! conditions with timeouts, `/proc` readings, medians and percentiles, free
-//! loopback ports, a fake WebSocket streamer and WebRTC test receivers.
+//! loopback ports, a fake WebSocket streamer, WebRTC test receivers, and
+//! throwaway redis-server and coturn instances.
 //!
 //! Depends only on `proto` and third-party crates, so every crate of the
 //! workspace can dev-depend on it without a cycle.
@@ -12,6 +13,7 @@ pub mod procfs;
 pub mod receiver;
 pub mod redis;
 pub mod stats;
+pub mod turn;
 pub mod wait;
 
 pub use logs::init_test_logs;

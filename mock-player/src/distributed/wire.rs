@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::clock_offset::ClockOffsetReport;
 use crate::config::PlayerConfig;
 use crate::datachannel::DcStats;
+use crate::frame_delivery::DeliverySummary;
+use crate::latency_histogram::LatencySummary;
 use crate::player::{JoinTimes, PlayerStats};
 use crate::rtp_stats::TrackSummary;
+use proto::impairment::Impairment;
+use proto::rtc::repair_traffic::RepairTraffic;
 
 #[derive(Serialize, Deserialize)]
 #[serde(remote = "PlayerConfig")]
@@ -32,6 +37,36 @@ struct PlayerConfigDef {
     signalling_only: bool,
     #[serde(default)]
     codec_preference: Vec<String>,
+    #[serde(default = "yes")]
+    nack: bool,
+    #[serde(default, with = "impairment_text")]
+    impair: Option<Impairment>,
+    #[serde(default = "all")]
+    impair_share: f64,
+    #[serde(default)]
+    relay_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn all() -> f64 {
+    1.0
+}
+
+/// An impairment on the bus as its `--impair` text.
+mod impairment_text {
+    use proto::impairment::Impairment;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Impairment>, s: S) -> Result<S::Ok, S::Error> {
+        v.map(|i| i.to_string()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Impairment>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|t| t.parse().map_err(serde::de::Error::custom)).transpose()
+    }
 }
 
 /// A [`PlayerConfig`] on the bus.
@@ -72,6 +107,12 @@ struct TrackSummaryDef {
     bitrate_bps: f64,
     width: u32,
     height: u32,
+    #[serde(default)]
+    retransmitted: u64,
+    #[serde(default)]
+    duplicates: u64,
+    #[serde(default)]
+    delivery: DeliverySummary,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +133,8 @@ struct DcStatsDef {
     decode_errors: u64,
     rtt_ms: Vec<f64>,
     latency_test_ms: Vec<f64>,
+    #[serde(skip)]
+    clock: crate::clock_offset::OffsetEstimate,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +157,24 @@ struct PlayerStatsDef {
     bitrate_bps: f64,
     loss: f64,
     jitter_ms: f64,
+    #[serde(default)]
+    profile: String,
+    #[serde(default)]
+    latency: LatencySummary,
+    #[serde(default)]
+    clock_offset: ClockOffsetReport,
+    #[serde(default)]
+    frames_complete: u64,
+    #[serde(default)]
+    frames_incomplete: u64,
+    #[serde(default)]
+    freezes: u64,
+    #[serde(default)]
+    frozen_secs: f64,
+    #[serde(default)]
+    retransmitted: u64,
+    #[serde(default)]
+    repair: RepairTraffic,
     #[serde(with = "DcStatsDef")]
     dc: DcStats,
     offers: u32,

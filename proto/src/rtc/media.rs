@@ -15,6 +15,7 @@ use ::rtc::rtp_transceiver::rtp_sender::{
 use ::rtc::sdp::extmap::{SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI};
 
 use super::RtcError;
+use crate::capture_time::ABS_CAPTURE_TIME_URI;
 use crate::rtp_payload::Codec;
 
 /// H.264 payload type we register.
@@ -163,8 +164,8 @@ pub fn video_codecs() -> Vec<RTCRtpCodecParameters> {
 
 /// A media engine with `codecs` (H.264 constrained baseline,
 /// packetization-mode=1, profile-level-id=42e01f; VP8; VP9 profile 0; AV1),
-/// Opus, and the MID/RID header extensions simulcast needs (each encoding is
-/// told apart by its rid). Video advertises REMB, FIR, NACK and PLI: what a
+/// Opus, the MID/RID header extensions simulcast needs (each encoding is
+/// told apart by its rid) and `abs-capture-time` ([`crate::capture_time`]). Video advertises REMB, FIR, NACK and PLI: what a
 /// sender can act on.
 pub fn media_engine(codecs: VideoCodecs) -> Result<MediaEngine, RtcError> {
     media_engine_with_feedback(codecs, video_feedback())
@@ -183,7 +184,9 @@ pub fn media_engine_with_feedback(
         codec.rtp_codec.rtcp_feedback = video_feedback.clone();
         m.register_codec(codec, RtpCodecKind::Video)?;
     }
-    for uri in [SDES_MID_URI, SDES_RTP_STREAM_ID_URI, SDES_REPAIR_RTP_STREAM_ID_URI] {
+    // abs-capture-time: the streamer stamps each frame's capture time, the
+    // SFU forwards it, players measure each frame's latency with it.
+    for uri in [SDES_MID_URI, SDES_RTP_STREAM_ID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, ABS_CAPTURE_TIME_URI] {
         m.register_header_extension(
             RTCRtpHeaderExtensionCapability { uri: uri.to_owned() },
             RtpCodecKind::Video,

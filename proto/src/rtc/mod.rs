@@ -14,6 +14,7 @@
 //!   ([`Interceptors`]) and the `RTCConfiguration`;
 //! - [`crypto`]: one crypto provider and one DTLS certificate per process;
 //! - [`keyframe_requests`]: PLI/FIR handed to the application;
+//! - [`repair_traffic`]: NACK/PLI/FIR and retransmissions counted at the wire;
 //! - [`events`]: the connection's callbacks as a channel of [`PeerEvent`]s;
 //! - [`candidate`]: `proto::IceCandidate` ⇄ `RTCIceCandidateInit`;
 //! - [`freed_memory`]: closed connections' memory back to the system.
@@ -25,6 +26,7 @@ pub mod events;
 pub mod freed_memory;
 pub mod keyframe_requests;
 pub mod media;
+pub mod repair_traffic;
 pub mod settings;
 
 use std::sync::Arc;
@@ -49,9 +51,9 @@ pub use settings::{rtc_configuration, NACK_HISTORY};
 /// Where ICE may gather candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcePolicy {
-    /// Host candidates on 127.0.0.1 only, UDP4 only, mDNS off, no STUN/TURN
-    /// (ICE servers from `config` are ignored). For tests, demos and
-    /// benchmarks on one machine.
+    /// Host candidates on 127.0.0.1 only, UDP4 only, mDNS off, and of the
+    /// ICE servers from `config` only those on 127.0.0.1 (a TURN server a
+    /// test started). For tests, demos and benchmarks on one machine.
     pub loopback_only: bool,
 }
 
@@ -74,6 +76,13 @@ pub enum Interceptors {
     /// it). No NACK responder buffer. For receive-only peers (players; the
     /// application sends PLIs itself).
     Receiver,
+    /// Reports and a NACK responder (keeping [`NACK_HISTORY`] packets per
+    /// stream): what a forwarding SFU runs towards its players, so it
+    /// resends what they lose instead of leaving them to ask for keyframes.
+    Forwarder,
+    /// [`Interceptors::Receiver`] without the NACK generator (and no `nack`
+    /// in the answer, only `nack pli`): a receiver that lets losses stand.
+    ReceiverWithoutNack,
     /// Receiver/sender reports only.
     ReportsOnly,
 }
@@ -149,9 +158,20 @@ pub async fn new_peer_connection(
     peer_connection_options: &Value,
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>, RtcError> {
+    new_peer_connection_counted(settings, peer_connection_options, handler, repair_traffic::process_totals()).await
+}
+
+/// [`new_peer_connection`], counting its repair traffic (NACKs, PLIs, FIRs,
+/// retransmissions) into `repair` (a streamer's or an SFU's own counters).
+pub async fn new_peer_connection_counted(
+    settings: &PeerSettings,
+    peer_connection_options: &Value,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+    repair: Arc<repair_traffic::RepairCounters>,
+) -> Result<Arc<dyn PeerConnection>, RtcError> {
     let crypto = process_crypto()?;
     let mut media = media_engine(settings.video_codecs)?;
-    let registry = settings::interceptors(settings.interceptors, &mut media)?;
+    let registry = settings::interceptors(settings.interceptors, &mut media, repair)?;
     let pc = PeerConnectionBuilder::new()
         .with_configuration(rtc_configuration(peer_connection_options, settings.ice, crypto)?)
         .with_media_engine(media)

@@ -2,6 +2,7 @@
 //! engine (ICE policy, DTLS role, timers), the interceptors and the
 //! `RTCConfiguration` (ICE servers, certificate).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::rtc::ice::mdns::MulticastDnsMode;
@@ -12,7 +13,7 @@ use ::rtc::interceptor::{
 };
 use ::rtc::peer_connection::configuration::media_engine::MediaEngine;
 use ::rtc::peer_connection::configuration::setting_engine::{SettingEngine, SettingEngineBuilder};
-use ::rtc::peer_connection::configuration::{RTCConfiguration, RTCConfigurationBuilder};
+use ::rtc::peer_connection::configuration::{RTCConfiguration, RTCConfigurationBuilder, RTCIceTransportPolicy};
 use ::rtc::peer_connection::transport::{RTCDtlsRole, RTCIceServer};
 use ::rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind, TYPE_RTCP_FB_TRANSPORT_CC,
@@ -21,6 +22,7 @@ use serde_json::Value;
 
 use super::crypto::ProcessCrypto;
 use super::keyframe_requests::{KeyframeRequestsToApplication, KEYFRAME_REQUESTS_SLOT};
+use super::repair_traffic::{CountRepairTraffic, RepairCounters, REPAIR_TRAFFIC_SLOT};
 use super::{IcePolicy, Interceptors, PeerSettings, RtcError};
 
 /// Sent packets a sender keeps per stream to answer NACKs: 1024, about 10 s
@@ -77,9 +79,14 @@ pub fn bind_addresses(policy: IcePolicy) -> Vec<&'static str> {
 }
 
 /// The interceptors of one peer connection, with their RTCP feedback
-/// registered in `media`. Every set ends with
+/// registered in `media`. Every set starts (at the wire) with
+/// [`CountRepairTraffic`] into `repair`, and ends with
 /// [`KeyframeRequestsToApplication`], so senders see PLI/FIR.
-pub fn interceptors(kind: Interceptors, media: &mut MediaEngine) -> Result<Registry, RtcError> {
+pub fn interceptors(
+    kind: Interceptors,
+    media: &mut MediaEngine,
+    repair: Arc<RepairCounters>,
+) -> Result<Registry, RtcError> {
     let reports = |r: Registry| {
         r.with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
             .with(Slot::SenderReport, SenderReportBuilder::new().build())
@@ -99,9 +106,22 @@ pub fn interceptors(kind: Interceptors, media: &mut MediaEngine) -> Result<Regis
             let r = reports(Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build()));
             twcc_receiver(r, media)?
         }
+        // A receiver that never asks for retransmissions (`mock-player --no-nack`).
+        Interceptors::ReceiverWithoutNack => {
+            media.register_feedback(RTCPFeedback { typ: "nack".into(), parameter: "pli".into() }, RtpCodecKind::Video);
+            twcc_receiver(reports(Registry::new()), media)?
+        }
+        Interceptors::Forwarder => {
+            register_nack_feedback(media);
+            reports(
+                Registry::new().with(Slot::NackResponder, NackResponderBuilder::new().with_size(NACK_HISTORY).build()),
+            )
+        }
         Interceptors::ReportsOnly => reports(Registry::new()),
     };
-    Ok(registry.with(Slot::Custom(KEYFRAME_REQUESTS_SLOT), KeyframeRequestsToApplication::default()))
+    Ok(registry
+        .with(Slot::Custom(REPAIR_TRAFFIC_SLOT), CountRepairTraffic::new(repair))
+        .with(Slot::Custom(KEYFRAME_REQUESTS_SLOT), KeyframeRequestsToApplication::default()))
 }
 
 /// The transport-wide congestion-control receiver, sending feedback every
@@ -128,29 +148,58 @@ fn register_nack_feedback(media: &mut MediaEngine) {
 
 /// An `RTCConfiguration` from the `peerConnectionOptions` of `config`
 /// (`{"iceServers":[{"urls":[…]|"…","username":"…","credential":"…"}]}`)
-/// and the process's certificate. With a loopback-only policy the ICE
-/// servers are ignored. Unknown keys are ignored; a malformed `iceServers`
-/// is an error.
+/// and the process's certificate. With a loopback-only policy only ICE
+/// servers on 127.0.0.1 are kept. Unknown keys are ignored; a malformed
+/// `iceServers` is an error.
 pub fn rtc_configuration(
     options: &Value,
     policy: IcePolicy,
     crypto: &ProcessCrypto,
 ) -> Result<RTCConfiguration, RtcError> {
-    let builder = RTCConfigurationBuilder::new().with_certificates(vec![crypto.certificate.clone()]);
-    Ok(builder.with_ice_servers(ice_servers(options, policy)?).build())
+    rtc_configuration_with(options, policy, crypto, false)
 }
 
-/// The ICE servers of `peerConnectionOptions` (none when loopback-only), as
-/// [`crate::ice_servers::ice_servers`] reads them.
-pub fn ice_servers(options: &Value, policy: IcePolicy) -> Result<Vec<RTCIceServer>, RtcError> {
-    if policy.loopback_only {
-        return Ok(Vec::new());
+/// [`rtc_configuration`], with `iceTransportPolicy: "relay"` when
+/// `relay_only` (candidates through TURN servers only).
+pub fn rtc_configuration_with(
+    options: &Value,
+    policy: IcePolicy,
+    crypto: &ProcessCrypto,
+    relay_only: bool,
+) -> Result<RTCConfiguration, RtcError> {
+    let mut builder = RTCConfigurationBuilder::new()
+        .with_certificates(vec![crypto.certificate.clone()])
+        .with_ice_servers(ice_servers(options, policy)?);
+    if relay_only {
+        builder = builder.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
     }
+    Ok(builder.build())
+}
+
+/// The ICE servers of `peerConnectionOptions`, as
+/// [`crate::ice_servers::ice_servers`] reads them; when loopback-only, only
+/// the URLs on 127.0.0.1 (a TURN server the tests start), nothing that
+/// would reach another host.
+pub fn ice_servers(options: &Value, policy: IcePolicy) -> Result<Vec<RTCIceServer>, RtcError> {
     let servers = crate::ice_servers::ice_servers(options).map_err(|e| RtcError::Options(e.to_string()))?;
     Ok(servers
         .into_iter()
-        .map(|s| RTCIceServer { urls: s.urls, username: s.username, credential: s.credential })
+        .map(|s| {
+            let urls = match policy.loopback_only {
+                true => s.urls.into_iter().filter(|u| url_is_loopback(u)).collect(),
+                false => s.urls,
+            };
+            RTCIceServer { urls, username: s.username, credential: s.credential }
+        })
+        .filter(|s| !s.urls.is_empty())
         .collect())
+}
+
+/// Whether a `stun:`/`turn:` URL's host is 127.0.0.1.
+fn url_is_loopback(url: &str) -> bool {
+    let rest = url.split_once(':').map_or("", |(_, r)| r).trim_start_matches("//");
+    let host = rest.split(['?', '/']).next().unwrap_or_default();
+    host.rsplit_once(':').map_or(host, |(h, _)| h) == "127.0.0.1"
 }
 
 #[cfg(test)]
@@ -168,6 +217,12 @@ mod tests {
         assert_eq!(s[1].urls, vec!["turn:turn.example:3478".to_string()]);
         assert_eq!(s[1].credential, "p");
         assert!(ice_servers(&opts, IcePolicy::LOOPBACK).unwrap().is_empty());
+        // Loopback-only keeps a TURN server on 127.0.0.1 (the tests' coturn).
+        let local = serde_json::json!({"iceServers":[
+            {"urls":["turn:127.0.0.1:3478?transport=udp","turn:turn.example:3478"],"username":"u","credential":"p"}
+        ]});
+        let s = ice_servers(&local, IcePolicy::LOOPBACK).unwrap();
+        assert_eq!(s[0].urls, vec!["turn:127.0.0.1:3478?transport=udp".to_string()]);
         assert!(ice_servers(&serde_json::json!({}), IcePolicy::ANY).unwrap().is_empty());
         assert!(ice_servers(&serde_json::json!({"iceServers":5}), IcePolicy::ANY).is_err());
     }
@@ -184,9 +239,16 @@ mod tests {
 
     #[test]
     fn interceptor_sets_build() {
-        for i in [Interceptors::Full, Interceptors::Receiver, Interceptors::ReportsOnly] {
+        for i in [
+            Interceptors::Full,
+            Interceptors::Receiver,
+            Interceptors::ReceiverWithoutNack,
+            Interceptors::Forwarder,
+            Interceptors::ReportsOnly,
+        ] {
             let mut media = super::super::media_engine(super::super::VideoCodecs::ALL).unwrap();
-            let slots = interceptors(i, &mut media).unwrap().slots();
+            let slots = interceptors(i, &mut media, Arc::default()).unwrap().slots();
+            assert_eq!(slots.first().map(|(s, _)| s.slot()), Some(REPAIR_TRAFFIC_SLOT));
             assert!(slots.iter().any(|(s, _)| *s == Slot::ReceiverReport), "{i:?}: {slots:?}");
             assert_eq!(slots.last().map(|(s, _)| s.slot()), Some(KEYFRAME_REQUESTS_SLOT));
         }
