@@ -17,11 +17,13 @@ pub struct SfuSpec {
     /// The simulcast layer (0 = lowest resolution) players get until they
     /// ask for another; `None` = the highest.
     pub default_layer: Option<usize>,
+    /// `sfu-stub --renew-upstream-after`; `None`: its default.
+    pub renew_upstream_after: Option<usize>,
 }
 
 impl Default for SfuSpec {
     fn default() -> Self {
-        SfuSpec { id: "SFU".into(), streamer: None, default_layer: None }
+        SfuSpec { id: "SFU".into(), streamer: None, default_layer: None, renew_upstream_after: None }
     }
 }
 
@@ -46,6 +48,7 @@ pub async fn start(spec: &SfuSpec, server: &ServerHandle) -> Result<RunningSfu, 
         list_interval: Duration::from_millis(250),
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_secs(2),
+        renew_upstream_after: spec.renew_upstream_after.unwrap_or(SfuConfig::default().renew_upstream_after),
         ..SfuConfig::default()
     };
     let handle = sfu_stub::spawn(config)?;

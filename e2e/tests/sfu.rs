@@ -295,3 +295,39 @@ async fn player_streams_through_sfu() {
     .await;
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sfu_renews_a_streamer_connection_that_carried_enough_players() {
+    let _serial = SERIAL.lock().await;
+    testkit::init_test_logs();
+    let topology = Topology {
+        streamers: vec![streamer_spec(false, false)],
+        sfu: Some(SfuSpec { streamer: Some("S1".into()), renew_upstream_after: Some(2), ..SfuSpec::default() }),
+        ..Topology::default()
+    };
+    let mut running = topology.start().await.expect("stack starts");
+    let mut events = sfu(&running).events();
+    wait_streaming(&running, &mut events, "startStreaming").await;
+    let rtc = RtcContext::new(true).expect("rtc");
+    let cfg = PlayerConfig { expect_frames: Some(30), stop_at_expected_frames: true, ..player_config(&running) };
+    // Two players, one after the other: each opens its data channels on the upstream connection.
+    for round in 0..2 {
+        let stats =
+            join_all(start_players(&rtc, cfg.clone(), 1, &CancellationToken::new()), Duration::from_secs(30)).await;
+        assert!(stats[0].passed && stats[0].dc.opened, "round {round}: {:?}", stats[0].error);
+    }
+    // The second one gone, nobody connected: the SFU renews its streamer connection...
+    wait_until(Duration::from_secs(15), "the upstream connection to be renewed", || {
+        let s = sfu(&running).stats();
+        s.upstream_renewals == 1 && s.upstream_connects >= 2 && s.streaming
+    })
+    .await;
+    // ...and the next player streams as before.
+    let stats = join_all(start_players(&rtc, cfg, 1, &CancellationToken::new()), Duration::from_secs(30)).await;
+    assert!(stats[0].passed, "{:?}", stats[0].error);
+    let streamer_stats = running.streamers[0].stats();
+    assert!(streamer_stats.streamers[0].players_connected_total >= 2, "the SFU connected twice");
+    running.cancel.cancel();
+    let _ = running.players.drain(..);
+    running.stop().await;
+}

@@ -276,6 +276,9 @@ async fn read_track(
     let mut first = true;
     let mut first_key = true;
     let mut keyframes = KeyframeRequests::default();
+    // The wall clock read once: each packet's arrival on it is this plus the
+    // monotonic time since (one clock read per packet, not two).
+    let (wall_base, wall_base_ms) = (Instant::now(), proto::capture_time::unix_ms_now());
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -301,7 +304,7 @@ async fn read_track(
         };
         let arrival = Arrival {
             now,
-            now_unix_ms: proto::capture_time::unix_ms_now(),
+            now_unix_ms: wall_base_ms + now.duration_since(wall_base).as_secs_f64() * 1000.0,
             seq: pkt.header.sequence_number,
             timestamp: pkt.header.timestamp,
             marker: pkt.header.marker,

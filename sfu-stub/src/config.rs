@@ -39,6 +39,12 @@ pub struct SfuConfig {
     /// First and largest delay between signalling reconnect attempts.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// Renew the connection to the streamer once it has carried this many
+    /// players' data channels, at a moment no player is connected (0:
+    /// never). webrtc-rs 0.21 keeps the statistics of every data channel a
+    /// connection ever had, on both ends, for as long as it lives (~0.3 KB
+    /// per player, `e2e/bench/README.md`, churn); a new connection starts empty.
+    pub renew_upstream_after: usize,
 }
 
 impl Default for SfuConfig {
@@ -57,6 +63,7 @@ impl Default for SfuConfig {
             ping_interval: Some(Duration::from_secs(30)),
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(10),
+            renew_upstream_after: 1000,
         }
     }
 }

@@ -56,6 +56,11 @@ struct Args {
     /// `stopStreaming` after this long (milliseconds) without RTP from the streamer.
     #[arg(long, default_value_t = 5000)]
     stall_timeout_ms: u64,
+    /// Renew the connection to the streamer once it has carried this many players' data
+    /// channels, when no player is connected (0 = never): webrtc-rs keeps every data channel's
+    /// statistics while a connection lives, so a long-lived one grows with every player.
+    #[arg(long, default_value_t = 1000, value_name = "PLAYERS")]
+    renew_upstream_after: usize,
     /// Send `ping` to the server this often (seconds, 0 = never).
     #[arg(long, default_value_t = 30)]
     ping_interval_secs: u64,
@@ -85,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         player_queue: args.player_queue,
         stall_timeout: Duration::from_millis(args.stall_timeout_ms.max(500)),
         ping_interval: (args.ping_interval_secs > 0).then(|| Duration::from_secs(args.ping_interval_secs)),
+        renew_upstream_after: args.renew_upstream_after,
         ..SfuConfig::default()
     };
     let sfu = sfu_stub::spawn(config).context("cannot start the SFU")?;

@@ -66,6 +66,8 @@ struct Connection<'a> {
     waiting: Vec<String>,
     relay: Arc<DataChannelRelay>,
     next_key: u64,
+    /// Players whose data channels the current upstream connection opened.
+    upstream_players: usize,
 }
 
 /// Run until `cancel`, reconnecting whenever the connection drops.
@@ -119,6 +121,7 @@ async fn run_connection(shared: &Shared, tx: SignallingSender, mut rx: Signallin
         waiting: Vec::new(),
         relay: DataChannelRelay::new(shared.stats.clone()),
         next_key: 0,
+        upstream_players: 0,
     };
     let every = shared.config.list_interval;
     let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -225,6 +228,7 @@ impl Connection<'_> {
             Message::PeerDataChannelsReady { player_id: Some(player_id) } => {
                 match (&self.upstream, self.players.contains_key(&player_id)) {
                     (Some(up), true) => {
+                        self.upstream_players += 1;
                         let _ = up.commands.send(UpstreamCommand::OpenChannels { player_id });
                     }
                     _ => {
@@ -283,6 +287,7 @@ impl Connection<'_> {
             self.own_player_id = player_id;
         }
         self.generation += 1;
+        self.upstream_players = 0;
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
         let params = UpstreamParams {
@@ -349,7 +354,27 @@ impl Connection<'_> {
             if let Some(up) = &self.upstream {
                 let _ = up.commands.send(UpstreamCommand::PlayerGone { player_id: player_id.to_string() });
             }
+            self.renew_upstream_if_due();
         }
+    }
+
+    /// With no player connected, renew an upstream connection that has
+    /// carried `renew_upstream_after` players' data channels (see
+    /// [`SfuConfig::renew_upstream_after`]): unsubscribe, and subscribe again
+    /// for a new offer. Players arriving meanwhile wait for its media.
+    fn renew_upstream_if_due(&mut self) {
+        let after = self.config().renew_upstream_after;
+        let idle = self.players.is_empty() && self.waiting.is_empty();
+        if after == 0 || self.upstream_players < after || !idle || self.upstream.is_none() {
+            return;
+        }
+        tracing::info!(players = self.upstream_players, "renewing the streamer connection (no player connected)");
+        self.shared.stats.upstream_renewals.fetch_add(1, Relaxed);
+        self.drop_upstream();
+        if self.subscribed.take().is_some() {
+            self.send(&Message::Unsubscribe);
+        }
+        self.send(&Message::ListStreamers);
     }
 
     fn on_internal(&mut self, event: Internal) {
@@ -392,6 +417,7 @@ impl Connection<'_> {
                         player_id,
                         reason: Some("SFU peer connection failed".into()),
                     });
+                    self.renew_upstream_if_due();
                 }
             }
             _ => tracing::debug!("stale upstream event ignored"),

@@ -12,6 +12,8 @@ use serde::Serialize;
 pub struct SfuStats {
     pub signalling_connects: AtomicU64,
     pub upstream_connects: AtomicU64,
+    /// Upstream connections renewed while idle (`SfuConfig::renew_upstream_after`).
+    pub upstream_renewals: AtomicU64,
     pub streaming: AtomicBool,
     /// Players with a peer connection now.
     pub players: AtomicU64,
@@ -46,6 +48,7 @@ pub struct SfuStats {
 pub struct SfuSnapshot {
     pub signalling_connects: u64,
     pub upstream_connects: u64,
+    pub upstream_renewals: u64,
     pub streaming: bool,
     pub players: u64,
     pub players_total: u64,
@@ -71,6 +74,7 @@ impl SfuStats {
         SfuSnapshot {
             signalling_connects: self.signalling_connects.load(Relaxed),
             upstream_connects: self.upstream_connects.load(Relaxed),
+            upstream_renewals: self.upstream_renewals.load(Relaxed),
             streaming: self.streaming.load(Relaxed),
             players: self.players.load(Relaxed),
             players_total: self.players_total.load(Relaxed),
