@@ -146,6 +146,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let topology = topology_from(&cli)?;
     let running = topology.start().await.context("starting the stack")?;
+    let running_since = std::time::Instant::now();
     let player_addr = running.player_server().player_addr();
     println!("Pixel Streaming local stack is up:");
     let cluster = running.servers().count() > 1;
@@ -197,7 +198,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     println!("\nstopping…");
-    running.stop().await;
+    let started = running_since.elapsed().as_secs_f64();
+    let players = running.stop().await;
+    if !players.is_empty() {
+        // What the mock players got (latency, freezes, repair traffic; by network profile).
+        let report = mock_player::LoadReport::build(players, Vec::new(), started, false);
+        print!("{}", report.to_text());
+    }
     println!("stopped");
     Ok(())
 }

@@ -56,7 +56,7 @@ pub enum TopologyError {
     Redis(String),
     #[error("streamer codecs: {0}")]
     Codecs(#[from] mock_streamer::config::CodecListError),
-    #[error("player group: {0}")]
+    #[error("a player group's impair")]
     Impairment(#[from] proto::impairment::ImpairmentError),
 }
 
