@@ -114,6 +114,20 @@ fn histogram(values: &[f64], buckets: usize) -> Vec<(String, f64)> {
     counts.into_iter().enumerate().map(|(i, c)| (format!("{:.0}", (i as f64 + 0.5) * width), c)).collect()
 }
 
+/// One row of a percentile table: label, n, p50, p90, p99, max (× `k`).
+fn table_row(s: &mut String, label: &str, p: &crate::report::Percentiles, k: f64) {
+    let _ = write!(
+        s,
+        "<tr><th>{}</th><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
+        esc(label),
+        p.n,
+        p.p50 * k,
+        p.p90 * k,
+        p.p99 * k,
+        p.max * k
+    );
+}
+
 /// The latency, freeze and repair rows of one set of players.
 fn figure_rows(f: &crate::report::ProfileFigures) -> Vec<(String, &crate::report::Percentiles, f64)> {
     vec![
@@ -162,16 +176,7 @@ pub fn render(r: &LoadReport) -> String {
         rows.extend(figure_rows(&r.all));
     }
     for (name, p, k) in rows {
-        let _ = write!(
-            s,
-            "<tr><th>{}</th><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
-            esc(&name),
-            p.n,
-            p.p50 * k,
-            p.p90 * k,
-            p.p99 * k,
-            p.max * k
-        );
+        table_row(&mut s, &name, p, k);
     }
     s.push_str("</table>\n");
     if !r.failures.is_empty() {
@@ -202,16 +207,7 @@ pub fn render(r: &LoadReport) -> String {
                 f.frames_incomplete_total
             );
             for (label, p, k) in figure_rows(f) {
-                let _ = write!(
-                    s,
-                    "<tr><th>{}</th><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
-                    esc(&label),
-                    p.n,
-                    p.p50 * k,
-                    p.p90 * k,
-                    p.p99 * k,
-                    p.max * k
-                );
+                table_row(&mut s, &label, p, k);
             }
             s.push_str("</table>\n");
         }

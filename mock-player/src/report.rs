@@ -275,22 +275,7 @@ impl LoadReport {
             if self.signalling_only { "  (signalling only)" } else { "" }
         );
         let _ = writeln!(o, "{:<22} {:>6} {:>10} {:>10} {:>10} {:>10}", "", "n", "p50", "p90", "p99", "max");
-        let mut row = |name: &str, p: &Percentiles, unit: &str, scale: f64| {
-            if p.n == 0 {
-                let _ = writeln!(o, "{:<22} {:>6} {:>10}", format!("{name} ({unit})"), 0, "-");
-                return;
-            }
-            let _ = writeln!(
-                o,
-                "{:<22} {:>6} {:>10} {:>10} {:>10} {:>10}",
-                format!("{name} ({unit})"),
-                p.n,
-                fmt(p.p50 * scale),
-                fmt(p.p90 * scale),
-                fmt(p.p99 * scale),
-                fmt(p.max * scale)
-            );
-        };
+        let mut row = |name: &str, p: &Percentiles, unit: &str, scale: f64| text_row(&mut o, name, p, unit, scale);
         for (name, p) in &self.phases {
             let name = name.split_once(' ').map_or(name.as_str(), |(_, n)| n);
             row(name, p, "ms", 1.0);
@@ -331,22 +316,8 @@ impl LoadReport {
         if self.profiles.len() > 1 || self.profiles.keys().any(|k| k != "clean") {
             for (name, f) in &self.profiles {
                 let _ = writeln!(o, "profile {name}: {} players, {} passed", f.players, f.passed);
-                let mut row = |label: &str, p: &Percentiles, unit: &str, scale: f64| {
-                    let label = format!("{label} ({unit})");
-                    if p.n == 0 {
-                        let _ = writeln!(o, "{label:<22} {:>6} {:>10}", 0, "-");
-                        return;
-                    }
-                    let _ = writeln!(
-                        o,
-                        "{label:<22} {:>6} {:>10} {:>10} {:>10} {:>10}",
-                        p.n,
-                        fmt(p.p50 * scale),
-                        fmt(p.p90 * scale),
-                        fmt(p.p99 * scale),
-                        fmt(p.max * scale)
-                    );
-                };
+                let mut row =
+                    |name: &str, p: &Percentiles, unit: &str, scale: f64| text_row(&mut o, name, p, unit, scale);
                 row("fps", &f.fps, "1/s", 1.0);
                 row("loss", &f.loss, "%", 100.0);
                 figures_rows(&mut row, f);
@@ -366,6 +337,24 @@ impl LoadReport {
         }
         o
     }
+}
+
+/// One row of the text table: `name (unit)`, n, p50, p90, p99, max (× `scale`).
+fn text_row(o: &mut String, name: &str, p: &Percentiles, unit: &str, scale: f64) {
+    let label = format!("{name} ({unit})");
+    if p.n == 0 {
+        let _ = writeln!(o, "{label:<22} {:>6} {:>10}", 0, "-");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "{label:<22} {:>6} {:>10} {:>10} {:>10} {:>10}",
+        p.n,
+        fmt(p.p50 * scale),
+        fmt(p.p90 * scale),
+        fmt(p.p99 * scale),
+        fmt(p.max * scale)
+    );
 }
 
 /// The latency, freeze and repair rows of one set of players.
