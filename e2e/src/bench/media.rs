@@ -81,6 +81,17 @@ pub async fn run(target: &TargetOpts, o: &MediaOpts, runs: usize, smoke: bool) -
                 figs.push(fig(&k("DTLS connected p50"), "ms", g("dtls_connected_ms_p50"), Goal::None));
                 figs.push(fig(&k("frame latency p50"), "ms", g("frame_latency_p50_ms"), Goal::None));
                 figs.push(fig(&k("freezes per player p50"), "count", g("freezes_per_player_p50"), Goal::None));
+                // With --impair: the same per network profile (clean, and the impaired share).
+                if o.impair.is_some() {
+                    for (profile, f) in r["profiles"].as_object().into_iter().flatten() {
+                        let p50 = |key: &str| f[key]["p50"].as_f64().unwrap_or(f64::NAN);
+                        let name = |what: &str| k(&format!("[{profile}] {what}"));
+                        figs.push(fig(&name("frame latency p50"), "ms", p50("latency_p50_ms"), Goal::None));
+                        figs.push(fig(&name("frame latency p99"), "ms", p50("latency_p99_ms"), Goal::None));
+                        figs.push(fig(&name("freezes per player p50"), "count", p50("freezes"), Goal::None));
+                        figs.push(fig(&name("NACKs per player p50"), "count", p50("nacks_sent"), Goal::None));
+                    }
+                }
                 for p in ["players", "streamer", "sfu", "server"] {
                     let cpu = g(&format!("{p}_cpu_pct_per_player"));
                     let mem = g(&format!("{p}_kib_per_player"));
