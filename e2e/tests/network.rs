@@ -25,7 +25,21 @@ impl Stack {
     /// Server (with `peer_options` and TURN credentials from `turn_secret`),
     /// streamer `S1` at 320×240, and with `sfu` the SFU `SFU` forwarding it.
     async fn start(sfu: bool, ice_servers: Option<(&str, &str)>) -> Stack {
+        Self::start_with(sfu, ice_servers, None).await
+    }
+
+    /// [`Stack::start`], or with `static_server` the server's `config` names
+    /// that ICE server object as it is (its own username and credential).
+    async fn start_with(
+        sfu: bool,
+        ice_servers: Option<(&str, &str)>,
+        static_server: Option<serde_json::Value>,
+    ) -> Stack {
         let mut config = ServerConfig::ephemeral();
+        if let Some(server) = static_server {
+            config.peer_options =
+                serde_json::json!({ "iceServers": [server] }).as_object().cloned().unwrap_or_default();
+        }
         if let Some((url, secret)) = ice_servers {
             config.peer_options =
                 serde_json::json!({"iceServers": [{"urls": [url]}]}).as_object().cloned().unwrap_or_default();
@@ -230,5 +244,26 @@ async fn a_wrong_turn_secret_fails_with_the_turn_servers_reason() {
     assert_eq!(p.error.as_deref(), Some("TURN allocation refused: 401 Unauthorized"));
     // Told at once, not after the join timeout.
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_turn_credential_fails_with_the_turn_servers_reason() {
+    let _one = SERIAL.lock().await;
+    let Some(turn) = testkit::turn::TurnServer::start(SECRET).await else { return };
+    // A credential minted with the right secret, valid until an hour ago.
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .saturating_sub(3600);
+    let expired = TurnConfig { secret: Secret::new(SECRET).expect("a secret"), ttl: Duration::ZERO };
+    let (username, credential) = signalling::turn::credentials(&expired, "player", an_hour_ago);
+    let server = serde_json::json!({"urls": [turn.url()], "username": username, "credential": credential});
+    let stack = Stack::start_with(false, None, Some(server)).await;
+    let cfg = PlayerConfig { relay_only: true, ..stack.player(5) };
+    let report = run(cfg, 1).await;
+    let p = &report.player_stats[0];
+    assert_eq!(p.error_kind.as_deref(), Some("turn_refused"), "{:?}", p.error);
+    assert_eq!(p.error.as_deref(), Some("TURN allocation refused: 401 Unauthorized"));
     stack.stop().await;
 }
