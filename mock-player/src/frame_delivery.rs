@@ -179,10 +179,6 @@ impl FrameDelivery {
         self.last_release = Some(now);
     }
 
-    pub fn latency(&self) -> &LatencyHistogram {
-        &self.latency
-    }
-
     /// A delivery whose clock offset is known: zero (one clock).
     pub fn one_clock() -> Self {
         FrameDelivery { clock_offset_ms: Some(0.0), ..Default::default() }

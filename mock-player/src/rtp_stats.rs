@@ -172,10 +172,11 @@ impl RtpStats {
         }
         self.last_packet = Some(now);
         self.on_jitter(now, timestamp);
+        // Read once per packet: the frame delivery and the keyframe count both need it.
+        let starts_keyframe = self.codec.is_keyframe_start(payload);
         if let Some(d) = self.delivery.as_mut() {
             d.clock_offset_ms = a.clock_offset_ms;
-            let key = self.codec.is_keyframe_start(payload);
-            d.on_packet(now, a.now_unix_ms, ext, timestamp, a.marker, key, a.capture_ms);
+            d.on_packet(now, a.now_unix_ms, ext, timestamp, a.marker, starts_keyframe, a.capture_ms);
         }
 
         let new_frame = self.last_timestamp != Some(timestamp);
@@ -189,7 +190,7 @@ impl RtpStats {
             self.resolution = size;
         }
         let mut new_key = false;
-        if !self.frame_is_key && self.codec.is_keyframe_start(payload) {
+        if !self.frame_is_key && starts_keyframe {
             self.frame_is_key = true;
             self.keyframes += 1;
             new_key = true;

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proto::rtp_payload::Codec;
@@ -24,9 +24,9 @@ use crate::stats::StreamerStats;
 /// RTP payload size limit (bytes of one RTP packet).
 pub const RTP_MTU: usize = 1200;
 
-/// Milliseconds since 1970.
+/// Milliseconds since 1970 (the clock `abs-capture-time` stamps).
 pub fn now_ms() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+    proto::capture_time::unix_ms_now()
 }
 
 /// Wall-clock timings of the most recent frame (ms since 1970), for the
