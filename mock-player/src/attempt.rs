@@ -212,8 +212,7 @@ impl Attempt<'_> {
                 _ = cancel.cancelled() => ControlFlow::Break(AttemptEnd::Stop),
                 _ = sleep_until(deadlines.stop) => ControlFlow::Break(AttemptEnd::Stop),
                 _ = sleep_until(deadlines.join), if !self.report.stats.joined => {
-                    let turn = self.subscribed.as_ref().and_then(|s| s.peer.as_ref()).and_then(PeerSession::turn_refusal);
-                    match turn {
+                    match self.turn_refusal() {
                         Some(refusal) => ControlFlow::Break(AttemptEnd::Lost(PlayerError::TurnRefused(refusal))),
                         None => ControlFlow::Break(join_timeout(cfg, self.phase)),
                     }
@@ -253,6 +252,12 @@ impl Attempt<'_> {
 
     fn ms(&self, t: Instant) -> Option<f64> {
         ms_since(self.t0, t)
+    }
+
+    /// Why the TURN server refused the subscribed peer connection's allocation, if it did:
+    /// the real reason behind a join that timed out or a connection that failed.
+    fn turn_refusal(&self) -> Option<String> {
+        self.subscribed.as_ref().and_then(|s| s.peer.as_ref()).and_then(PeerSession::turn_refusal)
     }
 
     /// A send fails only once the socket closed, which the receive side reports.
@@ -479,8 +484,7 @@ impl Attempt<'_> {
             PeerEvent::FirstKeyframe(t) => self.report.stats.times.first_keyframe_ms = self.ms(t),
             PeerEvent::SfuChannelsOpen => self.send(&Message::PeerDataChannelsReady { player_id: None }),
             PeerEvent::Failed(why) => {
-                let turn = self.subscribed.as_ref().and_then(|s| s.peer.as_ref()).and_then(PeerSession::turn_refusal);
-                let e = match turn {
+                let e = match self.turn_refusal() {
                     Some(refusal) => PlayerError::TurnRefused(refusal),
                     None => PlayerError::PeerFailed(why),
                 };

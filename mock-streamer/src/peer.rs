@@ -10,7 +10,7 @@ use bytes::Bytes;
 use proto::capture_time::ABS_CAPTURE_TIME_URI;
 use proto::client::SignallingSender;
 use proto::rtc::keyframe_requests::keyframe_request_ssrcs;
-use proto::rtc::media::opus_codec;
+use proto::rtc::media::{negotiated_extension_id, opus_codec};
 use proto::rtc::{event_channel, set_local, to_rtc_candidate, PeerEvent, PeerSettings, RtcError};
 use proto::rtp_payload::Codec;
 use proto::{IceCandidate, Message};
@@ -341,7 +341,7 @@ async fn subscribe(p: &PeerParams, pc: &dyn PeerConnection, sender: &Sender) -> 
         tracing::warn!(player = %p.player_id, "simulcast without negotiated mid/rid header extensions");
     }
     let capture_time = match sender.video {
-        true => extension_id(sender.sender.as_ref(), ABS_CAPTURE_TIME_URI).await,
+        true => negotiated_extension_id(sender.sender.as_ref(), ABS_CAPTURE_TIME_URI).await,
         false => None,
     };
     let mut subscriptions = Vec::with_capacity(sender.layers.len());
@@ -360,18 +360,11 @@ async fn subscribe(p: &PeerParams, pc: &dyn PeerConnection, sender: &Sender) -> 
     subscriptions
 }
 
-/// The negotiated id of the header extension `uri` on `sender`, if any.
-async fn extension_id(sender: &dyn RtpSender, uri: &str) -> Option<u8> {
-    let parameters = sender.get_parameters().await.ok()?;
-    let ext = parameters.rtp_parameters.header_extensions.iter().find(|e| e.uri == uri)?;
-    u8::try_from(ext.id).ok()
-}
-
 /// The negotiated id of the mid extension, the sender's mid, and the id of
 /// the rid extension.
 async fn extension_ids(pc: &dyn PeerConnection, sender: &dyn RtpSender) -> Option<(u8, String, u8)> {
-    let mid_id = extension_id(sender, SDES_MID_URI).await?;
-    let rid_id = extension_id(sender, SDES_RTP_STREAM_ID_URI).await?;
+    let mid_id = negotiated_extension_id(sender, SDES_MID_URI).await?;
+    let rid_id = negotiated_extension_id(sender, SDES_RTP_STREAM_ID_URI).await?;
     for transceiver in pc.get_transceivers().await {
         if let Ok(Some(s)) = transceiver.sender().await {
             if s.id() == sender.id() {

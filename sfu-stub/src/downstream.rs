@@ -279,9 +279,7 @@ async fn capture_time_id(t: &PlayerTrack) -> Option<u8> {
     if t.forwarder.info.kind != RtpCodecKind::Video {
         return None;
     }
-    let params = t.sender.get_parameters().await.ok()?;
-    let ext = params.rtp_parameters.header_extensions.iter().find(|e| e.uri == ABS_CAPTURE_TIME_URI)?;
-    u8::try_from(ext.id).ok()
+    proto::rtc::media::negotiated_extension_id(t.sender.as_ref(), ABS_CAPTURE_TIME_URI).await
 }
 
 /// The payload type negotiated for the forwarded codec (ours: we offered).

@@ -3,6 +3,10 @@
 //! their library in a process of their own, so `/proc/<pid>` shows what each
 //! one costs. (Used when the sibling binaries are absent, and always for the
 //! media bench's peers so it does not depend on their command lines.)
+//!
+//! The streamer and SFU children answer heap probes on stdin
+//! ([`crate::bench::process::HeapProbe`]), so the churn and soak benches can
+//! tell live heap from memory the allocator keeps.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -94,7 +98,30 @@ pub fn signalling(args: Vec<String>) -> anyhow::Result<()> {
     })
 }
 
+/// For every line on stdin, one `HEAP <json>` line on stdout: the allocator's figures
+/// ([`proto::rtc::AllocatorUsage`], `null` without glibc), read on a thread of its own so an
+/// answer never waits for the runtime. Ends with stdin.
+fn answer_heap_probes() {
+    use std::io::{BufRead, Write};
+    let spawned = std::thread::Builder::new().name("heap-probe".into()).spawn(|| {
+        for line in std::io::stdin().lock().lines() {
+            if line.is_err() {
+                break;
+            }
+            let usage = serde_json::to_string(&proto::rtc::allocator_usage()).unwrap_or_else(|_| "null".into());
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "HEAP {usage}").and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no heap-probe thread: the bench gets no heap figures");
+    }
+}
+
 pub fn streamer(a: StreamerChild) -> anyhow::Result<()> {
+    answer_heap_probes();
     runtime()?.block_on(async {
         let config = mock_streamer::StreamerConfig {
             url: a.url,
@@ -116,6 +143,7 @@ pub fn streamer(a: StreamerChild) -> anyhow::Result<()> {
 }
 
 pub fn sfu(a: SfuChild) -> anyhow::Result<()> {
+    answer_heap_probes();
     runtime()?.block_on(async {
         let config = sfu_stub::SfuConfig {
             url: a.url,

@@ -4,7 +4,9 @@
 //! for a moment and leave, first `--warmup` joins, then `--cycles` more. The peer's resident
 //! memory, open descriptors, threads and UDP sockets are read from `/proc` after the warm-up
 //! and at the end (each after the peer has settled), and after every round for the growth
-//! per 1,000 joins (a least-squares slope over the measured part).
+//! per 1,000 joins (a least-squares slope over the measured part). The streamer and the SFU
+//! also report their allocator's figures with every reading ([`HeapProbe`]): live heap
+//! against what the allocator keeps freed, which tells a leak from fragmentation.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::process::{start_sfu, start_streamer, Kids, Picture};
+use crate::bench::process::{start_sfu, start_streamer, HeapProbe, Kids, Picture};
 use crate::bench::target::{Target, TargetOpts};
 use crate::bench::{fig, BenchReport, Goal};
 
@@ -58,6 +60,11 @@ pub struct PeerReading {
     pub fds: usize,
     pub threads: usize,
     pub udp_sockets: usize,
+    /// Live heap (allocated, not freed), from the peer's allocator; `None` where the peer
+    /// does not answer heap probes.
+    pub heap_in_use_kib: Option<u64>,
+    /// Freed memory the peer's allocator keeps for reuse.
+    pub allocator_free_kib: Option<u64>,
 }
 
 impl PeerReading {
@@ -79,7 +86,23 @@ impl PeerReading {
             }
         }
         let udp_sockets = udp_inodes(pid).intersection(&sockets).count();
-        Some(PeerReading { joins, rss_kib: field("VmRSS:")?, fds, threads: field("Threads:")? as usize, udp_sockets })
+        Some(PeerReading {
+            joins,
+            rss_kib: field("VmRSS:")?,
+            fds,
+            threads: field("Threads:")? as usize,
+            udp_sockets,
+            ..PeerReading::default()
+        })
+    }
+
+    /// This reading with the allocator's figures from `probe`, when there is one.
+    pub fn with_heap(mut self, probe: Option<&mut HeapProbe>) -> PeerReading {
+        if let Some(usage) = probe.and_then(HeapProbe::read) {
+            self.heap_in_use_kib = Some(usage.in_use / 1024);
+            self.allocator_free_kib = Some(usage.free_held / 1024);
+        }
+        self
     }
 }
 
@@ -100,16 +123,27 @@ fn udp_inodes(pid: u32) -> HashSet<String> {
 
 /// Least-squares slope of RSS (KiB) against joins, in MB per 1,000 joins.
 pub fn growth_mb_per_1000(readings: &[PeerReading]) -> f64 {
-    let n = readings.len() as f64;
-    if readings.len() < 2 {
+    slope_mb_per_1000(readings, |r| Some(r.rss_kib))
+}
+
+/// Least-squares slope of live heap (KiB) against joins, in MB per 1,000 joins (over the
+/// readings that have it).
+pub fn heap_growth_mb_per_1000(readings: &[PeerReading]) -> f64 {
+    slope_mb_per_1000(readings, |r| r.heap_in_use_kib)
+}
+
+fn slope_mb_per_1000(readings: &[PeerReading], kib: impl Fn(&PeerReading) -> Option<u64>) -> f64 {
+    let points: Vec<(f64, f64)> = readings.iter().filter_map(|r| Some((r.joins as f64, kib(r)? as f64))).collect();
+    let n = points.len() as f64;
+    if points.len() < 2 {
         return f64::NAN;
     }
-    let mx = readings.iter().map(|r| r.joins as f64).sum::<f64>() / n;
-    let my = readings.iter().map(|r| r.rss_kib as f64).sum::<f64>() / n;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
     let (mut sxy, mut sxx) = (0.0, 0.0);
-    for r in readings {
-        let dx = r.joins as f64 - mx;
-        sxy += dx * (r.rss_kib as f64 - my);
+    for (x, y) in &points {
+        let dx = x - mx;
+        sxy += dx * (y - my);
         sxx += dx * dx;
     }
     if sxx == 0.0 {
@@ -135,8 +169,30 @@ pub async fn run(target: &TargetOpts, o: &ChurnOpts, runs: usize, smoke: bool) -
         let growth = growth_mb_per_1000(&r.readings);
         // The same from the two settled readings alone: no player connected at
         // either, where every round's reading has a batch of them.
-        let settled = (end.rss_kib as f64 - start.rss_kib as f64) / 1024.0 * 1000.0
-            / (end.joins.saturating_sub(start.joins)).max(1) as f64;
+        let per_1000 = |from: u64, to: u64| {
+            (to as f64 - from as f64) / 1024.0 * 1000.0 / (end.joins.saturating_sub(start.joins)).max(1) as f64
+        };
+        let settled = per_1000(start.rss_kib, end.rss_kib);
+        // Live heap against RSS: a heap that stays put while RSS grows is the allocator
+        // keeping freed memory (fragmentation), not a leak.
+        let heap = match (start.heap_in_use_kib, end.heap_in_use_kib, start.allocator_free_kib, end.allocator_free_kib)
+        {
+            (Some(h0), Some(h1), Some(f0), Some(f1)) => Some((h0, h1, f0, f1)),
+            _ => None,
+        };
+        let heap_growth = heap_growth_mb_per_1000(&r.readings);
+        if let Some((h0, h1, f0, f1)) = heap {
+            eprintln!(
+                "churn {} run {}: live heap {:.1} → {:.1} MB ({heap_growth:+.3} MB per 1,000 joins over the rounds, {:+.3} settled to settled), allocator keeps {:.1} → {:.1} MB freed",
+                o.peer,
+                run + 1,
+                h0 as f64 / 1024.0,
+                h1 as f64 / 1024.0,
+                per_1000(h0, h1),
+                f0 as f64 / 1024.0,
+                f1 as f64 / 1024.0,
+            );
+        }
         eprintln!(
             "churn {} run {}: RSS {:.1} → {:.1} MB ({growth:+.2} MB per 1,000 joins over the rounds, {settled:+.2} settled to settled), fds {} → {}, threads {} → {}, UDP sockets {} → {}, failed joins {}",
             o.peer,
@@ -169,6 +225,25 @@ pub async fn run(target: &TargetOpts, o: &ChurnOpts, runs: usize, smoke: bool) -
             ),
             fig("failed joins", "", r.failed as f64, Goal::AtMost(0.0)),
         ]);
+        if let Some((h0, h1, f0, f1)) = heap {
+            let figs = per_run.last_mut().context("this run's figures")?;
+            figs.push(fig(&format!("{p} live heap after warm-up"), "MB", h0 as f64 / 1024.0, Goal::None));
+            figs.push(fig(&format!("{p} live heap at the end"), "MB", h1 as f64 / 1024.0, Goal::None));
+            figs.push(fig(&format!("{p} live heap growth per 1,000 joins"), "MB", heap_growth, Goal::AtMost(0.1)));
+            figs.push(fig(
+                &format!("{p} live heap growth per 1,000 joins, settled to settled"),
+                "MB",
+                per_1000(h0, h1),
+                Goal::AtMost(0.1),
+            ));
+            figs.push(fig(
+                &format!("{p} allocator's freed memory after warm-up"),
+                "MB",
+                f0 as f64 / 1024.0,
+                Goal::None,
+            ));
+            figs.push(fig(&format!("{p} allocator's freed memory at the end"), "MB", f1 as f64 / 1024.0, Goal::None));
+        }
         report.details.push(json!({ "start": start, "end": end, "readings": r.readings, "failed": r.failed }));
     }
     report.runs = runs;
@@ -204,32 +279,35 @@ async fn one_run(t: &Target, o: &ChurnOpts, run: usize) -> anyhow::Result<Outcom
         return player_run(t, o, &join_id, kids).await;
     }
     let pid = kids.0.last().map(|c| c.id()).context("peer process")?;
+    let mut probe = kids.0.last_mut().and_then(HeapProbe::take);
     let (mut joins, mut failed) = (0usize, 0usize);
     let round = || one_round(&t.player_url, &join_id, o.batch.max(1), o.stay);
     while joins < o.warmup {
         let (n, f) = round().await?;
         (joins, failed) = (joins + n, failed + f);
     }
-    let start = settled(pid, joins).await?;
+    let start = settled(pid, joins, probe.as_mut()).await?;
     let end_at = joins + o.cycles;
     let mut readings = vec![start];
     let mut shown = Instant::now();
     while joins < end_at {
         let (n, f) = round().await?;
         (joins, failed) = (joins + n, failed + f);
-        readings.push(PeerReading::read(pid, joins).context("the peer process has gone")?);
+        readings.push(PeerReading::read(pid, joins).context("the peer process has gone")?.with_heap(probe.as_mut()));
         if shown.elapsed() > Duration::from_secs(10) {
             let last = readings.last().copied().unwrap_or_default();
+            let heap = last.heap_in_use_kib.map(|h| format!(" (live heap {:.1} MB)", h as f64 / 1024.0));
             eprintln!(
-                "churn: {joins}/{end_at} joins, peer RSS {:.1} MB, fds {}, UDP sockets {}",
+                "churn: {joins}/{end_at} joins, peer RSS {:.1} MB{}, fds {}, UDP sockets {}",
                 last.rss_kib as f64 / 1024.0,
+                heap.unwrap_or_default(),
                 last.fds,
                 last.udp_sockets
             );
             shown = Instant::now();
         }
     }
-    let end = settled(pid, joins).await?;
+    let end = settled(pid, joins, probe.as_mut()).await?;
     if o.linger > 0.0 {
         eprintln!("churn: the peer (pid {pid}) stays up, idle, for {} s (--linger)", o.linger);
         tokio::time::sleep(Duration::from_secs_f64(o.linger)).await;
@@ -280,7 +358,7 @@ async fn player_run(t: &Target, o: &ChurnOpts, sid: &str, mut kids: Kids) -> any
             .with_context(|| format!("unexpected line from the player process: {line:?}"))
     };
     let line = next_line(&mut rx, limit).await?;
-    let start = settled(pid, number(&line, "WARM ")?).await?;
+    let start = settled(pid, number(&line, "WARM ")?, None).await?;
     writeln!(to_child).context("resuming the player process")?;
     let mut readings = vec![start];
     let mut shown = Instant::now();
@@ -297,7 +375,7 @@ async fn player_run(t: &Target, o: &ChurnOpts, sid: &str, mut kids: Kids) -> any
             shown = Instant::now();
         }
     };
-    let end = settled(pid, end_joins).await?;
+    let end = settled(pid, end_joins, None).await?;
     readings.push(end);
     drop(to_child);
     Ok(Outcome { start, end, readings, failed })
@@ -333,8 +411,8 @@ pub(crate) async fn one_round(url: &str, join_id: &str, batch: usize, stay: f64)
 }
 
 /// A reading once the peer's descriptor count has not changed for 1 s (at most 15 s): players
-/// that just left are torn down asynchronously.
-async fn settled(pid: u32, joins: usize) -> anyhow::Result<PeerReading> {
+/// that just left are torn down asynchronously. With the allocator's figures from `probe`.
+async fn settled(pid: u32, joins: usize, probe: Option<&mut HeapProbe>) -> anyhow::Result<PeerReading> {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = PeerReading::read(pid, joins).context("the peer process has gone")?;
     let mut since = Instant::now();
@@ -346,7 +424,7 @@ async fn settled(pid: u32, joins: usize) -> anyhow::Result<PeerReading> {
         }
         last = now;
     }
-    Ok(last)
+    Ok(last.with_heap(probe))
 }
 
 #[cfg(test)]
@@ -365,6 +443,15 @@ mod tests {
         let flat = [at(0, 10), at(500, 10), at(1000, 10)];
         assert_eq!(growth_mb_per_1000(&flat), 0.0);
         assert!(growth_mb_per_1000(&[at(0, 1)]).is_nan());
+    }
+
+    #[test]
+    fn heap_growth_uses_only_the_readings_that_have_it() {
+        let with = |joins: usize, heap: u64| PeerReading { joins, heap_in_use_kib: Some(heap), ..at(joins, 0) };
+        // 0.5 MiB more live heap every 1,000 joins; the reading without a figure is skipped.
+        let r = [with(0, 1000), at(500, 0), with(1000, 1512), with(2000, 2024)];
+        assert!((heap_growth_mb_per_1000(&r) - 0.5).abs() < 1e-9);
+        assert!(heap_growth_mb_per_1000(&[at(0, 5), at(1000, 6)]).is_nan());
     }
 
     #[test]

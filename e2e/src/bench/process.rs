@@ -2,7 +2,8 @@
 //! (`bench child-…`), each in a process of its own so `/proc/<pid>` shows its cost, and
 //! stopped (SIGINT, then SIGKILL) when the bench is done with them.
 
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -88,10 +89,34 @@ pub async fn start_sfu(kids: &mut Kids, t: &Target, id: &str, streamer: &str) ->
 }
 
 /// Spawn a child (kept in `kids`, so it is stopped on any error) and wait until `t` lists `id`.
+/// Its stdin and stdout are piped for a [`HeapProbe`].
 async fn start_listed(kids: &mut Kids, t: &Target, id: &str, args: &[String]) -> anyhow::Result<u32> {
-    let child = spawn_self(args)?;
+    let child = spawn_self_piped(args)?;
     let pid = child.id();
     kids.0.push(child);
     wait_listed(&t.player_url, id, Duration::from_secs(20)).await?;
     Ok(pid)
+}
+
+/// Asks a streamer or SFU child for its allocator's figures: a line to its stdin, a
+/// `HEAP <json>` line back (`bench child-streamer`/`child-sfu` answer on a thread of their
+/// own, at once).
+pub struct HeapProbe {
+    to: ChildStdin,
+    from: BufReader<ChildStdout>,
+}
+
+impl HeapProbe {
+    /// Takes the pipes of a child started by [`start_streamer`] or [`start_sfu`].
+    pub fn take(child: &mut Child) -> Option<HeapProbe> {
+        Some(HeapProbe { to: child.stdin.take()?, from: BufReader::new(child.stdout.take()?) })
+    }
+
+    /// `None` once the child has gone or when it has no figures (not glibc).
+    pub fn read(&mut self) -> Option<proto::rtc::AllocatorUsage> {
+        writeln!(self.to).and_then(|()| self.to.flush()).ok()?;
+        let mut line = String::new();
+        self.from.read_line(&mut line).ok()?;
+        serde_json::from_str(line.strip_prefix("HEAP ")?.trim()).ok()?
+    }
 }

@@ -4,15 +4,16 @@
 //! (half directly, half through the SFU), each in a process of its own, for `--duration`
 //! seconds. Every process's RSS, descriptors, threads and UDP sockets are read every
 //! `--every` seconds; the report gives each after the warm-up and at the end, and the RSS
-//! slope per hour over the part after the warm-up.
+//! slope per hour over the part after the warm-up; for the streamer and the SFU also their
+//! live heap ([`HeapProbe`]), which tells a leak from memory the allocator keeps.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
 
-use crate::bench::churn::{growth_mb_per_1000, PeerReading};
-use crate::bench::process::{spawn_self_piped, start_sfu, start_streamer, Kids, Picture};
+use crate::bench::churn::{growth_mb_per_1000, heap_growth_mb_per_1000, PeerReading};
+use crate::bench::process::{spawn_self_piped, start_sfu, start_streamer, HeapProbe, Kids, Picture};
 use crate::bench::target::{Target, TargetOpts};
 use crate::bench::{fig, BenchReport, Goal};
 
@@ -48,6 +49,9 @@ pub async fn run(target: &TargetOpts, o: &SoakOpts, smoke: bool) -> anyhow::Resu
     let picture = Picture { width: 320, height: 240, fps: 30, bitrate: 300_000 };
     start_streamer(&mut kids, &t, "SoakStreamer", picture).await?;
     start_sfu(&mut kids, &t, "SoakSFU", "SoakStreamer").await?;
+    // Indexed like PROCESSES: the server is not a child and answers no probe.
+    let mut probes: Vec<Option<HeapProbe>> =
+        std::iter::once(None).chain(kids.0.iter_mut().map(HeapProbe::take)).collect();
     // The player processes run rounds until stopped (`--cycles` beyond any soak); each says
     // `JOINS <n>` after every round.
     let joins: Vec<std::sync::Arc<std::sync::atomic::AtomicUsize>> = (0..2).map(|_| Default::default()).collect();
@@ -96,8 +100,10 @@ pub async fn run(target: &TargetOpts, o: &SoakOpts, smoke: bool) -> anyhow::Resu
         tokio::time::sleep(Duration::from_secs_f64(o.every.clamp(0.2, 600.0))).await;
         let secs = started.elapsed().as_secs() as usize;
         for (i, pid) in pids.iter().enumerate() {
+            let probe = probes.get_mut(i).and_then(Option::as_mut);
             let reading = PeerReading::read(*pid, secs)
-                .with_context(|| format!("{} (pid {pid}) has gone after {secs} s", PROCESSES[i]))?;
+                .with_context(|| format!("{} (pid {pid}) has gone after {secs} s", PROCESSES[i]))?
+                .with_heap(probe);
             if started.elapsed() >= warm {
                 series[i].push(reading);
             }
@@ -128,6 +134,12 @@ pub async fn run(target: &TargetOpts, o: &SoakOpts, smoke: bool) -> anyhow::Resu
         figs.push(fig(&format!("{name} RSS after warm-up"), "MB", first.rss_kib as f64 / 1024.0, Goal::None));
         figs.push(fig(&format!("{name} RSS at the end"), "MB", last.rss_kib as f64 / 1024.0, Goal::None));
         figs.push(fig(&format!("{name} RSS growth per hour"), "MB", per_hour, Goal::None));
+        if let (Some(h0), Some(h1)) = (first.heap_in_use_kib, last.heap_in_use_kib) {
+            figs.push(fig(&format!("{name} live heap after warm-up"), "MB", h0 as f64 / 1024.0, Goal::None));
+            figs.push(fig(&format!("{name} live heap at the end"), "MB", h1 as f64 / 1024.0, Goal::None));
+            let heap_per_hour = heap_growth_mb_per_1000(&series[i]) * 3.6;
+            figs.push(fig(&format!("{name} live heap growth per hour"), "MB", heap_per_hour, Goal::None));
+        }
         figs.push(fig(&format!("{name} fds after warm-up"), "", first.fds as f64, Goal::None));
         figs.push(fig(&format!("{name} fds growth"), "", last.fds as f64 - first.fds as f64, Goal::None));
         figs.push(fig(

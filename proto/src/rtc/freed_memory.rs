@@ -8,10 +8,16 @@
 //! per-join sites; RSS grew 0.62 MB per 1,000 joins). `malloc_trim` returns
 //! the arenas' free pages. It walks every arena, so it runs at most once a
 //! second, on a thread of its own, and only after a peer connection closed.
+//!
+//! [`allocator_usage`] says how much of the process's memory is live heap and
+//! how much the allocator holds freed, so a bench can tell a growing heap
+//! (a leak) from a growing allocator (fragmentation) without a profiler.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 /// Something closed since the last trim.
 static PENDING: AtomicBool = AtomicBool::new(false);
@@ -44,3 +50,56 @@ fn trim() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() {}
+
+/// What the allocator holds at one moment, in bytes (glibc's `mallinfo2`, summed over
+/// every arena).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocatorUsage {
+    /// Allocated and not yet freed: the live heap, wherever it lies.
+    pub in_use: u64,
+    /// Freed, and kept by the allocator in its arenas for reuse. Resident only where its
+    /// pages are still touched: `malloc_trim` gives whole free pages back.
+    pub free_held: u64,
+    /// Address space of the arenas (the heap's span; large blocks excluded).
+    pub arenas: u64,
+    /// Large blocks the allocator mapped on their own (part of `in_use`).
+    pub mapped: u64,
+}
+
+/// The allocator's figures now; `None` where the allocator is not glibc's.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn allocator_usage() -> Option<AllocatorUsage> {
+    // SAFETY: mallinfo2 only reads glibc's arena counters (taking each arena's lock).
+    let m = unsafe { libc::mallinfo2() };
+    let mapped = m.hblkhd as u64;
+    Some(AllocatorUsage {
+        in_use: m.uordblks as u64 + mapped,
+        free_held: m.fordblks as u64,
+        arenas: m.arena as u64,
+        mapped,
+    })
+}
+
+/// The allocator's figures now; `None` where the allocator is not glibc's.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn allocator_usage() -> Option<AllocatorUsage> {
+    None
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_allocation_shows_in_use_until_freed() {
+        let before = allocator_usage().expect("glibc").in_use;
+        // Above glibc's mmap threshold, so its own mapping: counted exactly, whatever other
+        // test threads allocate meanwhile in small chunks.
+        let block = vec![1u8; 64 << 20];
+        let during = allocator_usage().expect("glibc").in_use;
+        assert!(during >= before + (60 << 20), "in use {before} → {during} with 64 MiB live");
+        drop(std::hint::black_box(block));
+        let after = allocator_usage().expect("glibc").in_use;
+        assert!(after + (60 << 20) <= during, "in use {during} → {after} after freeing 64 MiB");
+    }
+}

@@ -226,6 +226,14 @@ pub fn first_video_codec(sdp: &str) -> Option<Codec> {
     None
 }
 
+/// The id the remote side negotiated for the header extension `uri` on `sender` (the
+/// streamer's simulcast and capture-time stamps, the SFU's re-stamping), if it did.
+pub async fn negotiated_extension_id(sender: &dyn webrtc::rtp_transceiver::RtpSender, uri: &str) -> Option<u8> {
+    let parameters = sender.get_parameters().await.ok()?;
+    let ext = parameters.rtp_parameters.header_extensions.iter().find(|e| e.uri == uri)?;
+    u8::try_from(ext.id).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
