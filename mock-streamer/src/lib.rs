@@ -174,7 +174,7 @@ pub fn spawn(config: StreamerConfig) -> Result<StreamerHandle, StreamerError> {
                     _ = cancel.cancelled() => break,
                     _ = tick.tick() => {
                         let snapshot = StatsSnapshot { streamers: stats.iter().map(|s| s.snapshot()).collect() };
-                        tracing::info!(target: "stats", "\n{}", snapshot.summary().trim_end());
+                        tracing::info!(target: "stats", "\n{}\n{}", snapshot.summary().trim_end(), proto::rtc::memory_line());
                     }
                 }
             }

@@ -104,7 +104,9 @@ async fn main() -> anyhow::Result<()> {
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = tick.tick() => tracing::info!(target: "stats", "{}", stats.snapshot().summary()),
+                    _ = tick.tick() => {
+                        tracing::info!(target: "stats", "{}\n{}", stats.snapshot().summary().trim_end(), proto::rtc::memory_line());
+                    }
                 }
             }
         });

@@ -3,8 +3,9 @@
 //! process of its own; rounds of players join it, stream
 //! for a moment and leave, first `--warmup` joins, then `--cycles` more. The peer's resident
 //! memory, open descriptors, threads and UDP sockets are read from `/proc` after the warm-up
-//! and at the end (each after the peer has settled), and after every round for the growth
-//! per 1,000 joins (a least-squares slope over the measured part). The streamer and the SFU
+//! and at the end (each after the peer has settled), and between rounds (the round's
+//! connections closed) for the growth per 1,000 joins (a least-squares slope over the measured
+//! part). The streamer and the SFU
 //! also report their allocator's figures with every reading ([`HeapProbe`]): live heap
 //! against what the allocator keeps freed, which tells a leak from fragmentation.
 
@@ -249,7 +250,7 @@ pub async fn run(target: &TargetOpts, o: &ChurnOpts, runs: usize, smoke: bool) -
     report.runs = runs;
     report.figures_from_runs(&per_run);
     report.notes.push(format!(
-        "{} warm-up joins, then {} join/leave cycles in rounds of {} players staying {} s; {}x{} video; readings after the warm-up and at the end are taken once the peer has settled (descriptor count unchanged for 1 s); growth target: 1 MB per 10,000 joins",
+        "{} warm-up joins, then {} join/leave cycles in rounds of {} players staying {} s; {}x{} video; readings after the warm-up and at the end are taken once the peer has settled (descriptor count unchanged for 1 s), between rounds once the round's connections have closed and one trim period (1.1 s) later; live heap from the peer's allocator (glibc mallinfo2) with each reading; growth target: 1 MB per 10,000 joins",
         o.warmup, o.cycles, o.batch, o.stay, o.width, o.height
     ));
     Ok(report)
@@ -293,7 +294,7 @@ async fn one_run(t: &Target, o: &ChurnOpts, run: usize) -> anyhow::Result<Outcom
     while joins < end_at {
         let (n, f) = round().await?;
         (joins, failed) = (joins + n, failed + f);
-        readings.push(PeerReading::read(pid, joins).context("the peer process has gone")?.with_heap(probe.as_mut()));
+        readings.push(between_rounds(pid, joins, &start, probe.as_mut()).await?);
         if shown.elapsed() > Duration::from_secs(10) {
             let last = readings.last().copied().unwrap_or_default();
             let heap = last.heap_in_use_kib.map(|h| format!(" (live heap {:.1} MB)", h as f64 / 1024.0));
@@ -408,6 +409,29 @@ pub(crate) async fn one_round(url: &str, join_id: &str, batch: usize, stay: f64)
     };
     let r = mock_player::run_load(cfg, load, CancellationToken::new()).await?;
     Ok((r.players, r.failed))
+}
+
+/// A reading between two rounds, at a comparable moment each time: once the peer's
+/// descriptors and UDP sockets are back to `baseline` (the round's connections closed; at most
+/// 3 s), and one trim period later (`proto::rtc::release_freed_memory` gives freed memory back
+/// at most once a second). Read straight after a round instead, the peer's RSS swings by
+/// several MB with how far its teardown has got, more than the growth being measured.
+async fn between_rounds(
+    pid: u32,
+    joins: usize,
+    baseline: &PeerReading,
+    probe: Option<&mut HeapProbe>,
+) -> anyhow::Result<PeerReading> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = PeerReading::read(pid, joins).context("the peer process has gone")?;
+        if (now.fds <= baseline.fds && now.udp_sockets <= baseline.udp_sockets) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    Ok(PeerReading::read(pid, joins).context("the peer process has gone")?.with_heap(probe))
 }
 
 /// A reading once the peer's descriptor count has not changed for 1 s (at most 15 s): players

@@ -66,6 +66,44 @@ pub struct AllocatorUsage {
     pub mapped: u64,
 }
 
+/// The process's memory in one line for a periodic stats log, so an operator who leaves a
+/// streamer or an SFU running for days sees whether it grows and whether it is live heap:
+/// `memory: resident 31.2 MB, live heap 8.7 MB, allocator keeps 6.4 MB freed`.
+pub fn memory_line() -> String {
+    let mb = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let mut parts = Vec::new();
+    if let Some(rss) = resident_bytes() {
+        parts.push(format!("resident {:.1} MB", mb(rss)));
+    }
+    if let Some(a) = allocator_usage() {
+        parts.push(format!("live heap {:.1} MB, allocator keeps {:.1} MB freed", mb(a.in_use), mb(a.free_held)));
+    }
+    if parts.is_empty() {
+        "memory: not available on this platform".to_string()
+    } else {
+        format!("memory: {}", parts.join(", "))
+    }
+}
+
+/// Resident memory of this process (`/proc/self/statm`), on Linux.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+#[cfg(unix)]
+fn page_size() -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+#[cfg(not(unix))]
+fn page_size() -> u64 {
+    4096
+}
+
 /// The allocator's figures now; `None` where the allocator is not glibc's.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn allocator_usage() -> Option<AllocatorUsage> {
@@ -101,5 +139,13 @@ mod tests {
         drop(std::hint::black_box(block));
         let after = allocator_usage().expect("glibc").in_use;
         assert!(after + (60 << 20) <= during, "in use {during} → {after} after freeing 64 MiB");
+    }
+
+    #[test]
+    fn the_memory_line_has_every_figure() {
+        let line = memory_line();
+        assert!(line.starts_with("memory: resident "), "{line}");
+        assert!(line.contains(" MB, live heap ") && line.ends_with(" MB freed"), "{line}");
+        assert!(resident_bytes().is_some_and(|b| b > 1 << 20));
     }
 }
