@@ -112,7 +112,11 @@ pub async fn run(target: &TargetOpts, o: &SoakOpts, smoke: bool) -> anyhow::Resu
             let rss: Vec<String> = series
                 .iter()
                 .zip(PROCESSES)
-                .filter_map(|(s, name)| s.last().map(|r| format!("{name} {:.1} MB", r.rss_kib as f64 / 1024.0)))
+                .filter_map(|(s, name)| {
+                    let r = s.last()?;
+                    let heap = r.heap_in_use_kib.map(|h| format!(" (live heap {:.1})", h as f64 / 1024.0));
+                    Some(format!("{name} {:.1} MB{}", r.rss_kib as f64 / 1024.0, heap.unwrap_or_default()))
+                })
                 .collect();
             eprintln!("soak: {secs}/{} s, RSS: {}", o.duration, rss.join(", "));
             shown = Instant::now();
