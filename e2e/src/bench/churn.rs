@@ -64,7 +64,8 @@ pub struct PeerReading {
     /// Live heap (allocated, not freed), from the peer's allocator; `None` where the peer
     /// does not answer heap probes.
     pub heap_in_use_kib: Option<u64>,
-    /// Freed memory the peer's allocator keeps for reuse.
+    /// Freed memory in the peer's allocator's free lists (resident only where a trim has not
+    /// given its pages back).
     pub allocator_free_kib: Option<u64>,
 }
 
@@ -184,7 +185,7 @@ pub async fn run(target: &TargetOpts, o: &ChurnOpts, runs: usize, smoke: bool) -
         let heap_growth = heap_growth_mb_per_1000(&r.readings);
         if let Some((h0, h1, f0, f1)) = heap {
             eprintln!(
-                "churn {} run {}: live heap {:.1} → {:.1} MB ({heap_growth:+.3} MB per 1,000 joins over the rounds, {:+.3} settled to settled), allocator keeps {:.1} → {:.1} MB freed",
+                "churn {} run {}: live heap {:.1} → {:.1} MB ({heap_growth:+.3} MB per 1,000 joins over the rounds, {:+.3} settled to settled), allocator's free lists {:.1} → {:.1} MB (resident only in part)",
                 o.peer,
                 run + 1,
                 h0 as f64 / 1024.0,
@@ -237,13 +238,8 @@ pub async fn run(target: &TargetOpts, o: &ChurnOpts, runs: usize, smoke: bool) -
                 per_1000(h0, h1),
                 Goal::AtMost(0.1),
             ));
-            figs.push(fig(
-                &format!("{p} allocator's freed memory after warm-up"),
-                "MB",
-                f0 as f64 / 1024.0,
-                Goal::None,
-            ));
-            figs.push(fig(&format!("{p} allocator's freed memory at the end"), "MB", f1 as f64 / 1024.0, Goal::None));
+            figs.push(fig(&format!("{p} allocator's free lists after warm-up"), "MB", f0 as f64 / 1024.0, Goal::None));
+            figs.push(fig(&format!("{p} allocator's free lists at the end"), "MB", f1 as f64 / 1024.0, Goal::None));
         }
         report.details.push(json!({ "start": start, "end": end, "readings": r.readings, "failed": r.failed }));
     }
