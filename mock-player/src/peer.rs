@@ -248,6 +248,8 @@ impl PeerSession {
         if let Err(e) = self.pc.close().await {
             tracing::debug!(error = %e, "closing peer connection");
         }
+        // A player process may join again and again for days (`--reconnect`, agents).
+        proto::rtc::release_freed_memory();
     }
 }
 

@@ -64,8 +64,9 @@ pub struct PlayersChild {
 
 /// `bench child-player-churn`: one long-lived mock-player process joining in rounds. It
 /// prints `WARM <joins>` after the warm-up and `DONE <joins> <failed>` at the end, each time
-/// waiting for a line on stdin (the bench reads its `/proc` meanwhile), and `JOINS <joins>`
-/// after every measured round.
+/// waiting for a line on stdin (the bench reads its `/proc` meanwhile and may ask `HEAP`,
+/// answered `HEAP <json>`), and `JOINS <joins> <json>` after every measured round (the JSON:
+/// its allocator's figures, `proto::rtc::AllocatorUsage`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlayerChurnChild {
     #[arg(long)]
@@ -189,13 +190,21 @@ pub fn players(a: PlayersChild) -> anyhow::Result<()> {
 
 pub fn player_churn(a: PlayerChurnChild) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    let wait_for_bench = || {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map(|_| ())
-    };
     let say = |text: String| {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{text}").and_then(|()| out.flush())
+    };
+    let heap = || serde_json::to_string(&proto::rtc::allocator_usage()).unwrap_or_else(|_| "null".into());
+    // Paused until the bench says go; a `HEAP` line meanwhile is answered with the allocator's
+    // figures (read once the bench has seen the process settle).
+    let wait_for_bench = || -> std::io::Result<()> {
+        loop {
+            let mut line = String::new();
+            if std::io::stdin().lock().read_line(&mut line)? == 0 || line.trim() != "HEAP" {
+                return Ok(());
+            }
+            say(format!("HEAP {}", heap()))?;
+        }
     };
     let rt = runtime()?;
     let (mut joins, mut failed) = (0usize, 0usize);
@@ -210,7 +219,7 @@ pub fn player_churn(a: PlayerChurnChild) -> anyhow::Result<()> {
     while joins < end {
         let (n, f) = rt.block_on(round())?;
         (joins, failed) = (joins + n, failed + f);
-        say(format!("JOINS {joins}"))?;
+        say(format!("JOINS {joins} {}", heap()))?;
     }
     say(format!("DONE {joins} {failed}"))?;
     wait_for_bench()?;

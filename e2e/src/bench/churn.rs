@@ -246,8 +246,18 @@ pub async fn run(target: &TargetOpts, o: &ChurnOpts, runs: usize, smoke: bool) -
     report.runs = runs;
     report.figures_from_runs(&per_run);
     report.notes.push(format!(
-        "{} warm-up joins, then {} join/leave cycles in rounds of {} players staying {} s; {}x{} video; readings after the warm-up and at the end are taken once the peer has settled (descriptor count unchanged for 1 s), between rounds once the round's connections have closed and one trim period (1.1 s) later; live heap from the peer's allocator (glibc mallinfo2) with each reading; growth target: 1 MB per 10,000 joins",
-        o.warmup, o.cycles, o.batch, o.stay, o.width, o.height
+        "{} warm-up joins, then {} join/leave cycles in rounds of {} players staying {} s; {}x{} video; readings after the warm-up and at the end are taken once the peer has settled (descriptor count unchanged for 1 s), {}; live heap from the peer's allocator (glibc mallinfo2) with each reading; growth target: 1 MB per 10,000 joins",
+        o.warmup,
+        o.cycles,
+        o.batch,
+        o.stay,
+        o.width,
+        o.height,
+        if o.peer == "player" {
+            "after every round as soon as the player process reports it"
+        } else {
+            "between rounds once the round's connections have closed and one trim period (1.1 s) later"
+        }
     ));
     Ok(report)
 }
@@ -354,8 +364,23 @@ async fn player_run(t: &Target, o: &ChurnOpts, sid: &str, mut kids: Kids) -> any
             .and_then(|n| n.parse().ok())
             .with_context(|| format!("unexpected line from the player process: {line:?}"))
     };
+    // Once the process has settled, its allocator's figures (`HEAP` → `HEAP <json>`).
+    async fn with_heap(
+        mut reading: PeerReading,
+        to_child: &mut std::process::ChildStdin,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) -> anyhow::Result<PeerReading> {
+        writeln!(to_child, "HEAP").context("asking the player process for its heap")?;
+        let line = next_line(rx, Duration::from_secs(10)).await?;
+        if let Some(usage) = line.strip_prefix("HEAP ").and_then(heap_figures) {
+            reading.heap_in_use_kib = Some(usage.in_use / 1024);
+            reading.allocator_free_kib = Some(usage.free_held / 1024);
+        }
+        Ok(reading)
+    }
     let line = next_line(&mut rx, limit).await?;
     let start = settled(pid, number(&line, "WARM ")?, None).await?;
+    let start = with_heap(start, &mut to_child, &mut rx).await?;
     writeln!(to_child).context("resuming the player process")?;
     let mut readings = vec![start];
     let mut shown = Instant::now();
@@ -366,16 +391,27 @@ async fn player_run(t: &Target, o: &ChurnOpts, sid: &str, mut kids: Kids) -> any
             break (it.next().unwrap_or(0), it.next().unwrap_or(0));
         }
         let joins = number(&line, "JOINS ")?;
-        readings.push(PeerReading::read(pid, joins).context("the player process has gone")?);
+        let mut reading = PeerReading::read(pid, joins).context("the player process has gone")?;
+        if let Some(usage) = line.splitn(3, ' ').nth(2).and_then(heap_figures) {
+            reading.heap_in_use_kib = Some(usage.in_use / 1024);
+            reading.allocator_free_kib = Some(usage.free_held / 1024);
+        }
+        readings.push(reading);
         if shown.elapsed() > Duration::from_secs(10) {
             eprintln!("churn: {joins}/{} joins", o.warmup + o.cycles);
             shown = Instant::now();
         }
     };
     let end = settled(pid, end_joins, None).await?;
+    let end = with_heap(end, &mut to_child, &mut rx).await?;
     readings.push(end);
     drop(to_child);
     Ok(Outcome { start, end, readings, failed })
+}
+
+/// The allocator's figures in a line from the player process (`null` without glibc: `None`).
+fn heap_figures(json: &str) -> Option<proto::rtc::AllocatorUsage> {
+    serde_json::from_str(json.trim()).ok()?
 }
 
 /// The player process's next line, within `limit`.

@@ -81,7 +81,8 @@ pub async fn run(target: &TargetOpts, o: &SoakOpts, smoke: bool) -> anyhow::Resu
             std::thread::spawn(move || {
                 use std::io::BufRead;
                 for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Some(n) = line.strip_prefix("JOINS ").and_then(|n| n.trim().parse().ok()) {
+                    if let Some(n) = line.strip_prefix("JOINS ").and_then(|r| r.split_whitespace().next()?.parse().ok())
+                    {
                         joined.store(n, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
