@@ -144,6 +144,15 @@ async fn twenty_players_get_video_through_one_upstream_connection() {
     // relayed through the SFU; only one of them gets video.)
     let with_video: Vec<_> = s.players.iter().filter(|p| p.packets_sent > 0).collect();
     assert_eq!(with_video.len(), 1, "{s:?}");
+    // Once their channels have closed, the SFU's players are departed players in the
+    // streamer's stats: counted in the totals, not kept one by one (they were, for ever).
+    wait_until(Duration::from_secs(10), "the streamer to let the SFU's players go", || {
+        running.streamers[0].stats().streamers[0].players.len() == 1
+    })
+    .await;
+    let after = &running.streamers[0].stats().streamers[0];
+    assert!(after.totals.datachannel_messages_sent >= s.totals.datachannel_messages_sent, "{after:?}");
+    assert!(after.totals.input_messages >= 20, "{after:?}");
     assert_eq!(
         s.input_counts.get("RequestInitialSettings").copied(),
         Some(20),

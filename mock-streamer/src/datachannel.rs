@@ -179,11 +179,29 @@ pub fn attach(
     player_id: String,
     send_dc: Arc<dyn DataChannel>,
     recv_dc: Arc<dyn DataChannel>,
+    departure: Departure,
 ) {
-    tokio::spawn(run(protocol, player_id, send_dc, recv_dc));
+    tokio::spawn(run(protocol, player_id, send_dc, recv_dc, departure));
 }
 
-async fn run(protocol: Arc<Protocol>, player_id: String, send_dc: Arc<dyn DataChannel>, recv_dc: Arc<dyn DataChannel>) {
+/// What ends a player's entry in the streamer's stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// A direct player: the end of its peer connection (`peer.rs`).
+    WithConnection,
+    /// A player behind an SFU: it has no connection of its own here, only its channels on the
+    /// SFU's, so their end is its departure. (Missed before 4 December: every SFU player's
+    /// entry stayed, ~0.2 KB per SFU join for the streamer's life.)
+    WithChannels,
+}
+
+async fn run(
+    protocol: Arc<Protocol>,
+    player_id: String,
+    send_dc: Arc<dyn DataChannel>,
+    recv_dc: Arc<dyn DataChannel>,
+    departure: Departure,
+) {
     let split = !Arc::ptr_eq(&send_dc, &recv_dc);
     let mut opened = false;
     // A channel created once SCTP is up (the SFU's negotiated ones) is open
@@ -214,6 +232,9 @@ async fn run(protocol: Arc<Protocol>, player_id: String, send_dc: Arc<dyn DataCh
         let _ = send_dc.close().await;
     }
     proto::rtc::drop_closed_channels(vec![send_dc, recv_dc]);
+    if departure == Departure::WithChannels {
+        protocol.stats.remove_player(&player_id);
+    }
 }
 
 async fn on_open(protocol: &Protocol, player_id: &str, dc: &dyn DataChannel, opened: &mut bool) {

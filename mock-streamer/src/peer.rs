@@ -26,7 +26,7 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 use webrtc::rtp_transceiver::RtpSender;
 
-use crate::datachannel::{attach, Protocol};
+use crate::datachannel::{attach, Departure, Protocol};
 use crate::events::StreamerEvent;
 use crate::fanout::{Fanout, PacketExtensions, Subscription, VideoSources, SIMULCAST_RIDS};
 use crate::stats::StreamerStats;
@@ -174,7 +174,7 @@ async fn setup(p: &PeerParams, pc: &dyn PeerConnection) -> Result<Vec<Sender>, P
     }
     if p.data_channel {
         let dc = pc.create_data_channel("datachannel", Some(RTCDataChannelInit::default())).await?;
-        attach(shared.protocol.clone(), p.player_id.clone(), dc.clone(), dc);
+        attach(shared.protocol.clone(), p.player_id.clone(), dc.clone(), dc, Departure::WithConnection);
     }
     let sdp = set_local(pc, pc.create_offer(None).await?).await?;
     let _ = p.signal.send(&Message::Offer {
@@ -296,7 +296,9 @@ async fn drive(
                 }
                 Some(PeerCommand::SfuDataChannels { player_id: sfu_player, send_id, recv_id }) => {
                     match open_sfu_channels(pc, send_id, recv_id).await {
-                        Ok((send_dc, recv_dc)) => attach(shared.protocol.clone(), sfu_player, send_dc, recv_dc),
+                        Ok((send_dc, recv_dc)) => {
+                            attach(shared.protocol.clone(), sfu_player, send_dc, recv_dc, Departure::WithChannels)
+                        }
                         Err(e) => tracing::warn!(sfu = %player_id, error = %e, "cannot open SFU data channels"),
                     }
                 }
