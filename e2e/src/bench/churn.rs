@@ -99,8 +99,13 @@ impl PeerReading {
     }
 
     /// This reading with the allocator's figures from `probe`, when there is one.
-    pub fn with_heap(mut self, probe: Option<&mut HeapProbe>) -> PeerReading {
-        if let Some(usage) = probe.and_then(HeapProbe::read) {
+    pub fn with_heap(self, probe: Option<&mut HeapProbe>) -> PeerReading {
+        self.with_usage(probe.and_then(HeapProbe::read))
+    }
+
+    /// This reading with the allocator's figures `usage`, when there are some.
+    pub fn with_usage(mut self, usage: Option<proto::rtc::AllocatorUsage>) -> PeerReading {
+        if let Some(usage) = usage {
             self.heap_in_use_kib = Some(usage.in_use / 1024);
             self.allocator_free_kib = Some(usage.free_held / 1024);
         }
@@ -366,17 +371,13 @@ async fn player_run(t: &Target, o: &ChurnOpts, sid: &str, mut kids: Kids) -> any
     };
     // Once the process has settled, its allocator's figures (`HEAP` → `HEAP <json>`).
     async fn with_heap(
-        mut reading: PeerReading,
+        reading: PeerReading,
         to_child: &mut std::process::ChildStdin,
         rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
     ) -> anyhow::Result<PeerReading> {
         writeln!(to_child, "HEAP").context("asking the player process for its heap")?;
         let line = next_line(rx, Duration::from_secs(10)).await?;
-        if let Some(usage) = line.strip_prefix("HEAP ").and_then(heap_figures) {
-            reading.heap_in_use_kib = Some(usage.in_use / 1024);
-            reading.allocator_free_kib = Some(usage.free_held / 1024);
-        }
-        Ok(reading)
+        Ok(reading.with_usage(line.strip_prefix("HEAP ").and_then(heap_figures)))
     }
     let line = next_line(&mut rx, limit).await?;
     let start = settled(pid, number(&line, "WARM ")?, None).await?;
@@ -391,12 +392,8 @@ async fn player_run(t: &Target, o: &ChurnOpts, sid: &str, mut kids: Kids) -> any
             break (it.next().unwrap_or(0), it.next().unwrap_or(0));
         }
         let joins = number(&line, "JOINS ")?;
-        let mut reading = PeerReading::read(pid, joins).context("the player process has gone")?;
-        if let Some(usage) = line.splitn(3, ' ').nth(2).and_then(heap_figures) {
-            reading.heap_in_use_kib = Some(usage.in_use / 1024);
-            reading.allocator_free_kib = Some(usage.free_held / 1024);
-        }
-        readings.push(reading);
+        let reading = PeerReading::read(pid, joins).context("the player process has gone")?;
+        readings.push(reading.with_usage(line.splitn(3, ' ').nth(2).and_then(heap_figures)));
         if shown.elapsed() > Duration::from_secs(10) {
             eprintln!("churn: {joins}/{} joins", o.warmup + o.cycles);
             shown = Instant::now();

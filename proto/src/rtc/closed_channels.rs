@@ -40,6 +40,9 @@ pub fn drop_closed_channels(channels: Vec<Arc<dyn DataChannel>>) {
                     let _turn = ONE_AT_A_TIME.lock().await;
                     drop(channel);
                 }
+                // The last handles can be what kept a closed connection's SCTP association
+                // alive: its memory is freed only now, after the trim its close asked for.
+                super::release_freed_memory();
             });
         }
         Err(_) => drop(channels),
