@@ -1,9 +1,10 @@
 //! A short churn run in CI (`bench churn`, 500 join/leave cycles after 100 warm-up joins)
 //! against a mock streamer in its own process: its descriptors and UDP sockets come back to
-//! their baseline, and its resident memory and live heap grow less than generous bounds (the measured growth and
-//! the target are the bench's: `e2e/bench/README.md`). Players stay 1 s: a player that has not
-//! streamed when it leaves counts as a failed join, and in a debug build on 2 busy cores a
-//! join of 25 at once on webrtc-rs 0.21 now and then took over the 0.5 s it had before.
+//! their baseline, and its resident memory and live heap grow less than generous bounds (the
+//! measured growth and the target are the bench's: `e2e/bench/README.md`). Players stay 1 s: a
+//! player that has not streamed when it leaves counts as a failed join, and in a debug build on
+//! 2 busy cores a join of 25 at once on webrtc-rs 0.21 now and then took over the 0.5 s it had
+//! before.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -14,6 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::bench::process::heap_json;
+
 /// `bench child-streamer`
 #[derive(Debug, Clone, clap::Args)]
 pub struct StreamerChild {
@@ -109,9 +111,8 @@ fn answer_heap_probes() {
             if line.is_err() {
                 break;
             }
-            let usage = serde_json::to_string(&proto::rtc::allocator_usage()).unwrap_or_else(|_| "null".into());
             let mut out = std::io::stdout().lock();
-            if writeln!(out, "HEAP {usage}").and_then(|()| out.flush()).is_err() {
+            if writeln!(out, "HEAP {}", heap_json()).and_then(|()| out.flush()).is_err() {
                 break;
             }
         }
@@ -194,7 +195,6 @@ pub fn player_churn(a: PlayerChurnChild) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{text}").and_then(|()| out.flush())
     };
-    let heap = || serde_json::to_string(&proto::rtc::allocator_usage()).unwrap_or_else(|_| "null".into());
     // Paused until the bench says go; a `HEAP` line meanwhile is answered with the allocator's
     // figures (read once the bench has seen the process settle).
     let wait_for_bench = || -> std::io::Result<()> {
@@ -203,7 +203,7 @@ pub fn player_churn(a: PlayerChurnChild) -> anyhow::Result<()> {
             if std::io::stdin().lock().read_line(&mut line)? == 0 || line.trim() != "HEAP" {
                 return Ok(());
             }
-            say(format!("HEAP {}", heap()))?;
+            say(format!("HEAP {}", heap_json()))?;
         }
     };
     let rt = runtime()?;
@@ -219,7 +219,7 @@ pub fn player_churn(a: PlayerChurnChild) -> anyhow::Result<()> {
     while joins < end {
         let (n, f) = rt.block_on(round())?;
         (joins, failed) = (joins + n, failed + f);
-        say(format!("JOINS {joins} {}", heap()))?;
+        say(format!("JOINS {joins} {}", heap_json()))?;
     }
     say(format!("DONE {joins} {failed}"))?;
     wait_for_bench()?;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::process::{start_sfu, start_streamer, HeapProbe, Kids, Picture};
+use crate::bench::process::{heap_from_json, start_sfu, start_streamer, HeapProbe, Kids, Picture};
 use crate::bench::target::{Target, TargetOpts};
 use crate::bench::{fig, BenchReport, Goal};
 
@@ -377,7 +377,7 @@ async fn player_run(t: &Target, o: &ChurnOpts, sid: &str, mut kids: Kids) -> any
     ) -> anyhow::Result<PeerReading> {
         writeln!(to_child, "HEAP").context("asking the player process for its heap")?;
         let line = next_line(rx, Duration::from_secs(10)).await?;
-        Ok(reading.with_usage(line.strip_prefix("HEAP ").and_then(heap_figures)))
+        Ok(reading.with_usage(line.strip_prefix("HEAP ").and_then(heap_from_json)))
     }
     let line = next_line(&mut rx, limit).await?;
     let start = settled(pid, number(&line, "WARM ")?, None).await?;
@@ -393,7 +393,7 @@ async fn player_run(t: &Target, o: &ChurnOpts, sid: &str, mut kids: Kids) -> any
         }
         let joins = number(&line, "JOINS ")?;
         let reading = PeerReading::read(pid, joins).context("the player process has gone")?;
-        readings.push(reading.with_usage(line.splitn(3, ' ').nth(2).and_then(heap_figures)));
+        readings.push(reading.with_usage(line.splitn(3, ' ').nth(2).and_then(heap_from_json)));
         if shown.elapsed() > Duration::from_secs(10) {
             eprintln!("churn: {joins}/{} joins", o.warmup + o.cycles);
             shown = Instant::now();
@@ -404,11 +404,6 @@ async fn player_run(t: &Target, o: &ChurnOpts, sid: &str, mut kids: Kids) -> any
     readings.push(end);
     drop(to_child);
     Ok(Outcome { start, end, readings, failed })
-}
-
-/// The allocator's figures in a line from the player process (`null` without glibc: `None`).
-fn heap_figures(json: &str) -> Option<proto::rtc::AllocatorUsage> {
-    serde_json::from_str(json.trim()).ok()?
 }
 
 /// The player process's next line, within `limit`.

@@ -117,6 +117,17 @@ impl HeapProbe {
         writeln!(self.to).and_then(|()| self.to.flush()).ok()?;
         let mut line = String::new();
         self.from.read_line(&mut line).ok()?;
-        serde_json::from_str(line.strip_prefix("HEAP ")?.trim()).ok()?
+        heap_from_json(line.strip_prefix("HEAP ")?)
     }
+}
+
+/// This process's allocator figures as a child sends them to the bench: JSON of
+/// [`proto::rtc::AllocatorUsage`], `null` without glibc.
+pub fn heap_json() -> String {
+    serde_json::to_string(&proto::rtc::allocator_usage()).unwrap_or_else(|_| "null".into())
+}
+
+/// [`heap_json`]'s figures back; `None` for `null` or anything else.
+pub fn heap_from_json(json: &str) -> Option<proto::rtc::AllocatorUsage> {
+    serde_json::from_str(json.trim()).ok()?
 }

@@ -15,15 +15,7 @@ pub fn cpu_secs() -> f64 {
 
 /// (resident now, peak resident) in bytes.
 pub fn rss_bytes() -> (u64, u64) {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return (0, 0) };
-    let kb = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |k| k * 1024)
-    };
-    (kb("VmRSS:"), kb("VmHWM:"))
+    proto::rtc::resident_memory().map_or((0, 0), |r| (r.now, r.peak))
 }
 
 #[cfg(test)]

@@ -60,10 +60,6 @@ pub struct AllocatorUsage {
     /// Freed, and kept by the allocator in its arenas for reuse. Resident only where its
     /// pages are still touched: `malloc_trim` gives whole free pages back.
     pub free_held: u64,
-    /// Address space of the arenas (the heap's span; large blocks excluded).
-    pub arenas: u64,
-    /// Large blocks the allocator mapped on their own (part of `in_use`).
-    pub mapped: u64,
 }
 
 /// The process's memory in one line for a periodic stats log, so an operator who leaves a
@@ -73,8 +69,8 @@ pub struct AllocatorUsage {
 pub fn memory_line() -> String {
     let mb = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let mut parts = Vec::new();
-    if let Some(rss) = resident_bytes() {
-        parts.push(format!("resident {:.1} MB", mb(rss)));
+    if let Some(rss) = resident_memory() {
+        parts.push(format!("resident {:.1} MB", mb(rss.now)));
     }
     if let Some(a) = allocator_usage() {
         parts.push(format!("live heap {:.1} MB, allocator's free lists {:.1} MB", mb(a.in_use), mb(a.free_held)));
@@ -86,23 +82,22 @@ pub fn memory_line() -> String {
     }
 }
 
-/// Resident memory of this process (`/proc/self/statm`), on Linux.
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
+/// This process's resident memory, now and at its peak, in bytes (`VmRSS` and `VmHWM` of
+/// `/proc/self/status`; `None` off Linux). For the stats' memory line and a load agent's usage.
+pub fn resident_memory() -> Option<ResidentMemory> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let bytes = |key: &str| -> Option<u64> {
+        let kib: u64 = status.lines().find_map(|l| l.strip_prefix(key))?.split_whitespace().next()?.parse().ok()?;
+        Some(kib * 1024)
+    };
+    Some(ResidentMemory { now: bytes("VmRSS:")?, peak: bytes("VmHWM:")? })
 }
 
-#[cfg(unix)]
-fn page_size() -> u64 {
-    // SAFETY: sysconf only reads a system constant.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
-}
-
-#[cfg(not(unix))]
-fn page_size() -> u64 {
-    4096
+/// See [`resident_memory`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResidentMemory {
+    pub now: u64,
+    pub peak: u64,
 }
 
 /// The allocator's figures now; `None` where the allocator is not glibc's.
@@ -110,13 +105,8 @@ fn page_size() -> u64 {
 pub fn allocator_usage() -> Option<AllocatorUsage> {
     // SAFETY: mallinfo2 only reads glibc's arena counters (taking each arena's lock).
     let m = unsafe { libc::mallinfo2() };
-    let mapped = m.hblkhd as u64;
-    Some(AllocatorUsage {
-        in_use: m.uordblks as u64 + mapped,
-        free_held: m.fordblks as u64,
-        arenas: m.arena as u64,
-        mapped,
-    })
+    // Blocks mapped on their own (`hblkhd`) are live heap too.
+    Some(AllocatorUsage { in_use: (m.uordblks + m.hblkhd) as u64, free_held: m.fordblks as u64 })
 }
 
 /// The allocator's figures now; `None` where the allocator is not glibc's.
@@ -147,6 +137,6 @@ mod tests {
         let line = memory_line();
         assert!(line.starts_with("memory: resident "), "{line}");
         assert!(line.contains(" MB, live heap ") && line.contains("free lists"), "{line}");
-        assert!(resident_bytes().is_some_and(|b| b > 1 << 20));
+        assert!(resident_memory().is_some_and(|r| r.now > 1 << 20 && r.peak >= r.now));
     }
 }

@@ -42,7 +42,9 @@ pub use candidate::{candidate_is_loopback, filter_sdp_candidates, from_rtc_candi
 pub use closed_channels::drop_closed_channels;
 pub use crypto::{process_crypto, ProcessCrypto};
 pub use events::{event_channel, EventSender, PeerEvent};
-pub use freed_memory::{allocator_usage, memory_line, release_freed_memory, AllocatorUsage};
+pub use freed_memory::{
+    allocator_usage, memory_line, release_freed_memory, resident_memory, AllocatorUsage, ResidentMemory,
+};
 pub use media::{
     codec_parameters, first_video_codec, media_engine, media_engine_with_feedback, video_codecs, VideoCodecs,
     AV1_PAYLOAD_TYPE, H264_FMTP, H264_PAYLOAD_TYPE, OPUS_FMTP, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE, VP9_PAYLOAD_TYPE,
